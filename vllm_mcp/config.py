@@ -1,0 +1,361 @@
+"""The one typed configuration object, built and validated in one place.
+
+Every setting has an environment variable (the seed's ``VLLM_*`` names, ours
+``VLLM_MCP_*``) and a ``serve`` option. ``Settings.load`` is the only code that
+reads the environment; everything else receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+EMBEDDED_MODEL = "embedded"
+
+Source = Literal["default", "environment", "option", "file"]
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "vllm-mcp"
+
+
+class Settings(BaseModel):
+    """Everything ``vllm-mcp`` can be told. Field aliases are the environment names."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+    # --- model (seed) -------------------------------------------------------
+    model_name: str = Field(
+        EMBEDDED_MODEL,
+        alias="VLLM_MODEL_NAME",
+        min_length=1,
+        description="Hugging Face model id, local directory, or 'embedded' (SmolLM2-135M-Instruct).",
+    )
+    tensor_parallel_size: int = Field(
+        1, alias="VLLM_TENSOR_PARALLEL_SIZE", ge=1, description="GPUs per model replica."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        alias="VLLM_GPU_MEMORY_UTILIZATION",
+        gt=0.0,
+        le=1.0,
+        description="Fraction of each GPU's memory vLLM may take (0-1].",
+    )
+    max_model_len: int | None = Field(
+        None, alias="VLLM_MAX_MODEL_LEN", ge=16, description="Context length; model's own if unset."
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "float16", alias="VLLM_DTYPE", description="Weight and activation dtype."
+    )
+    hf_token: SecretStr | None = Field(
+        None,
+        alias="HUGGING_FACE_HUB_TOKEN",
+        description="Token for gated models (HF_TOKEN is read too). Never logged.",
+    )
+    # --- sampling defaults (seed) ---------------------------------------------
+    default_temperature: float = Field(
+        0.7, alias="VLLM_DEFAULT_TEMPERATURE", ge=0.0, le=2.0, description="Default temperature."
+    )
+    default_max_tokens: int = Field(
+        512, alias="VLLM_DEFAULT_MAX_TOKENS", ge=1, description="Default max tokens per reply."
+    )
+    default_top_p: float = Field(
+        1.0, alias="VLLM_DEFAULT_TOP_P", gt=0.0, le=1.0, description="Default nucleus sampling."
+    )
+    default_top_k: int = Field(
+        -1, alias="VLLM_DEFAULT_TOP_K", description="Default top-k; -1 disables it."
+    )
+    # --- sessions (seed) --------------------------------------------------------
+    max_sessions: int = Field(
+        100, alias="VLLM_MAX_SESSIONS", ge=1, description="Sessions kept; oldest evicted first."
+    )
+    max_session_messages: int = Field(
+        50, alias="VLLM_MAX_SESSION_MESSAGES", ge=2, description="Messages kept per session."
+    )
+    # --- logging (seed) ---------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", alias="VLLM_LOG_LEVEL", description="Log level."
+    )
+    # --- multi-GPU / multi-node pass-through to vLLM ---------------------------
+    pipeline_parallel_size: int = Field(
+        1, alias="VLLM_PIPELINE_PARALLEL_SIZE", ge=1, description="Pipeline-parallel stages."
+    )
+    distributed_executor_backend: Literal["mp", "ray", "uni", "external_launcher"] | None = Field(
+        None,
+        alias="VLLM_DISTRIBUTED_EXECUTOR_BACKEND",
+        description="vLLM executor backend ('ray' for multi-node); vLLM picks if unset.",
+    )
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="VLLM_MCP_ENGINE_ARGS",
+        description="JSON object of any other vLLM engine arguments.",
+    )
+    cpu_kvcache_space_gib: float = Field(
+        4.0,
+        alias="VLLM_CPU_KVCACHE_SPACE",
+        gt=0,
+        description="KV cache size in GiB when running on the CPU (vLLM's own variable).",
+    )
+    # --- server (ours) ---------------------------------------------------------
+    max_concurrency: int = Field(
+        64, alias="VLLM_MCP_MAX_CONCURRENCY", ge=1, description="Generations in flight at once."
+    )
+    max_queue: int = Field(
+        256,
+        alias="VLLM_MCP_MAX_QUEUE",
+        ge=0,
+        description="Calls waiting for a slot; beyond it calls get 'server busy'.",
+    )
+    progress_interval: float = Field(
+        0.05,
+        alias="VLLM_MCP_PROGRESS_INTERVAL",
+        ge=0.0,
+        le=10.0,
+        description="Minimum seconds between two progress notifications of one call.",
+    )
+    shutdown_grace: float = Field(
+        30.0,
+        alias="VLLM_MCP_SHUTDOWN_GRACE",
+        ge=0.0,
+        description="Seconds in-flight calls get to finish on SIGTERM/SIGINT/end of input.",
+    )
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024,
+        alias="VLLM_MCP_MAX_MESSAGE_BYTES",
+        ge=1024,
+        description="Largest JSON-RPC line accepted on stdin.",
+    )
+    max_content_chars: int = Field(
+        200_000,
+        alias="VLLM_MCP_MAX_CONTENT_CHARS",
+        ge=1,
+        description="Largest content of one chat message.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", alias="VLLM_MCP_LOG_FORMAT", description="Log lines as JSON or plain text."
+    )
+    log_file: Path | None = Field(
+        None, alias="VLLM_MCP_LOG_FILE", description="Write logs here instead of stderr."
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        alias="VLLM_MCP_CACHE_DIR",
+        description="Where the embedded model's checkpoint is prepared.",
+    )
+    session_store: Path | None = Field(
+        None,
+        alias="VLLM_MCP_SESSION_STORE",
+        description="SQLite file that keeps sessions across restarts; in memory if unset.",
+    )
+    metrics_textfile: Path | None = Field(
+        None,
+        alias="VLLM_MCP_METRICS_TEXTFILE",
+        description="Prometheus textfile to write (node_exporter textfile collector); off if unset.",
+    )
+    metrics_interval: float = Field(
+        15.0,
+        alias="VLLM_MCP_METRICS_INTERVAL",
+        gt=0.0,
+        description="Seconds between two writes of the metrics textfile.",
+    )
+
+    @field_validator("default_top_k")
+    @classmethod
+    def _top_k(cls, v: int) -> int:
+        if v != -1 and v < 1:
+            raise ValueError("must be -1 (disabled) or >= 1")
+        return v
+
+    @field_validator("log_level", "dtype", "log_format", mode="before")
+    @classmethod
+    def _lower_or_upper(cls, v: Any, info: Any) -> Any:
+        if isinstance(v, str):
+            return v.strip().upper() if info.field_name == "log_level" else v.strip().lower()
+        return v
+
+    @field_validator("engine_args", mode="before")
+    @classmethod
+    def _json_object(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if not v.strip():
+                return {}
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(v, dict):
+                raise ValueError("must be a JSON object such as {\"enforce_eager\": true}")
+        return v
+
+    @field_validator("max_model_len", "distributed_executor_backend", "hf_token",
+                     "log_file", "session_store", "metrics_textfile", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.max_model_len is not None and self.default_max_tokens >= self.max_model_len:
+            raise ValueError(
+                f"VLLM_DEFAULT_MAX_TOKENS ({self.default_max_tokens}) must be below "
+                f"VLLM_MAX_MODEL_LEN ({self.max_model_len}), or no prompt would fit"
+            )
+        return self
+
+    # --- construction ----------------------------------------------------------
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name -> environment variable name."""
+        return {name: f.alias or name for name, f in cls.model_fields.items()}
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        file_values: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Build settings from defaults < file < environment < command-line options.
+
+        Raises ``ConfigError`` whose lines name the variable, the value and what is expected.
+        """
+        return cls.load_with_sources(environ, options, file_values)[0]
+
+    @classmethod
+    def load_with_sources(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        file_values: Mapping[str, str] | None = None,
+    ) -> tuple[Settings, dict[str, Source]]:
+        environ = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        sources: dict[str, Source] = {}
+        names = cls.env_names()
+        layers: list[tuple[Source, Mapping[str, Any]]] = [
+            ("file", file_values or {}),
+            ("environment", environ),
+        ]
+        for source, layer in layers:
+            for field, env in names.items():
+                value = layer.get(env)
+                if value is None and field == "hf_token":
+                    value = layer.get("HF_TOKEN")
+                if value is not None:
+                    raw[env] = value
+                    sources[field] = source
+        for field, value in (options or {}).items():
+            if value is not None:
+                raw[names[field]] = value
+                sources[field] = "option"
+        try:
+            settings = cls.model_validate(raw)
+        except ValidationError as e:
+            raise ConfigError(_explain(e, raw)) from None
+        return settings, {f: sources.get(f, "default") for f in names}
+
+    # --- views -------------------------------------------------------------------
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as plain values, the token masked: safe to print or log."""
+        out: dict[str, Any] = {}
+        for field in type(self).model_fields:
+            value = getattr(self, field)
+            if isinstance(value, SecretStr):
+                value = mask_secret(value.get_secret_value())
+            elif isinstance(value, Path):
+                value = str(value)
+            out[field] = value
+        return out
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``lines`` are complete, user-facing sentences."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def _explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = item.get("loc") or ()
+        name = str(loc[0]) if loc else ""
+        msg = item["msg"].removeprefix("Value error, ")
+        if not name:  # a cross-field check: its message already names the variables
+            lines.append(f"invalid configuration: {msg}")
+            continue
+        shown = "<hidden>" if name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN") else raw.get(name)
+        lines.append(f"invalid {name}={shown!r}: {msg[0].lower() + msg[1:]}")
+    return lines
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """Show that a secret is set without revealing it (``hf_…abcd``-style is too much)."""
+    if not secret:
+        return None
+    return f"<set, {len(secret)} characters>"
+
+
+# --- names that are ours, vLLM's, or typos --------------------------------------
+
+
+@dataclass(frozen=True)
+class UnknownName:
+    name: str
+    suggestion: str | None
+
+    def __str__(self) -> str:
+        hint = f"; did you mean {self.suggestion}?" if self.suggestion else ""
+        return f"unknown setting {self.name}{hint}"
+
+
+def unknown_names(names: list[str], engine_names: frozenset[str] = frozenset()) -> list[UnknownName]:
+    """``VLLM_``/``VLLM_MCP_`` names that neither we nor vLLM know, with the nearest known name."""
+    known = set(Settings.env_names().values()) | {"HF_TOKEN"}
+    out = []
+    for name in sorted(names):
+        if not name.startswith("VLLM_") or name in known or name in engine_names:
+            continue
+        pool = sorted(known if name.startswith("VLLM_MCP_") else known | engine_names)
+        close = difflib.get_close_matches(name, pool, n=1, cutoff=0.75)
+        # vLLM has hundreds of VLLM_* variables we do not list; only flag those
+        # that look like a typo of a name, or that claim our VLLM_MCP_ prefix.
+        if close or name.startswith("VLLM_MCP_") or not engine_names:
+            out.append(UnknownName(name, close[0] if close else None))
+    return out
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a systemd/docker-style env file (``KEY=value``, ``#`` comments, optional quotes)."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ")
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError([f"{path}:{number}: expected KEY=value"])
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
