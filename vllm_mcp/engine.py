@@ -73,6 +73,11 @@ def prepare_process_environment(settings: Settings) -> None:
     vLLM logs to stdout by default, which would corrupt the protocol stream, and
     reads its settings from the environment of this process and its children.
     """
+    # Our settings share vLLM's VLLM_ prefix; vLLM warns about every name it does not
+    # know, in this process and in each engine process. They are parsed by now.
+    own = set(Settings.env_names().values()) - engine_env_names()
+    for name in own | {"HUGGING_FACE_HUB_TOKEN"}:
+        os.environ.pop(name, None)
     vllm_level = "INFO" if settings.log_level == "DEBUG" else "WARNING"
     os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
     os.environ["VLLM_LOGGING_LEVEL"] = vllm_level

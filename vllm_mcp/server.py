@@ -496,8 +496,6 @@ async def chat_once(
     timeout: float = 900.0,
 ) -> dict[str, Any]:
     """Start ``vllm-mcp serve`` as a child, ask one question, stream the reply to ``on_text``."""
-    from datetime import timedelta
-
     from mcp import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -520,7 +518,7 @@ async def chat_once(
         result = await session.call_tool(
             "chat_completion",
             arguments,
-            read_timeout_seconds=timedelta(seconds=timeout),
+            read_timeout_seconds=timeout,
             progress_callback=progress,
         )
     text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
