@@ -75,8 +75,14 @@ def chat(
     from vllm_mcp import server
 
     load_settings({"model_name": model})  # fail fast, before the child starts
-    env = child_environment({"VLLM_MODEL_NAME": model} if model else None)
+    # A person reads this terminal: the server's own log is short text, warnings only,
+    # unless the environment asks for more.
+    env = child_environment(
+        {"VLLM_MODEL_NAME": model} if model else None,
+        defaults={"VLLM_LOG_LEVEL": "WARNING", "VLLM_MCP_LOG_FORMAT": "text"},
+    )
     command = [sys.executable, "-m", "vllm_mcp", "serve"]
+    click.echo("vllm-mcp: starting the server and loading the model (about a minute on a CPU)...", err=True)
 
     def show(text: str) -> None:
         click.echo(text, nl=False)

@@ -366,8 +366,13 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a child ``vllm-mcp serve`` inherits (token included, never printed)."""
-    env = dict(os.environ)
+def child_environment(
+    extra: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment a child ``vllm-mcp serve`` inherits (token included, never printed).
+
+    ``extra`` overrides the parent's values; ``defaults`` applies only where the parent has none.
+    """
+    env = {**(defaults or {}), **os.environ}
     env.update(extra or {})
     return env
