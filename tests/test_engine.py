@@ -1,0 +1,53 @@
+"""Unit tests of the engine wrapper's set-up (no engine is started here)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from vllm_mcp import engine
+from vllm_mcp.config import Settings
+
+
+def test_unknown_engine_argument_suggests_the_nearest() -> None:
+    settings = Settings.load(environ={"VLLM_MCP_ENGINE_ARGS": '{"enforce_eagr": true}'})
+    with pytest.raises(engine.EngineUnavailable) as e:
+        engine.build_engine_args(settings, "/models/x")
+    assert "unknown engine argument 'enforce_eagr'; did you mean 'enforce_eager'?" in str(e.value)
+
+
+def test_engine_args_follow_the_settings_and_pass_extras_through() -> None:
+    settings = Settings.load(
+        environ={
+            "VLLM_DTYPE": "bfloat16",
+            "VLLM_MAX_MODEL_LEN": "2048",
+            "VLLM_GPU_MEMORY_UTILIZATION": "0.8",
+            "VLLM_MCP_ENGINE_ARGS": '{"enforce_eager": true, "max_num_seqs": 8}',
+        }
+    )
+    args = engine.build_engine_args(settings, "/models/x")
+    assert (args.model, args.dtype, args.max_model_len, args.gpu_memory_utilization) == (
+        "/models/x",
+        "bfloat16",
+        2048,
+        0.8,
+    )
+    assert args.enforce_eager is True and args.max_num_seqs == 8
+
+
+def test_process_environment_sends_vllm_logs_to_stderr_and_hides_our_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A private copy: the function edits os.environ, and that must not leak into other tests.
+    environ = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    environ.update({"VLLM_MAX_SESSIONS": "5", "HUGGING_FACE_HUB_TOKEN": "hf_fake"})
+    monkeypatch.setattr(os, "environ", environ)
+    settings = Settings.load(environ=dict(os.environ))
+    engine.prepare_process_environment(settings)
+    assert os.environ["VLLM_LOGGING_STREAM"] == "ext://sys.stderr"
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "WARNING"
+    assert "VLLM_MAX_SESSIONS" not in os.environ  # vLLM would warn about a name it does not know
+    assert "HUGGING_FACE_HUB_TOKEN" not in os.environ and os.environ["HF_TOKEN"] == "hf_fake"
+    # vLLM's own variables are left alone.
+    assert "VLLM_CPU_KVCACHE_SPACE" in engine.engine_env_names()

@@ -1,0 +1,75 @@
+"""The log pump and formats, in child processes that own their fd 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+CHILD = textwrap.dedent(
+    """
+    import json, logging, os, sys
+    from vllm_mcp.config import Settings
+    from vllm_mcp import logging as vlogging
+    settings = Settings.load(environ=json.loads(sys.argv[1]))
+    pump = vlogging.LogPump(settings.log_file)
+    vlogging.configure(settings)
+    log = logging.getLogger("vllm_mcp.test")
+    for i in range(int(sys.argv[2])):
+        log.warning("line %d", i, extra={"n": i})
+    os.write(2, b"raw write from a child process\\n")  # as vLLM's engine processes do
+    pump.close()
+    print(json.dumps({"dropped": pump.dropped_lines, "tail": pump.tail()[-2:]}))
+    """
+)
+
+
+def test_a_parent_that_never_reads_stderr_cannot_stall_logging() -> None:
+    # stderr is a pipe nobody reads: 64 KiB fill it, after that lines are dropped and counted.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, "{}", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    result = json.loads(proc.stdout.read())  # type: ignore[union-attr]
+    assert proc.wait(timeout=120) == 0
+    assert result["dropped"] > 0
+    assert result["tail"][-1] == "raw write from a child process"
+    proc.stderr.close()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_json_lines_when_stderr_is_read() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, "{}", "3"], capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(proc.stdout)["dropped"] == 0
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert [(r["level"], r["message"], r["n"]) for r in records] == [
+        ("WARNING", f"line {i}", i) for i in range(3)
+    ]
+    assert {"time", "logger"} <= records[0].keys()
+
+
+def test_text_format_for_people() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps({"VLLM_MCP_LOG_FORMAT": "text"}), "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    first = proc.stderr.splitlines()[0]
+    assert "WARNING vllm_mcp.test: line 0 n=0" in first and not first.startswith("{")
+
+
+def test_log_file_gets_every_line_and_stderr_none(tmp_path: Path) -> None:
+    log_file = tmp_path / "server.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps({"VLLM_MCP_LOG_FILE": str(log_file)}), "500"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stderr == ""
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 501 and json.loads(lines[499])["message"] == "line 499"
