@@ -381,9 +381,10 @@ class Tools:
             session_id=args.session_id,
             usage=Usage(prompt_tokens=len(prompt.token_ids), completion_tokens=tokens),
             timings=Timings(
-                time_to_first_token_s=first,
-                total_s=time.monotonic() - started,
-                queued_s=queued,
+                # Microseconds are plenty; more digits are noise on the wire.
+                time_to_first_token_s=None if first is None else round(first, 6),
+                total_s=round(time.monotonic() - started, 6),
+                queued_s=round(queued, 6),
             ),
             dropped_history_messages=prompt.dropped_messages,
         )
