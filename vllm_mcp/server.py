@@ -42,7 +42,7 @@ from vllm_mcp.engine import (
     prepare_process_environment,
 )
 from vllm_mcp.metrics import Metrics
-from vllm_mcp.sessions import SessionStore
+from vllm_mcp.sessions import open_store
 from vllm_mcp.tools import (
     ChatArguments,
     ChatResult,
@@ -376,9 +376,13 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
     transport = StdioTransport(settings.max_message_bytes)
     engine = Engine(settings, recent_log_lines=pump.tail)
     metrics = Metrics(engine.model_name, settings.metrics_textfile, settings.metrics_interval)
-    sessions = SessionStore(
-        settings.max_sessions, settings.max_session_messages, on_evict=metrics.session_evicted
+    sessions = open_store(
+        settings.session_store,
+        settings.max_sessions,
+        settings.max_session_messages,
+        on_evict=metrics.session_evicted,
     )
+    metrics.set_sessions(len(sessions))
     tools = Tools(settings, engine, sessions, metrics)
     server = build_server(tools)
     shutdown = _Shutdown()
