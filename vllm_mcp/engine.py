@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllm_mcp import embedded
+from vllm_mcp import embedded, lifeline
 from vllm_mcp.config import EMBEDDED_MODEL, Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ def prepare_process_environment(settings: Settings) -> None:
         os.environ["HF_TOKEN"] = settings.hf_token.get_secret_value()
     # transformers' own advisory warnings are noise on a server's stderr.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # The engine processes die with us, even on SIGKILL (see lifeline.py).
+    lifeline.adopt_children()
 
 
 def _number(x: float) -> str:

@@ -58,7 +58,8 @@ from vllm_mcp.tools import (
 
 log = logging.getLogger(__name__)
 
-PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS, SERVER_SHUTTING_DOWN = -32700, -32600, -32602, -32000
+PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32602, -32603
+SERVER_SHUTTING_DOWN = -32000
 EXIT_OK, EXIT_ENGINE_DIED = 0, 1
 
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -251,10 +252,20 @@ class StdioTransport:
 
     async def _handle_line(self, line: bytes) -> None:
         try:
+            await self._handle_message(line)
+        except Exception as e:  # one bad line must never end the session
+            log.error("could not handle a message", extra={"error": f"{type(e).__name__}: {e}"})
+            await self._reply_error(None, INTERNAL_ERROR, "internal error while reading a message")
+
+    async def _handle_message(self, line: bytes) -> None:
+        try:
             text = line.decode("utf-8")
             obj = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             await self._reply_error(None, PARSE_ERROR, f"Parse error: {_describe(e)}")
+            return
+        except RecursionError:
+            await self._reply_error(None, PARSE_ERROR, "Parse error: JSON nested too deeply")
             return
         if not isinstance(obj, dict):
             kind = "batch" if isinstance(obj, list) else type(obj).__name__
@@ -263,14 +274,24 @@ class StdioTransport:
             )
             return
         rid = obj.get("id")
-        rid = rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None
-        if _LONE_SURROGATE.search(line) and _has_lone_surrogate(obj):
-            await self._reply_error(rid, PARSE_ERROR, "Parse error: lone UTF-16 surrogate in string")
+        if "id" in obj and not _valid_id(rid) and "method" in obj:
+            # Unanswerable by its own id (null, fractional, bool, object): the spec says
+            # answer with a null id rather than drop it or treat it as a notification.
+            await self._reply_error(
+                None, INVALID_REQUEST, "Invalid request: 'id' must be a string or an integer"
+            )
             return
+        rid = rid if _valid_id(rid) else None
         try:
+            if _LONE_SURROGATE.search(line) and _has_lone_surrogate(obj):
+                await self._reply_error(rid, PARSE_ERROR, "Parse error: lone UTF-16 surrogate in string")
+                return
             message = types.jsonrpc_message_adapter.validate_python(obj, by_name=False)
         except ValidationError as e:
             await self._reply_error(rid, INVALID_REQUEST, f"Invalid request: {_first_error(e)}")
+            return
+        except RecursionError:
+            await self._reply_error(rid, INVALID_REQUEST, "Invalid request: JSON nested too deeply")
             return
         if isinstance(message, types.JSONRPCRequest):
             if not self.intake_open:
@@ -352,6 +373,10 @@ def _first_error(e: ValidationError) -> str:
     if any("jsonrpc" in str(err["loc"]) for err in errors):
         return "'jsonrpc' must be \"2.0\""
     return f"not a JSON-RPC 2.0 request, notification or response ({sorted(messages)[0]})"
+
+
+def _valid_id(rid: Any) -> bool:
+    return isinstance(rid, (str, int)) and not isinstance(rid, bool)
 
 
 def _has_lone_surrogate(obj: Any) -> bool:
