@@ -282,6 +282,12 @@ class StdioTransport:
             )
             return
         rid = rid if _valid_id(rid) else None
+        if "method" in obj and ("result" in obj or "error" in obj):
+            # Would otherwise pass as a response to nothing and go unanswered.
+            await self._reply_error(
+                rid, INVALID_REQUEST, "Invalid request: a request cannot carry 'result' or 'error'"
+            )
+            return
         try:
             if _LONE_SURROGATE.search(line) and _has_lone_surrogate(obj):
                 await self._reply_error(rid, PARSE_ERROR, "Parse error: lone UTF-16 surrogate in string")

@@ -51,6 +51,7 @@ class Ledger:
         self.expected: dict[Any, Any] = {}  # id -> "error code" | "result" | "tool_error" | None (any)
         self.anonymous = 0  # lines that may get one response with a null id
         self.cases = 0
+        self.sent: dict[Any, bytes] = {}
         self._ids = itertools.count(1)
 
     def new_id(self, kind: str = "int") -> Any:
@@ -63,6 +64,7 @@ class Ledger:
         if rid is not None:
             assert rid not in self.expected
             self.expected[rid] = expect
+            self.sent[rid] = (line if not isinstance(line, dict) else json.dumps(line))[:300]
         else:
             self.anonymous += 1
         self.server.send(line if not isinstance(line, dict) else json.dumps(line))
@@ -86,7 +88,7 @@ class Ledger:
             missing = [rid for rid in self.expected if rid not in answered]
             if not missing:
                 break
-            assert time.monotonic() < deadline, f"no response for ids {missing[:10]}"
+            assert time.monotonic() < deadline, f"no response for {[self.sent.get(r, r) for r in missing[:5]]}"
             time.sleep(0.05)
         time.sleep(0.3)  # a duplicate would arrive now
         responses = self.responses()
@@ -240,6 +242,13 @@ def test_broken_lines_and_odd_ids(ledger: Ledger) -> None:
     L.send({"jsonrpc": 2.0, "id": "num", "method": "ping"}, "num", INVALID_REQUEST)
     L.send({"jsonrpc": "2.0", "id": "m", "method": 42}, "m", INVALID_REQUEST)
     L.send({"jsonrpc": "2.0", "id": "p", "method": "ping", "params": [1, 2]}, "p", INVALID_REQUEST)
+    # A request that also looks like a response must not pass as a response to nothing.
+    L.send({"jsonrpc": "2.0", "id": "mr", "method": "ping", "result": {}}, "mr", INVALID_REQUEST)
+    L.send(
+        {"jsonrpc": "2.0", "id": "me", "method": "ping", "error": {"code": 1, "message": "m"}},
+        "me",
+        INVALID_REQUEST,
+    )
     # Lone surrogates, escaped: -32700 with the id.
     L.send(b'{"jsonrpc":"2.0","id":"sur","method":"ping","params":{"s":"\\ud800"}}', "sur", PARSE)
     L.send(b'{"jsonrpc":"2.0","id":"sur2","method":"ping","params":{"s":"\\udfff x"}}', "sur2", PARSE)

@@ -1,0 +1,220 @@
+"""End to end: faults around a running server, and what it does about each.
+
+- the engine core process is killed while 8 calls stream;
+- the client stops reading stdout (the server must not spin), then the server is
+  killed with SIGKILL (no engine process may survive it; test_persistence.py
+  kills three more servers that way);
+- the parent never reads stderr while thousands of calls go through at DEBUG, then
+  closes stdin in the middle of a call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.e2e import proctree
+from tests.support import ROOT, RawServer, serve_env
+
+pytestmark = pytest.mark.engine
+
+FIGURES = ROOT / ".cache" / "reliability" / "faults.json"
+
+
+def record(**figures: Any) -> None:
+    """Figures for docs/reliability.md, merged into one file."""
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    data.update(figures)
+    FIGURES.write_text(json.dumps(data, indent=1))
+
+
+def streaming_call(rid: int, tokens: int, token: str) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": rid,
+        "method": "tools/call",
+        "params": {
+            "name": "chat_completion",
+            "arguments": {
+                "messages": [{"role": "user", "content": f"call {rid}"}],
+                "max_tokens": tokens,
+                "min_tokens": tokens,
+            },
+            "_meta": {"progressToken": token},
+        },
+    }
+
+
+def warm_up(server: RawServer) -> None:
+    """Initialize and wait for the model, with a real generation."""
+    server.initialize()
+    chat = {
+        "name": "chat_completion",
+        "arguments": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+    }
+    reply = server.request(1, "tools/call", chat, timeout=180)["result"]
+    assert reply["isError"] is False, reply
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in proctree.alive(processes):
+        t = p.cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def test_engine_killed_while_8_calls_stream(tiny_model: Path) -> None:
+    server = RawServer(serve_env(tiny_model))
+    processes: list[psutil.Process] = []
+    try:
+        warm_up(server)
+        processes = proctree.tree(server.proc.pid)
+        engine = [p for p in processes if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline())]
+        assert len(engine) == 1, [p.name() for p in processes]
+        for i in range(8):
+            server.send(streaming_call(100 + i, 900, f"s{i}"))
+        for i in range(8):
+            server.wait_for(lambda m, i=i: m.get("params", {}).get("progressToken") == f"s{i}")
+        engine[0].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        code = server.proc.wait(30)
+        exit_after = time.monotonic() - killed
+    finally:
+        proctree.kill_all(processes)
+        with contextlib.suppress(OSError):
+            server.close(timeout=5)
+    assert code == 1
+    assert exit_after < 10, f"exited {exit_after:.1f} s after the engine died"
+    for i in range(8):
+        result = server.response(100 + i, timeout=1)["result"]
+        assert result["isError"] is True
+        assert "the vLLM engine process died" in result["content"][0]["text"]
+        assert "restart" in result["content"][0]["text"]
+    assert proctree.wait_gone(processes, timeout=5) == []
+    log = bytes(server.stderr).decode(errors="replace")
+    assert "the vLLM engine died; exiting so the supervisor restarts the server" in log
+    record(engine_killed_calls_answered=8, engine_killed_exit_seconds=round(exit_after, 1))
+
+
+class SlowReader(RawServer):
+    """A client that stops reading stdout while ``reading`` is clear."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.reading = threading.Event()
+        self.reading.set()
+        super().__init__(env)
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            self.reading.wait()
+            line = self.proc.stdout.readline()
+            if not line:
+                return
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+
+def test_client_that_stops_reading_causes_no_busy_loop_then_sigkill_leaves_nothing(
+    tiny_model: Path,
+) -> None:
+    server = SlowReader(serve_env(tiny_model))
+    processes: list[psutil.Process] = []
+    try:
+        warm_up(server)
+        processes = proctree.tree(server.proc.pid)
+        server.reading.clear()
+        time.sleep(0.2)
+        for i in range(8):
+            server.send(streaming_call(100 + i, 300, f"r{i}"))
+        # Enough answers to fill any pipe: ~3 KB each.
+        writer = threading.Thread(
+            target=lambda: [
+                server.send({"jsonrpc": "2.0", "id": 1000 + k, "method": "tools/list"}) for k in range(2000)
+            ],
+            daemon=True,
+        )
+        writer.start()
+        time.sleep(8)  # the generations finish; their answers have nowhere to go
+        before = cpu_seconds(processes)
+        time.sleep(5)
+        spent = cpu_seconds(processes) - before
+        assert server.proc.poll() is None
+        assert spent < 1.0, f"{spent:.2f} CPU seconds in 5 s while stdout was not read"
+        # Nothing was lost meanwhile: reading again delivers every answer.
+        server.reading.set()
+        writer.join(60)
+        for k in range(2000):
+            server.response(1000 + k, timeout=60)
+        for i in range(8):
+            result = server.response(100 + i, timeout=60)["result"]
+            assert result["structuredContent"]["usage"]["completion_tokens"] == 300
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        left = proctree.wait_gone(processes, timeout=5)
+    finally:
+        proctree.kill_all(processes)
+        with contextlib.suppress(OSError):
+            server.close(timeout=5)
+    assert left == [], f"survived SIGKILL of the server: {[p.name() for p in left]}"
+    record(stalled_stdout_cpu_seconds_per_5s=round(spent, 2), sigkill_survivors=0)
+
+
+class DeafParent(RawServer):
+    """A parent that gives the server a stderr pipe and never reads it (FluidMCP does this)."""
+
+    def _read_stderr(self) -> None:
+        return
+
+
+def test_full_stderr_pipe_then_stdin_closed_mid_call(tiny_model: Path) -> None:
+    server = DeafParent(serve_env(tiny_model, VLLM_LOG_LEVEL="DEBUG", VLLM_MCP_SHUTDOWN_GRACE="60"))
+    processes: list[psutil.Process] = []
+    try:
+        warm_up(server)
+        processes = proctree.tree(server.proc.pid)
+        calls = 3000
+        rid = 10_000
+        for batch in range(calls // 100):
+            for k in range(100):
+                rid += 1
+                if k % 2:
+                    server.send({"jsonrpc": "2.0", "id": rid, "method": "ping"})
+                else:
+                    server.send(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": rid,
+                            "method": "tools/call",
+                            "params": {"name": "model_info", "arguments": {}},
+                        }
+                    )
+            server.response(rid, timeout=60)
+            assert batch < 5 or server.proc.poll() is None
+        answered = {m.get("id") for m in server.messages()}
+        assert all(r in answered for r in range(10_001, 10_001 + calls))
+        # The client closes stdin while a call streams: it still completes, the server exits 0.
+        server.send(streaming_call(50, 200, "last"))
+        server.wait_for(lambda m: m.get("params", {}).get("progressToken") == "last")
+        closed = time.monotonic()
+        code = server.close(timeout=90)
+        exit_after = time.monotonic() - closed
+    finally:
+        proctree.kill_all(processes)
+    assert code == 0
+    result = server.response(50, timeout=1)["result"]
+    assert result["structuredContent"]["usage"]["completion_tokens"] == 200
+    assert exit_after < 30
+    assert proctree.wait_gone(processes, timeout=5) == []
+    record(calls_through_full_stderr_pipe=calls, stdin_closed_exit_seconds=round(exit_after, 1))
