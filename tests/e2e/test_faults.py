@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import json
 import signal
+import termios
 import threading
 import time
 from pathlib import Path
@@ -63,6 +66,25 @@ def warm_up(server: RawServer) -> None:
     }
     reply = server.request(1, "tools/call", chat, timeout=180)["result"]
     assert reply["isError"] is False, reply
+
+
+def wait_all(server: RawServer, ids: set[Any], timeout: float) -> dict[Any, dict[str, Any]]:
+    """The responses to ``ids``, parsing each stdout line once (thousands of them)."""
+    found: dict[Any, dict[str, Any]] = {}
+    seen = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = server.lines[seen:]
+        seen += len(lines)
+        for line in lines:
+            msg = json.loads(line)
+            if msg.get("id") in ids and "method" not in msg:
+                assert msg["id"] not in found, f"two responses for {msg['id']}"
+                found[msg["id"]] = msg
+        if len(found) == len(ids):
+            return found
+        assert time.monotonic() < deadline, f"{len(ids) - len(found)} of {len(ids)} calls unanswered"
+        time.sleep(0.05)
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -155,10 +177,9 @@ def test_client_that_stops_reading_causes_no_busy_loop_then_sigkill_leaves_nothi
         # Nothing was lost meanwhile: reading again delivers every answer.
         server.reading.set()
         writer.join(60)
-        for k in range(2000):
-            server.response(1000 + k, timeout=60)
+        replies = wait_all(server, {1000 + k for k in range(2000)} | {100 + i for i in range(8)}, 120)
         for i in range(8):
-            result = server.response(100 + i, timeout=60)["result"]
+            result = replies[100 + i]["result"]
             assert result["structuredContent"]["usage"]["completion_tokens"] == 300
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(10)
@@ -169,6 +190,14 @@ def test_client_that_stops_reading_causes_no_busy_loop_then_sigkill_leaves_nothi
             server.close(timeout=5)
     assert left == [], f"survived SIGKILL of the server: {[p.name() for p in left]}"
     record(stalled_stdout_cpu_seconds_per_5s=round(spent, 2), sigkill_survivors=0)
+
+
+def unread_bytes(server: RawServer) -> int:
+    """Bytes waiting in the stderr pipe that nobody reads."""
+    assert server.proc.stderr is not None
+    buf = array.array("i", [0])
+    fcntl.ioctl(server.proc.stderr.fileno(), termios.FIONREAD, buf)
+    return buf[0]
 
 
 class DeafParent(RawServer):
@@ -185,25 +214,16 @@ def test_full_stderr_pipe_then_stdin_closed_mid_call(tiny_model: Path) -> None:
         warm_up(server)
         processes = proctree.tree(server.proc.pid)
         calls = 3000
-        rid = 10_000
-        for batch in range(calls // 100):
-            for k in range(100):
-                rid += 1
-                if k % 2:
-                    server.send({"jsonrpc": "2.0", "id": rid, "method": "ping"})
-                else:
-                    server.send(
-                        {
-                            "jsonrpc": "2.0",
-                            "id": rid,
-                            "method": "tools/call",
-                            "params": {"name": "model_info", "arguments": {}},
-                        }
-                    )
-            server.response(rid, timeout=60)
-            assert batch < 5 or server.proc.poll() is None
-        answered = {m.get("id") for m in server.messages()}
-        assert all(r in answered for r in range(10_001, 10_001 + calls))
+        ids = set(range(10_001, 10_001 + calls))
+        for rid in sorted(ids):
+            if rid % 2:
+                server.send({"jsonrpc": "2.0", "id": rid, "method": "ping"})
+            else:
+                info = {"name": "model_info", "arguments": {}}
+                server.send({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": info})
+        replies = wait_all(server, ids, 180)
+        assert all("result" in r for r in replies.values())
+        assert unread_bytes(server) >= 60_000, "the stderr pipe was expected to be full"
         # The client closes stdin while a call streams: it still completes, the server exits 0.
         server.send(streaming_call(50, 200, "last"))
         server.wait_for(lambda m: m.get("params", {}).get("progressToken") == "last")

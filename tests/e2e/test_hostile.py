@@ -88,7 +88,9 @@ class Ledger:
             missing = [rid for rid in self.expected if rid not in answered]
             if not missing:
                 break
-            assert time.monotonic() < deadline, f"no response for {[self.sent.get(r, r) for r in missing[:5]]}"
+            assert time.monotonic() < deadline, (
+                f"no response for {[self.sent.get(r, r) for r in missing[:5]]}"
+            )
             time.sleep(0.05)
         time.sleep(0.3)  # a duplicate would arrive now
         responses = self.responses()
