@@ -1,0 +1,48 @@
+"""Unit tests of lifeline: spawned children die with their parent, even on SIGKILL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+
+from tests.e2e import proctree
+from tests.support import ROOT
+
+PARENT = """
+import multiprocessing, os, signal, sys, time
+from vllm_mcp import lifeline
+if sys.argv[1] == "adopt":
+    lifeline.adopt_children()
+ctx = multiprocessing.get_context("spawn")
+child = ctx.Process(target=time.sleep, args=(600,), daemon=False)
+child.start()
+print(child.pid, flush=True)
+time.sleep(1.5)  # the child is up and watching
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def spawn_and_kill_parent(mode: str) -> psutil.Process:
+    proc = subprocess.Popen([sys.executable, "-c", PARENT, mode], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    child = psutil.Process(int(proc.stdout.readline()))
+    assert proc.wait(30) == -9
+    return child
+
+
+def test_a_spawned_child_dies_with_its_killed_parent() -> None:
+    child = spawn_and_kill_parent("adopt")
+    assert proctree.wait_gone([child], timeout=3) == []
+
+
+def test_without_it_the_child_outlives_the_parent() -> None:
+    """The behaviour lifeline exists to prevent (vLLM's engine core does this)."""
+    child = spawn_and_kill_parent("plain")
+    try:
+        time.sleep(1.5)
+        assert proctree.alive([child]) == [child]
+    finally:
+        proctree.kill_all([child])
