@@ -171,7 +171,7 @@ def chat(content: str = "hi", **arguments: Any) -> dict[str, Any]:
 
 def ready(ledger: Ledger) -> None:
     """The model has loaded (the chat cases need it)."""
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 400  # generous: CI machines are shared
     while time.monotonic() < deadline:
         rid = ledger.tool("model_info", {}, expect="result")
         reply = ledger.server.response(rid)

@@ -45,7 +45,7 @@ class Conversation:
             "name": "chat_completion",
             "arguments": {"messages": [{"role": "user", "content": QUESTION}], "session_id": session, **TURN},
         }
-        result = server.request(self.rid, "tools/call", params, timeout=180)["result"]
+        result = server.request(self.rid, "tools/call", params, timeout=400)["result"]
         assert result["isError"] is False, result
         self.completed[session] = self.completed.get(session, 0) + 1
         return result["structuredContent"]

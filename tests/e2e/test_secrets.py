@@ -25,7 +25,8 @@ from tests.e2e import proctree
 from tests.support import RawServer, serve_command, serve_env
 
 TOKEN = "hf_FAKEtokenForLeakTests0123456789abcdefXYZ"
-PIECES = [TOKEN, TOKEN[3:20], TOKEN[-16:]]
+GATEWAY_TOKEN = "fmcp-bearer-FAKE-9f8e7d6c5b4a"  # FluidMCP's, inherited by the server it spawns
+PIECES = [TOKEN, TOKEN[3:20], TOKEN[-16:], GATEWAY_TOKEN]
 
 
 def assert_clean(where: str, data: bytes | str) -> None:
@@ -38,6 +39,7 @@ def env_with_token(model: Path | str, tmp: Path, **extra: str) -> dict[str, str]
     return serve_env(
         model,
         HUGGING_FACE_HUB_TOKEN=TOKEN,
+        FMCP_BEARER_TOKEN=GATEWAY_TOKEN,
         HF_HUB_OFFLINE="1",
         VLLM_MCP_CACHE_DIR=str(tmp / "cache"),
         **extra,
@@ -90,7 +92,7 @@ def test_serve_with_every_tool_shows_no_token_and_opens_no_socket(tiny_model: Pa
             },
             "_meta": {"progressToken": "p"},
         }
-        assert server.request(1, "tools/call", chat, timeout=180)["result"]["isError"] is False
+        assert server.request(1, "tools/call", chat, timeout=400)["result"]["isError"] is False
         processes = proctree.tree(server.proc.pid)
         assert len(processes) >= 2
         info = server.request(2, "tools/call", {"name": "model_info", "arguments": {}})["result"]
