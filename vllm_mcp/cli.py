@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -74,19 +77,31 @@ def chat(
     """Ask one QUESTION: starts `vllm-mcp serve` over stdio and streams the answer."""
     from vllm_mcp import server
 
-    load_settings({"model_name": model})  # fail fast, before the child starts
-    # A person reads this terminal: the server's own log is short text, warnings only,
-    # unless the environment asks for more.
+    settings = load_settings({"model_name": model})  # fail fast, before the child starts
+    # A person reads this terminal, not a log: the server's log (vLLM's warnings and
+    # progress bars included) goes to a file, shown only when something fails.
+    log_file = Path(tempfile.gettempdir()) / f"vllm-mcp-chat-{os.getpid()}.log"
     env = child_environment(
         {"VLLM_MODEL_NAME": model} if model else None,
-        defaults={"VLLM_LOG_LEVEL": "WARNING", "VLLM_MCP_LOG_FORMAT": "text"},
+        defaults={"VLLM_MCP_LOG_FORMAT": "text", "VLLM_MCP_LOG_FILE": str(log_file)},
     )
     command = [sys.executable, "-m", "vllm_mcp", "serve"]
-    click.echo("vllm-mcp: starting the server and loading the model (about a minute on a CPU)...", err=True)
+    click.echo(
+        f"vllm-mcp: starting the server and loading {settings.model_name} (about a minute on a CPU)...",
+        err=True,
+    )
 
     def show(text: str) -> None:
         click.echo(text, nl=False)
         sys.stdout.flush()
+
+    def fail(message: str) -> NoReturn:
+        click.echo(f"vllm-mcp: {message}", err=True)
+        if env["VLLM_MCP_LOG_FILE"] == str(log_file) and log_file.exists():
+            click.echo(f"vllm-mcp: the server's log is {log_file}; its last lines:", err=True)
+            for line in log_file.read_text(errors="replace").splitlines()[-15:]:
+                click.echo(f"  {line}", err=True)
+        sys.exit(1)
 
     try:
         result = asyncio.run(
@@ -102,11 +117,10 @@ def chat(
             )
         )
     except server.ChatFailed as e:
-        click.echo(f"vllm-mcp: {e}", err=True)
-        sys.exit(1)
+        fail(str(e))
     except Exception as e:
-        click.echo(f"vllm-mcp: chat failed: {type(e).__name__}: {e}", err=True)
-        sys.exit(1)
+        fail(f"chat failed: {type(e).__name__}: {e}")
+    log_file.unlink(missing_ok=True)
     click.echo()
     usage = result.get("usage", {})
     timings = result.get("timings", {})
