@@ -12,6 +12,7 @@ This file is also the helper that runs inside the namespace (``python test_gatew
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -53,8 +54,13 @@ def unit_service_lines(unit: Path) -> list[tuple[str, str]]:
 def relocate(value: str, root: Path, venv_bin: Path) -> str:
     """Move the unit's absolute paths under ``root`` (and its venv to the test's)."""
     value = value.replace("/opt/vllm-mcp/venv/bin", str(venv_bin))
-    for prefix in ("/etc/vllm-mcp", "/run/vllm-mcp", "/var/lib/vllm-mcp", "/var/cache/vllm-mcp",
-                   "/var/log/vllm-mcp"):
+    for prefix in (
+        "/etc/vllm-mcp",
+        "/run/vllm-mcp",
+        "/var/lib/vllm-mcp",
+        "/var/cache/vllm-mcp",
+        "/var/log/vllm-mcp",
+    ):
         value = value.replace(prefix, f"{root}{prefix}")
     return value
 
@@ -112,18 +118,23 @@ def post(body: dict[str, Any], token: str | None, timeout: float = 300) -> tuple
 
 
 def call(name: str, arguments: dict[str, Any], token: str | None, rid: int) -> tuple[int, Any]:
-    return post({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
-                 "params": {"name": name, "arguments": arguments}}, token)
+    return post(
+        {
+            "jsonrpc": "2.0",
+            "id": rid,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        },
+        token,
+    )
 
 
 def cmdlines(pid: int) -> list[str]:
     """Command lines of ``pid`` and all its descendants (what `ps` shows)."""
     out = []
     children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    try:
+    with contextlib.suppress(OSError):
         out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-    except OSError:
-        pass
     for child in children.stdout.split():
         out.extend(cmdlines(int(child)))
     return out
@@ -148,7 +159,7 @@ def scenario(root: Path) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                status, _ = post({"jsonrpc": "2.0", "id": 0, "method": "tools/list"}, None, timeout=5)
+                _status, _ = post({"jsonrpc": "2.0", "id": 0, "method": "tools/list"}, None, timeout=5)
                 break
             except (urllib.error.URLError, ConnectionError):
                 if gateway.poll() is not None or time.monotonic() > deadline:
@@ -226,7 +237,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple
     token = install_like_the_bundle(root, tiny_model)
     proc = subprocess.run(
         [*unshare, sys.executable, __file__, str(root)],
-        capture_output=True, text=True, timeout=400, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), token
