@@ -286,3 +286,21 @@ def test_the_token_is_on_no_command_line_and_in_no_log(gateway: tuple[dict[str, 
     assert token not in report["gateway_log"]
     assert report["server_log"], "the unit's VLLM_MCP_LOG_FILE got no lines"
     assert token not in report["server_log"]
+
+
+def test_the_python_client_example_gets_a_reply(tiny_model: Path) -> None:
+    """examples/client.py, run as a user runs it, against a real `vllm-mcp serve`."""
+    env = serve_env(tiny_model, VLLM_DEFAULT_MAX_TOKENS="16")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "client.py"), "Say something"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip(), "the client printed no reply"
+    assert "tokens" in proc.stderr  # progress notifications arrived during generation
