@@ -77,9 +77,7 @@ class Settings(BaseModel):
     default_top_p: float = Field(
         1.0, alias="VLLM_DEFAULT_TOP_P", gt=0.0, le=1.0, description="Default nucleus sampling."
     )
-    default_top_k: int = Field(
-        -1, alias="VLLM_DEFAULT_TOP_K", description="Default top-k; -1 disables it."
-    )
+    default_top_k: int = Field(-1, alias="VLLM_DEFAULT_TOP_K", description="Default top-k; -1 disables it.")
     # --- sessions (seed) --------------------------------------------------------
     max_sessions: int = Field(
         100, alias="VLLM_MAX_SESSIONS", ge=1, description="Sessions kept; oldest evicted first."
@@ -199,11 +197,18 @@ class Settings(BaseModel):
             except json.JSONDecodeError as e:
                 raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(v, dict):
-                raise ValueError("must be a JSON object such as {\"enforce_eager\": true}")
+                raise ValueError('must be a JSON object such as {"enforce_eager": true}')
         return v
 
-    @field_validator("max_model_len", "distributed_executor_backend", "hf_token",
-                     "log_file", "session_store", "metrics_textfile", mode="before")
+    @field_validator(
+        "max_model_len",
+        "distributed_executor_backend",
+        "hf_token",
+        "log_file",
+        "session_store",
+        "metrics_textfile",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
@@ -359,6 +364,13 @@ def read_env_file(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key.strip()] = value
     return values
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a child ``vllm-mcp serve`` inherits (token included, never printed)."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    return env
 
 
 # --- validation shared by `serve` and `config validate` ---------------------------

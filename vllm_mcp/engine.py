@@ -1,0 +1,310 @@
+"""The in-process vLLM engine: the only module that imports vLLM.
+
+``Engine`` loads ``AsyncLLM`` in the background (the server answers ``initialize``
+meanwhile), streams token deltas for one request, aborts requests, and reports a
+load failure with its root cause and actionable advice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import difflib
+import enum
+import importlib.metadata
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vllm_mcp import embedded
+from vllm_mcp.config import EMBEDDED_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+
+class EngineState(str, enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot serve: still failed to load, dead, or shut down."""
+
+
+class EngineDead(EngineUnavailable):
+    """The engine process died; the server must exit so its supervisor restarts it."""
+
+
+class PromptRejected(ValueError):
+    """vLLM refused the request's input (too long, bad parameters)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What one generation asks for, already validated."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int | None = None
+    min_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New output of one request since the last delta."""
+
+    text: str
+    new_tokens: int
+    finish_reason: str | None
+
+
+def prepare_process_environment(settings: Settings) -> None:
+    """Set vLLM's own variables before vLLM is imported.
+
+    vLLM logs to stdout by default, which would corrupt the protocol stream, and
+    reads its settings from the environment of this process and its children.
+    """
+    vllm_level = "INFO" if settings.log_level == "DEBUG" else "WARNING"
+    os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
+    os.environ["VLLM_LOGGING_LEVEL"] = vllm_level
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = _number(settings.cpu_kvcache_space_gib)
+    if settings.hf_token is not None:
+        os.environ["HF_TOKEN"] = settings.hf_token.get_secret_value()
+    # transformers' own advisory warnings are noise on a server's stderr.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def engine_env_names() -> frozenset[str]:
+    """The environment variables vLLM itself reads (so ``config validate`` knows them)."""
+    import vllm.envs
+
+    return frozenset(vllm.envs.environment_variables)
+
+
+def vllm_version() -> str:
+    for dist in ("vllm", "vllm-cpu"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(dist)
+    return "unknown"
+
+
+def resolve_model(settings: Settings) -> tuple[str, str]:
+    """(path or hub id given to vLLM, name shown to users)."""
+    if settings.model_name == EMBEDDED_MODEL:
+        return str(embedded.prepare_embedded_model(settings.cache_dir)), embedded.DISPLAY_NAME
+    return settings.model_name, settings.model_name
+
+
+def build_engine_args(settings: Settings, model: str) -> Any:
+    """``AsyncEngineArgs`` from the settings; unknown pass-through names are a clear error."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    for name in settings.engine_args:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise EngineUnavailable(f"VLLM_MCP_ENGINE_ARGS: unknown engine argument {name!r}{hint}")
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "dtype": settings.dtype,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "pipeline_parallel_size": settings.pipeline_parallel_size,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "max_model_len": settings.max_model_len,
+        "distributed_executor_backend": settings.distributed_executor_backend,
+        "enable_log_requests": False,
+    }
+    kwargs.update(settings.engine_args)
+    return AsyncEngineArgs(**kwargs)
+
+
+class Engine:
+    """One vLLM ``AsyncLLM`` and its life cycle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        recent_log_lines: Callable[[], Sequence[str]] = tuple,
+    ) -> None:
+        self.settings = settings
+        self._recent_log_lines = recent_log_lines
+        self._llm: Any = None
+        self._ready = asyncio.Event()
+        self.state = EngineState.LOADING
+        self.failure: str | None = None
+        self.model_name = settings.model_name
+        self.max_model_len: int | None = settings.max_model_len
+        self.dtype: str = settings.dtype
+        self.device: str = "unknown"
+        self.version = vllm_version()
+        self.tokenizer: Any = None
+        self.load_seconds: float | None = None
+
+    # --- life cycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the model; never raises (the failure is kept and reported to callers)."""
+        started = time.monotonic()
+        try:
+            model, self.model_name = await asyncio.to_thread(resolve_model, self.settings)
+            from vllm.platforms import current_platform
+            from vllm.v1.engine.async_llm import AsyncLLM
+
+            self.device = str(current_platform.device_type)
+            args = build_engine_args(self.settings, model)
+            self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+            config = self._llm.model_config
+            self.max_model_len = int(config.max_model_len)
+            self.dtype = str(config.dtype).removeprefix("torch.")
+            self.tokenizer = self._llm.get_tokenizer()
+            if asyncio.iscoroutine(self.tokenizer):
+                self.tokenizer = await self.tokenizer
+        except asyncio.CancelledError:
+            self.state, self.failure = EngineState.STOPPED, "shut down while loading"
+            raise
+        except BaseException as e:
+            self.state = EngineState.FAILED
+            self.failure = self._explain_failure(e)
+            log.error("model failed to load", extra={"reason": self.failure})
+        else:
+            self.state = EngineState.READY
+            self.load_seconds = time.monotonic() - started
+            log.info(
+                "model ready",
+                extra={
+                    "model": self.model_name,
+                    "device": self.device,
+                    "max_model_len": self.max_model_len,
+                    "load_seconds": round(self.load_seconds, 1),
+                },
+            )
+        finally:
+            self._ready.set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+        self.check_serving()
+
+    def check_serving(self) -> None:
+        if self.state is EngineState.READY and self.errored:
+            self.state = EngineState.FAILED
+            self.failure = "the vLLM engine process died; the server is restarting"
+        if self.state is not EngineState.READY:
+            raise EngineUnavailable(f"model {self.state.value}: {self.failure}")
+
+    @property
+    def errored(self) -> bool:
+        return bool(self._llm is not None and self._llm.errored)
+
+    def unfinished_requests(self) -> int:
+        llm = self._llm
+        return int(llm.get_num_unfinished_requests()) if llm is not None else 0
+
+    def shutdown(self) -> None:
+        if self._llm is not None:
+            with contextlib.suppress(Exception):
+                self._llm.shutdown()
+            # Drop it now: AsyncLLM.__del__ at interpreter teardown prints a traceback.
+            self._llm = None
+        if self.state in (EngineState.READY, EngineState.LOADING):
+            self.state, self.failure = EngineState.STOPPED, "shut down"
+
+    # --- generation --------------------------------------------------------------
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: Sampling, request_id: str
+    ) -> AsyncIterator[Delta]:
+        """Stream deltas; closing or cancelling the iterator aborts the vLLM request."""
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.exceptions import VLLMValidationError
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        self.check_serving()
+        params = SamplingParams(
+            max_tokens=sampling.max_tokens,
+            min_tokens=sampling.min_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            seed=sampling.seed,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        finished = False
+        stream = self._llm.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id)
+        try:
+            async for out in stream:
+                choice = out.outputs[0]
+                finished = out.finished
+                yield Delta(
+                    text=choice.text,
+                    new_tokens=len(choice.token_ids),
+                    finish_reason=choice.finish_reason if out.finished else None,
+                )
+        except EngineDeadError as e:
+            raise EngineDead("the vLLM engine process died during generation") from e
+        except VLLMValidationError as e:
+            raise PromptRejected(str(e)) from e
+        finally:
+            if not finished:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._llm.abort(request_id))
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    # --- diagnostics -------------------------------------------------------------
+
+    def _explain_failure(self, error: BaseException) -> str:
+        text = f"{type(error).__name__}: {error}".strip()
+        cause = _root_cause(self._recent_log_lines())
+        if cause and cause not in text:
+            text = f"{text} (root cause: {cause})"
+        lowered = text.lower()
+        if "out of memory" in lowered or "outofmemory" in lowered or "kv cache" in lowered:
+            s = self.settings
+            text += (
+                ". Try: 1) reduce VLLM_GPU_MEMORY_UTILIZATION (current: "
+                f"{s.gpu_memory_utilization}), 2) reduce VLLM_MAX_MODEL_LEN (current: "
+                f"{s.max_model_len or 'model default'}), 3) use a smaller model or more GPUs "
+                f"(VLLM_TENSOR_PARALLEL_SIZE, current: {s.tensor_parallel_size}), "
+                f"4) on CPU raise VLLM_CPU_KVCACHE_SPACE (current: {s.cpu_kvcache_space_gib} GiB)"
+            )
+        return text
+
+
+_CAUSE_MARKERS = ("Error", "error:", "Exception", "out of memory", "ValueError", "RuntimeError")
+
+
+def _root_cause(lines: Sequence[str]) -> str | None:
+    """The last line of the engine's log that names an error: vLLM only says 'see above'."""
+    for line in reversed(lines):
+        stripped = line.strip()
+        if not stripped or "See root cause above" in stripped or stripped.startswith("File "):
+            continue
+        if any(m in stripped for m in _CAUSE_MARKERS):
+            return stripped[-500:]
+    return None
+
+
+def model_dir_hint(settings: Settings) -> Path | None:
+    """A local checkpoint directory when the model is one (for doctor and prefetch)."""
+    if settings.model_name == EMBEDDED_MODEL:
+        return embedded.checkpoint_dir(settings.cache_dir)
+    path = Path(settings.model_name)
+    return path if path.is_dir() else None
