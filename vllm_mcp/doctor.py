@@ -349,10 +349,9 @@ def _is_http_status(error: BaseException, *codes: int) -> bool:
 
 
 def _is_unreachable(error: BaseException) -> bool:
-    import httpx
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    from vllm_mcp.prefetch import is_network_error
 
-    return isinstance(error, TimeoutError | OSError | httpx.TransportError | OfflineModeIsEnabled)
+    return is_network_error(error)
 
 
 # --- the probes doctor uses ---------------------------------------------------------

@@ -80,6 +80,9 @@ def explain_hub_error(error: BaseException, model: str, revision: str | None,
         RevisionNotFoundError,
     )
 
+    if isinstance(error, LocalEntryNotFoundError) and isinstance(error.__cause__, Exception):
+        # snapshot_download wraps the hub's real answer; explain that, not "not cached".
+        return explain_hub_error(error.__cause__, model, revision, has_token)
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(error, GatedRepoError):
         if has_token:
@@ -104,7 +107,7 @@ def explain_hub_error(error: BaseException, model: str, revision: str | None,
         if status in (401, 403):
             return f"the Hugging Face hub refused access to {model} ({status}): check the token"
         return f"the Hugging Face hub answered {status} for {model}; retry later"
-    if _is_network_error(error):
+    if is_network_error(error):
         return (f"cannot reach the Hugging Face hub to download {model} "
                 f"({type(error).__name__}): check the network, proxy or HF_ENDPOINT")
     if isinstance(error, OSError):
@@ -112,10 +115,12 @@ def explain_hub_error(error: BaseException, model: str, revision: str | None,
     return f"prefetch of {model} failed: {type(error).__name__}"
 
 
-def _is_network_error(error: BaseException) -> bool:
-    import httpx
-
-    return isinstance(error, httpx.TransportError | ConnectionError | TimeoutError)
+def is_network_error(error: BaseException) -> bool:
+    """No answer from the hub: offline mode, refused, timed out, DNS (httpx or httpx2)."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    return any(c.__name__ == "TransportError" and c.__module__.startswith("httpx")
+               for c in type(error).__mro__)
 
 
 def prefetch(
