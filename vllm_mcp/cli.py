@@ -154,11 +154,21 @@ def _engine_names() -> frozenset[str]:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--smoke", is_flag=True, help="Also start the engine and generate a few tokens.")
-def doctor(as_json: bool, smoke: bool) -> None:
-    """Check this machine, the configuration and the model; exit 1 if anything failed."""
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default="/",
+    show_default=True,
+    help="The host's file tree, for the gateway unit check (e.g. an install staged with DESTDIR).",
+)
+def doctor(as_json: bool, smoke: bool, root: Path) -> None:
+    """Check this machine, the configuration and the model; exit 1 if anything failed.
+
+    Warnings do not fail, so the gateway unit can run this as its ExecStartPre.
+    """
     from vllm_mcp.doctor import Probes, run_checks
 
-    report = run_checks(Probes(engine_names=_engine_names), smoke=smoke)
+    report = run_checks(Probes(engine_names=_engine_names, root=root), smoke=smoke)
     click.echo(report.to_json() if as_json else report.to_text())
     sys.exit(1 if report.failed else 0)
 
