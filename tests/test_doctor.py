@@ -88,9 +88,12 @@ def test_busy_a800_table_with_timestamp_and_processes() -> None:
 
 
 def test_r610_header_says_kmd_and_cuda_umd_version() -> None:
-    table = parse_smi_table(fixture("b200-r610-table-excerpt.txt"))
+    table = parse_smi_table(fixture("rtx5060ti-r610-table.txt"))
     assert (table.driver_version, table.cuda_version) == ("610.43.02", "13.3")
-    assert [(g.name, g.memory_total_mib) for g in table.gpus] == [("NVIDIA B200", 183359)] * 2
+    # 18 process rows follow; none of them is taken for a GPU.
+    assert [(g.name, g.memory_total_mib, g.memory_free_mib) for g in table.gpus] == [
+        ("NVIDIA GeForce RTX 5060 Ti", 16311, 16311 - 947)
+    ]
 
 
 def test_h100_query_csv_with_units_and_no_header() -> None:
