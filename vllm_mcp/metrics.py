@@ -203,7 +203,7 @@ class Metrics:
             return
         try:
             write_atomically(self.textfile, self.render())
-        except OSError as exc:
+        except Exception as exc:  # a full disk or a broken collector must not stop serving
             if not self._write_failed:
                 log.warning(
                     "cannot write the metrics textfile", extra={"path": str(self.textfile), "error": str(exc)}
