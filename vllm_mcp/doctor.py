@@ -1043,6 +1043,7 @@ SMOKE_PROMPT = "Say hello."
 def smoke_test(settings: Settings, max_tokens: int = 8) -> Check:
     """Start the real engine and generate a few tokens; the one check that proves it works."""
     from vllm_mcp import engine as engine_module
+    from vllm_mcp import prompts
 
     engine_module.prepare_process_environment(settings)
 
@@ -1051,13 +1052,8 @@ def smoke_test(settings: Settings, max_tokens: int = 8) -> Check:
         await engine.start()
         try:
             engine.check_serving()
-            tok = engine.tokenizer
-            messages = [{"role": "user", "content": SMOKE_PROMPT}]
-            if getattr(tok, "chat_template", None):
-                ids = list(tok.apply_chat_template(messages, add_generation_prompt=True,
-                                                   tokenize=True))
-            else:
-                ids = list(tok.encode(SMOKE_PROMPT))
+            # The same prompt rendering as serve (chat template, or plain text for base models).
+            ids = prompts.render(engine.tokenizer, [{"role": "user", "content": SMOKE_PROMPT}])
             sampling = engine_module.Sampling(max_tokens=max_tokens, temperature=0.0,
                                               top_p=1.0, top_k=-1, seed=0)
             text, tokens = "", 0
@@ -1066,12 +1062,13 @@ def smoke_test(settings: Settings, max_tokens: int = 8) -> Check:
                 tokens += delta.new_tokens
             return text, tokens, engine.load_seconds
         finally:
-            engine.shutdown()
+            await engine.aclose()
 
     try:
         text, tokens, load_s = asyncio.run(generate())
     except Exception as e:
-        return Check("smoke", "fail", f"engine did not generate: {e}",
+        reason = str(e) or type(e).__name__
+        return Check("smoke", "fail", f"engine did not generate: {reason}",
                      "fix the failures above; the message names the cause")
     if tokens == 0:
         return Check("smoke", "fail", "engine started but generated no tokens",
