@@ -31,7 +31,7 @@ endif
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/vllm-mcp chat "$(QUESTION)"
+	$(BIN)/vllm-mcp chat --temperature 0 "$(QUESTION)"
 
 test: $(STAMP)
 	$(BIN)/ruff check vllm_mcp tests bench

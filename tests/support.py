@@ -284,7 +284,7 @@ class RawServer:
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return reply
 
-    def close(self, timeout: float = 60) -> int:
+    def close(self, timeout: float = 180) -> int:
         if self.proc.stdin and not self.proc.stdin.closed:
             self.proc.stdin.close()
         try:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -74,19 +78,31 @@ def chat(
     """Ask one QUESTION: starts `vllm-mcp serve` over stdio and streams the answer."""
     from vllm_mcp import server
 
-    load_settings({"model_name": model})  # fail fast, before the child starts
-    # A person reads this terminal: the server's own log is short text, warnings only,
-    # unless the environment asks for more.
+    settings = load_settings({"model_name": model})  # fail fast, before the child starts
+    # A person reads this terminal, not a log: the server's log (vLLM's warnings and
+    # progress bars included) goes to a file, shown only when something fails.
+    log_file = Path(tempfile.gettempdir()) / f"vllm-mcp-chat-{os.getpid()}.log"
     env = child_environment(
         {"VLLM_MODEL_NAME": model} if model else None,
-        defaults={"VLLM_LOG_LEVEL": "WARNING", "VLLM_MCP_LOG_FORMAT": "text"},
+        defaults={"VLLM_MCP_LOG_FORMAT": "text", "VLLM_MCP_LOG_FILE": str(log_file)},
     )
     command = [sys.executable, "-m", "vllm_mcp", "serve"]
-    click.echo("vllm-mcp: starting the server and loading the model (about a minute on a CPU)...", err=True)
+    click.echo(
+        f"vllm-mcp: starting the server and loading {settings.model_name} (about a minute on a CPU)...",
+        err=True,
+    )
 
     def show(text: str) -> None:
         click.echo(text, nl=False)
         sys.stdout.flush()
+
+    def fail(message: str) -> NoReturn:
+        click.echo(f"vllm-mcp: {message}", err=True)
+        if env["VLLM_MCP_LOG_FILE"] == str(log_file) and log_file.exists():
+            click.echo(f"vllm-mcp: the server's log is {log_file}; its last lines:", err=True)
+            for line in log_file.read_text(errors="replace").splitlines()[-15:]:
+                click.echo(f"  {line}", err=True)
+        sys.exit(1)
 
     try:
         result = asyncio.run(
@@ -102,11 +118,10 @@ def chat(
             )
         )
     except server.ChatFailed as e:
-        click.echo(f"vllm-mcp: {e}", err=True)
-        sys.exit(1)
+        fail(str(e))
     except Exception as e:
-        click.echo(f"vllm-mcp: chat failed: {type(e).__name__}: {e}", err=True)
-        sys.exit(1)
+        fail(f"chat failed: {type(e).__name__}: {e}")
+    log_file.unlink(missing_ok=True)
     click.echo()
     usage = result.get("usage", {})
     timings = result.get("timings", {})
@@ -121,6 +136,115 @@ def chat(
 @cli.group()
 def config() -> None:
     """Check and show the configuration that `serve` would use."""
+
+
+# --- operator tooling: doctor, prefetch, config validate / show ----------------------
+
+
+def _engine_names() -> frozenset[str]:
+    """vLLM's own variable names, so they are not flagged as typos (empty without vLLM)."""
+    try:
+        from vllm_mcp.engine import engine_env_names
+
+        return engine_env_names()
+    except ImportError:
+        return frozenset()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--smoke", is_flag=True, help="Also start the engine and generate a few tokens.")
+@click.option(
+    "--root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default="/",
+    show_default=True,
+    help="The host's file tree, for the gateway unit check (e.g. an install staged with DESTDIR).",
+)
+def doctor(as_json: bool, smoke: bool, root: Path) -> None:
+    """Check this machine, the configuration and the model; exit 1 if anything failed.
+
+    Warnings do not fail, so the gateway unit can run this as its ExecStartPre.
+    """
+    from vllm_mcp.doctor import Probes, run_checks
+
+    report = run_checks(Probes(engine_names=_engine_names, root=root), smoke=smoke)
+    click.echo(report.to_json() if as_json else report.to_text())
+    sys.exit(1 if report.failed else 0)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--revision", help="Branch, tag or commit to pin (default: main).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
+    """Download MODEL (default: VLLM_MODEL_NAME) into the cache; 'embedded' converts the
+    embedded model."""
+    from vllm_mcp.prefetch import PrefetchError, prefetch_for_settings
+
+    settings = load_settings({})
+    try:
+        result = prefetch_for_settings(settings, model, revision, progress=not quiet)
+    except PrefetchError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"model:  {result.model}")
+    click.echo(f"commit: {result.commit or '-'}")
+    click.echo(f"path:   {result.path}")
+    click.echo(f"files:  {len(result.files)}")
+
+
+@config.command("validate")
+@click.argument("path", required=False, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def config_validate(path: Path | None) -> None:
+    """Validate the environment, or PATH: an env file or a FluidMCP config JSON."""
+    from vllm_mcp.config import ConfigError, read_config_file, validate
+    from vllm_mcp.doctor import probe_gpus
+
+    gpu_count = len(probe_gpus().gpus) or None
+    names = _engine_names()
+    if path is None:
+        results = [validate(engine_names=names, gpu_count=gpu_count)]
+    else:
+        try:
+            sets = read_config_file(path)
+        except ConfigError as e:
+            for line in e.lines:
+                click.echo(line)
+            sys.exit(1)
+        results = [
+            validate({}, values, engine_names=names, gpu_count=gpu_count, label=label)
+            for label, values in sets.items()
+        ]
+    for result in results:
+        if result.ok:
+            click.echo(f"{result.label}: valid")
+        for problem in result.problems:
+            click.echo(f"{result.label}: {problem}")
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def config_show(as_json: bool) -> None:
+    """Print the effective configuration and where each value comes from (token masked)."""
+    try:
+        settings, sources = Settings.load_with_sources()
+    except ConfigError as e:
+        for line in e.lines:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+    public = settings.public_dict()
+    names = Settings.env_names()
+    rows = {names[f]: {"value": public[f], "source": sources[f]} for f in names}
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    width = max(len(n) for n in rows)
+    for name, row in rows.items():
+        value = row["value"]
+        shown = "(unset)" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
+        click.echo(f"{name:<{width}}  {shown}  [{row['source']}]")
 
 
 def main() -> None:

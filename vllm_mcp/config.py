@@ -376,3 +376,120 @@ def child_environment(
     env = {**(defaults or {}), **os.environ}
     env.update(extra or {})
     return env
+
+
+# --- validation shared by `serve` and `config validate` ---------------------------
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The outcome of validating one set of values: settings when valid, and every problem."""
+
+    label: str
+    settings: Settings | None
+    sources: dict[str, Source]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(
+    environ: Mapping[str, str] | None = None,
+    file_values: Mapping[str, str] | None = None,
+    *,
+    engine_names: frozenset[str] = frozenset(),
+    gpu_count: int | None = None,
+    label: str = "environment",
+) -> Validation:
+    """Type and range checks (``Settings.load``), unknown names, and contradictions.
+
+    ``gpu_count`` is the number of GPUs visible on this machine, or None when there
+    are none or it is unknown (the parallelism check is then skipped).
+    """
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    settings: Settings | None = None
+    sources: dict[str, Source] = {}
+    try:
+        settings, sources = Settings.load_with_sources(environ, file_values=file_values)
+    except ConfigError as e:
+        problems.extend(e.lines)
+    names = sorted(set(environ) | set(file_values or {}))
+    problems.extend(str(u) for u in unknown_names(names, engine_names))
+    if settings is not None and gpu_count:
+        needed = settings.tensor_parallel_size * settings.pipeline_parallel_size
+        if needed > gpu_count and settings.distributed_executor_backend != "ray":
+            problems.append(
+                f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
+                f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
+                f"GPUs but {gpu_count} are visible; lower it, or use "
+                "VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray across several nodes"
+            )
+    return Validation(label, settings, sources, problems)
+
+
+_OUR_ENV_PREFIXES = ("VLLM_", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
+_JSON_KIND = {int: "a number", float: "a number", bool: "a boolean", list: "an array",
+              dict: "an object", type(None): "null"}
+
+
+def read_fluidmcp_config(path: Path) -> dict[str, dict[str, str]]:
+    """The ``env`` map of each vllm-mcp entry of a FluidMCP config (or metadata.json).
+
+    An entry is ours when its command or args name vllm-mcp / vllm_mcp, or its env
+    sets a ``VLLM_*`` or token variable; other MCP servers in the file are skipped.
+    Non-string env values are errors: the gateway hands env to the process as is.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError([f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})"]) from None
+    servers = doc.get("mcpServers") if isinstance(doc, dict) else None
+    if not isinstance(servers, dict):
+        raise ConfigError([f"{path}: no \"mcpServers\" object (expected a FluidMCP config)"])
+    out: dict[str, dict[str, str]] = {}
+    problems: list[str] = []
+    for name, entry in servers.items():
+        if not isinstance(entry, dict):
+            problems.append(f"{path}: server {name!r} must be a JSON object")
+            continue
+        env = entry.get("env") or {}
+        if not isinstance(env, dict):
+            problems.append(f"{path}: server {name!r}: \"env\" must be a JSON object")
+            continue
+        launch = " ".join(str(x) for x in [entry.get("command", ""), *(entry.get("args") or [])])
+        ours = "vllm-mcp" in launch or "vllm_mcp" in launch or any(
+            str(k).startswith(_OUR_ENV_PREFIXES) for k in env
+        )
+        if not ours:
+            continue
+        values: dict[str, str] = {}
+        for key, value in env.items():
+            if not isinstance(value, str):
+                problems.append(
+                    f"{path}: server {name!r}: env {key} must be a JSON string "
+                    f"(quote it), not {_JSON_KIND.get(type(value), type(value).__name__)}"
+                )
+                continue
+            values[str(key)] = value
+        out[str(name)] = values
+    if problems:
+        raise ConfigError(problems)
+    if not out:
+        raise ConfigError([f"{path}: no vllm-mcp server entry in \"mcpServers\""])
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, dict[str, str]]:
+    """Label -> values for an env file (one set) or a FluidMCP JSON config (one per server)."""
+    if not path.is_file():
+        raise ConfigError([f"{path}: no such file"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read ({e})"]) from None
+    if path.suffix == ".json" or text.lstrip().startswith("{"):
+        return {f"{path} server {name!r}": v for name, v in read_fluidmcp_config(path).items()}
+    return {str(path): read_env_file(path)}

@@ -223,6 +223,20 @@ class Engine:
         llm = self._llm
         return int(llm.get_num_unfinished_requests()) if llm is not None else 0
 
+    async def aclose(self) -> None:
+        """Stop the engine from the event loop, without a spurious error on the way out.
+
+        ``AsyncLLM.shutdown`` stops the engine core before it cancels its output handler,
+        and the handler, still running on this loop, logs the core's exit as an
+        ``EngineDeadError`` traceback. Cancelling the handler first keeps a clean stop quiet.
+        """
+        handler = getattr(self._llm, "output_handler", None)
+        if isinstance(handler, asyncio.Task) and not handler.done():
+            handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await handler
+        await asyncio.to_thread(self.shutdown)
+
     def shutdown(self) -> None:
         if self._llm is not None:
             with contextlib.suppress(Exception):

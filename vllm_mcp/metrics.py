@@ -3,7 +3,7 @@
 A stdio server has no port to scrape, so the metrics go to a file that node_exporter
 (``--collector.textfile.directory``) serves. The file is replaced atomically, so a scrape never
 sees half of it. Our own series are ``vllm_mcp_*`` in a private registry; vLLM's ``vllm:*``
-series are copied from the default registry. ``process_*`` and ``python_*`` are left out on
+series are copied from the default registry as ``vllm_*``. ``process_*`` and ``python_*`` are left out on
 purpose: node_exporter exports its own, and duplicate series break its scrape.
 """
 
@@ -34,12 +34,28 @@ TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 2
 
 
 class _VllmSeries(Collector):
-    """vLLM's own ``vllm:*`` families from the default registry, and nothing else from it."""
+    """vLLM's own ``vllm:*`` families from the default registry, renamed ``vllm_*``.
+
+    Colons are reserved for recording rules: ``promtool check metrics`` rejects them in an
+    exposition, and the textfile must pass it. So ``vllm:num_requests_running`` is written as
+    ``vllm_num_requests_running``; labels and values are vLLM's own.
+    """
 
     def collect(self) -> Iterator[Metric]:
         for family in prometheus_client.REGISTRY.collect():
             if family.name.startswith("vllm:"):
-                yield family
+                yield _renamed(family)
+
+
+def _renamed(family: Metric) -> Metric:
+    name = "vllm_" + family.name.removeprefix("vllm:")
+    if family.type != "counter":
+        name = name.removesuffix("_total")  # "_total" is for counters only
+    copy = Metric(name, family.documentation, family.type, family.unit)
+    copy.samples = [
+        sample._replace(name=name + sample.name.removeprefix(family.name)) for sample in family.samples
+    ]
+    return copy
 
 
 class Metrics:
@@ -187,7 +203,7 @@ class Metrics:
             return
         try:
             write_atomically(self.textfile, self.render())
-        except OSError as exc:
+        except Exception as exc:  # a full disk or a broken collector must not stop serving
             if not self._write_failed:
                 log.warning(
                     "cannot write the metrics textfile", extra={"path": str(self.textfile), "error": str(exc)}

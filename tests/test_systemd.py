@@ -1,0 +1,163 @@
+"""The systemd units: valid for systemd 252, hardened to an exposure of 2.0 or less.
+
+``systemd-analyze verify`` runs against a throw-away root holding the units, the drop-in
+that deploy/install.sh writes, empty executables where the units' ExecStart= point and a
+copy of the host's own unit directory (for the targets the units name).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vllm_mcp.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = ROOT / "systemd"
+GATEWAY = "vllm-mcp-gateway.service"
+PREFETCH = "vllm-mcp-prefetch.service"
+MAX_EXPOSURE = 2.0
+
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+
+
+def service_values(unit: Path, key: str) -> list[str]:
+    out, section = [], ""
+    for line in unit.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and line.startswith(f"{key}="):
+            out.append(line.partition("=")[2])
+    return out
+
+
+def make_root(tmp: Path, allow: str | None = None) -> Path:
+    """A root with the units installed as deploy/install.sh installs them."""
+    root = tmp / "root"
+    system = root / "etc/systemd/system"
+    system.mkdir(parents=True)
+    for unit in (GATEWAY, PREFETCH):
+        shutil.copy(UNITS / unit, system / unit)
+        for key in ("ExecStart", "ExecStartPre"):
+            for command in service_values(UNITS / unit, key):
+                exe = root / command.split()[0].lstrip("+-!@").lstrip("/")
+                exe.parent.mkdir(parents=True, exist_ok=True)
+                exe.write_text("#!/bin/sh\n")
+                exe.chmod(0o755)
+    host_units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
+    shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
+    if allow is not None:
+        dropin = system / f"{GATEWAY}.d"
+        dropin.mkdir()
+        (dropin / "network.conf").write_text(
+            f"[Service]\nIPAddressDeny=any\nIPAddressAllow=\nIPAddressAllow=localhost {allow}\n"
+        )
+    return root
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_COLORS": "0"}
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def exposure(output: str) -> float:
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+    assert match, output[-2000:]
+    return float(match.group(1))
+
+
+def security_line(output: str, setting: str) -> str:
+    for line in output.splitlines():
+        if re.match(rf"\W*{re.escape(setting)}\s", line):
+            return line
+    raise AssertionError(f"no {setting} line in:\n{output[-3000:]}")
+
+
+@pytest.mark.parametrize("unit", [GATEWAY, PREFETCH])
+def test_units_verify_cleanly(tmp_path: Path, unit: str) -> None:
+    root = make_root(tmp_path, allow="10.0.0.5")
+    result = analyze("verify", f"--root={root}", unit)
+    # verify exits 0 on settings it ignores; any message at all is a mistake in the unit.
+    assert result.returncode == 0 and result.stderr.strip() == "" and result.stdout.strip() == "", (
+        result.stdout + result.stderr
+    )
+
+
+def test_verify_catches_a_broken_setting(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    unit = root / "etc/systemd/system" / GATEWAY
+    unit.write_text(unit.read_text().replace("KillMode=mixed", "KillMode=mixd"))
+    result = analyze("verify", f"--root={root}", GATEWAY)
+    assert "kill mode" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("unit", [GATEWAY, PREFETCH])
+def test_exposure_is_at_most_two(unit: str) -> None:
+    result = analyze("security", "--offline=true", str(UNITS / unit))
+    score = exposure(result.stdout + result.stderr)
+    print(f"{unit}: exposure {score}")
+    assert score <= MAX_EXPOSURE
+
+
+def test_the_gateway_only_accepts_localhost_without_the_dropin() -> None:
+    result = analyze("security", "--offline=true", str(UNITS / GATEWAY))
+    line = security_line(result.stdout, "✗ IPAddressDeny=")
+    assert "allow list with only localhost entries" in line
+
+
+def test_the_dropin_adds_the_operators_clients(tmp_path: Path) -> None:
+    root = make_root(tmp_path, allow="10.0.0.5 192.168.10.0/24")
+    result = analyze("security", "--offline=true", f"--root={root}", GATEWAY)
+    line = security_line(result.stdout, "✗ IPAddressDeny=")
+    assert "allow list with non-localhost entries" in line
+    assert exposure(result.stdout) <= MAX_EXPOSURE
+
+
+def test_without_ip_rules_the_scorer_notices(tmp_path: Path) -> None:
+    # The check above is only meaningful if the scorer reports a missing rule differently.
+    unit = tmp_path / GATEWAY
+    text = (UNITS / GATEWAY).read_text()
+    unit.write_text("\n".join(line for line in text.splitlines() if not line.startswith("IPAddress")))
+    result = analyze("security", "--offline=true", str(unit))
+    assert "does not define an IP address allow list" in security_line(result.stdout, "✗ IPAddressDeny=")
+    assert exposure(result.stdout) > exposure(
+        analyze("security", "--offline=true", str(UNITS / GATEWAY)).stdout
+    )
+
+
+def test_stop_timeout_outlasts_the_shutdown_grace() -> None:
+    (timeout,) = service_values(UNITS / GATEWAY, "TimeoutStopSec")
+    grace = Settings.model_fields["shutdown_grace"].default
+    assert float(timeout) > grace + 5, "in-flight calls need the grace period plus the gateway's own exit"
+    assert service_values(UNITS / GATEWAY, "KillMode") == ["mixed"]
+
+
+def test_gateway_unit_policy() -> None:
+    unit = UNITS / GATEWAY
+    text = unit.read_text()
+    assert service_values(unit, "ExecStartPre")[0].endswith("vllm-mcp doctor")
+    assert service_values(unit, "Restart") == ["on-failure"]
+    assert "StartLimitBurst=" in text and "StartLimitIntervalSec=" in text
+    assert service_values(unit, "RestartSec")
+    # NVIDIA devices and nothing else.
+    assert service_values(unit, "DevicePolicy") == ["closed"]
+    allowed = service_values(unit, "DeviceAllow")
+    assert allowed and all(a.startswith("char-nvidia") for a in allowed)
+    # Secrets only from root-only files, never on a command line.
+    assert service_values(unit, "EnvironmentFile") == [
+        "/etc/vllm-mcp/gateway.env",
+        "-/etc/vllm-mcp/vllm-mcp.env",
+    ]
+    for command in service_values(unit, "ExecStart") + service_values(unit, "ExecStartPre"):
+        assert "--token" not in command and "--secure" not in command and "TOKEN" not in command
+    for env in service_values(unit, "Environment"):
+        assert not env.startswith(("FMCP_", "HUGGING_FACE", "HF_TOKEN"))
+    assert service_values(unit, "User") == ["vllm-mcp"]
+    assert service_values(unit, "ProtectSystem") == ["strict"]
+    assert service_values(unit, "NoNewPrivileges") == ["yes"]
