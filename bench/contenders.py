@@ -133,6 +133,9 @@ class McpContender(Contender):
         self.session = await self._stack.enter_async_context(ClientSession(read, write))
         await self.session.initialize()
         self.pid = find_child("vllm_mcp")
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             info = await self.session.call_tool("model_info", {})
@@ -181,6 +184,63 @@ class McpContender(Contender):
             "ping": await round_trips(self.session.send_ping, n),
             "tools_list": await round_trips(self.session.list_tools, n),
         }
+
+
+class McpPipeContender(McpContender):
+    """The same ``ClientSession``, over plain asyncio pipes instead of the SDK's ``stdio_client``.
+
+    Measured because the SDK's stdio transport (mcp 2.3.0) delays delivery of what the
+    server has already written: this variant shows what the server itself delivers.
+    """
+
+    name = "vllm-mcp-pipe"
+
+    async def start(self) -> None:
+        import anyio
+        import mcp_types as types
+        from mcp import ClientSession
+        from mcp.shared.message import SessionMessage
+
+        self._stack = contextlib.AsyncExitStack()
+        errlog = self._stack.enter_context(open(self.log_dir / f"{self.name}.stderr.log", "w"))  # noqa: SIM115
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vllm_mcp", "serve", env=self.env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=errlog, limit=1 << 24,
+        )  # fmt: skip
+        self.proc, self.pid = proc, proc.pid
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+        to_session, session_reads = anyio.create_memory_object_stream[Any](0)
+        session_writes, from_session = anyio.create_memory_object_stream[Any](0)
+
+        async def pump_in() -> None:
+            async with to_session:
+                async for line in stdout:
+                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                    await to_session.send(SessionMessage(message))
+
+        async def pump_out() -> None:
+            async with from_session:
+                async for m in from_session:
+                    stdin.write(m.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
+                    await stdin.drain()
+
+        self._pumps = [asyncio.create_task(pump_in()), asyncio.create_task(pump_out())]
+        self.session = await self._stack.enter_async_context(ClientSession(session_reads, session_writes))
+        await self.session.initialize()
+        await self._wait_ready()
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+        for t in self._pumps:
+            t.cancel()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 60)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
 
 
 class SequentialContender(McpContender):
@@ -370,7 +430,8 @@ class VllmServeContender(Contender):
 
 
 CONTENDERS: dict[str, type[Contender]] = {
-    c.name: c for c in (EngineContender, McpContender, VllmServeContender, SequentialContender)
+    c.name: c
+    for c in (EngineContender, McpContender, McpPipeContender, VllmServeContender, SequentialContender)
 }
 
 

@@ -9,6 +9,8 @@ MAIN = ("vllm-mcp", "stream")
 SERIES = [
     ("vllm-mcp", "stream", "vllm-mcp (progress on)"),
     ("vllm-mcp", "no-stream", "vllm-mcp (progress off)"),
+    ("vllm-mcp-pipe", "stream", "vllm-mcp, pipe client (progress on)"),
+    ("vllm-mcp-pipe", "no-stream", "vllm-mcp, pipe client (progress off)"),
     ("engine", "stream", "raw AsyncLLM"),
     ("vllm-serve", "stream", "vllm serve (HTTP, SSE)"),
     ("sequential", "stream", "vllm-mcp, concurrency 1"),
@@ -24,32 +26,40 @@ def _div(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+CLIENTS = {"vllm-mcp": "SDK stdio_client", "vllm-mcp-pipe": "ClientSession over asyncio pipes"}
+
+
 def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per concurrency: vllm-mcp's output tok/s over each other contender's, and TTFT deltas."""
+    """Per concurrency and MCP client: output tok/s over each other contender's, and TTFT deltas."""
     rows = []
     for c in results["workload"]["concurrencies"]:
-        mcp, off = level(results, *MAIN, c), level(results, "vllm-mcp", "no-stream", c)
         eng, vs = level(results, "engine", "stream", c), level(results, "vllm-serve", "stream", c)
         seq = level(results, "sequential", "stream", c)
-
-        def tput(s: dict[str, Any] | None) -> float | None:
-            return s["output_throughput"] if s else None
-
-        def ttft(s: dict[str, Any] | None, p: str) -> float | None:
-            return s["ttft_ms"][p] if s else None
-
-        rows.append(
-            {
-                "concurrency": c,
-                "mcp_vs_engine": _div(tput(mcp), tput(eng)),
-                "mcp_nostream_vs_engine": _div(tput(off), tput(eng)),
-                "mcp_vs_vllm_serve": _div(tput(mcp), tput(vs)),
-                "mcp_vs_sequential": _div(tput(mcp), tput(seq)),
-                "ttft_p50_minus_engine_ms": _sub(ttft(mcp, "p50"), ttft(eng, "p50")),
-                "ttft_p50_minus_vllm_serve_ms": _sub(ttft(mcp, "p50"), ttft(vs, "p50")),
-            }
-        )
+        for client in CLIENTS:
+            mcp, off = level(results, client, "stream", c), level(results, client, "no-stream", c)
+            if mcp is None:
+                continue
+            rows.append(
+                {
+                    "concurrency": c,
+                    "client": client,
+                    "mcp_vs_engine": _div(_tput(mcp), _tput(eng)),
+                    "mcp_nostream_vs_engine": _div(_tput(off), _tput(eng)),
+                    "mcp_vs_vllm_serve": _div(_tput(mcp), _tput(vs)),
+                    "mcp_vs_sequential": _div(_tput(mcp), _tput(seq)),
+                    "ttft_p50_minus_engine_ms": _sub(_ttft(mcp, "p50"), _ttft(eng, "p50")),
+                    "ttft_p50_minus_vllm_serve_ms": _sub(_ttft(mcp, "p50"), _ttft(vs, "p50")),
+                }
+            )
     return rows
+
+
+def _tput(s: dict[str, Any] | None) -> float | None:
+    return s["output_throughput"] if s else None
+
+
+def _ttft(s: dict[str, Any] | None, p: str) -> float | None:
+    return s["ttft_ms"][p] if s else None
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -58,11 +68,20 @@ def _sub(a: float | None, b: float | None) -> float | None:
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and met / missed / not measured."""
-    by_c = {r["concurrency"]: r for r in results["ratios"]}
     out: list[dict[str, Any]] = []
+    for client in CLIENTS:
+        out += _targets(results, client)
+    return out
+
+
+def _targets(results: dict[str, Any], client: str) -> list[dict[str, Any]]:
+    by_c = {r["concurrency"]: r for r in results["ratios"] if r["client"] == client}
+    out: list[dict[str, Any]] = []
+    if not by_c:
+        return out
 
     def add(name: str, value: float | None, ok: bool | None) -> None:
-        out.append({"target": name, "value": value, "met": ok})
+        out.append({"target": f"{name} [{CLIENTS[client]}]", "client": client, "value": value, "met": ok})
 
     for c in (16, 64):
         r = by_c.get(c, {})
@@ -77,9 +96,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     add("output tok/s >= 5 x sequential at c=16", v, None if v is None else v >= 5)
     v = r.get("ttft_p50_minus_engine_ms")
     add("TTFT p50 adds <= 5 ms over the engine at c=16 (ms)", v, None if v is None else v <= 5)
-    ping = results["contenders"].get("vllm-mcp", {}).get("overhead_ms", {}).get("ping", {}).get("p50")
+    ping = results["contenders"].get(client, {}).get("overhead_ms", {}).get("ping", {}).get("p50")
     add("ping round trip p50 < 1 ms", ping, None if ping is None else ping < 1.0)
-    tl = results["contenders"].get("vllm-mcp", {}).get("overhead_ms", {}).get("tools_list", {}).get("p50")
+    tl = results["contenders"].get(client, {}).get("overhead_ms", {}).get("tools_list", {}).get("p50")
     add("tools/list round trip p50 < 1 ms", tl, None if tl is None else tl < 1.0)
     return out
 
@@ -106,13 +125,14 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "**Ratios of vllm-mcp (progress on) output tokens/s**, and TTFT p50 differences:",
         "",
-        "| concurrency | / engine | (progress off) / engine | / vllm serve | / sequential "
+        "| MCP client | concurrency | / engine | (progress off) / engine | / vllm serve | / sequential "
         "| TTFT p50 − engine (ms) | TTFT p50 − vllm serve (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results["ratios"]:
+    for r in sorted(results["ratios"], key=lambda r: (r["client"], r["concurrency"])):
         lines.append(
-            f"| {r['concurrency']} | {_f(r['mcp_vs_engine'], 3)} | {_f(r['mcp_nostream_vs_engine'], 3)} "
+            f"| {CLIENTS[r['client']]} | {r['concurrency']} | {_f(r['mcp_vs_engine'], 3)} "
+            f"| {_f(r['mcp_nostream_vs_engine'], 3)} "
             f"| {_f(r['mcp_vs_vllm_serve'], 3)} | {_f(r['mcp_vs_sequential'], 2)} "
             f"| {_f(r['ttft_p50_minus_engine_ms'], 2)} | {_f(r['ttft_p50_minus_vllm_serve_ms'], 2)} |"
         )

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SMOKE = Workload(num_prompts=32, max_tokens=32, concurrencies=(1, 16), overhead_calls=50)
 # `vllm serve` takes ~50 s to start here; the smoke run leaves it out to stay under 3 minutes.
-SMOKE_CONTENDERS = "engine,vllm-mcp,sequential"
-ALL_CONTENDERS = "engine,vllm-mcp,vllm-serve,sequential"
+SMOKE_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,sequential"
+ALL_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,vllm-serve,sequential"
 
 
 def model_env(model: str, dtype: str | None, max_model_len: int, kv_cache_gib: int) -> dict[str, str]:
