@@ -7,8 +7,8 @@ from typing import Any
 
 MAIN = ("vllm-mcp", "stream")
 SERIES = [
-    ("vllm-mcp", "stream", "vllm-mcp (progress on)"),
-    ("vllm-mcp", "no-stream", "vllm-mcp (progress off)"),
+    ("vllm-mcp", "stream", "vllm-mcp, SDK stdio_client (progress on)"),
+    ("vllm-mcp", "no-stream", "vllm-mcp, SDK stdio_client (progress off)"),
     ("vllm-mcp-pipe", "stream", "vllm-mcp, pipe client (progress on)"),
     ("vllm-mcp-pipe", "no-stream", "vllm-mcp, pipe client (progress off)"),
     ("engine", "stream", "raw AsyncLLM"),
@@ -190,15 +190,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     cs = results["workload"]["concurrencies"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for contender, variant, label in SERIES:
+    for n, (contender, variant, label) in enumerate(SERIES):
         pts = [(c, s) for c in cs if (s := level(results, contender, variant, c))]
         if not pts:
             continue
+        color, style = f"C{n}", "--" if variant == "no-stream" else "-"
         x = [c for c, _ in pts]
-        ax1.plot(x, [s["output_throughput"] for _, s in pts], marker="o", label=label)
+        ax1.plot(x, [s["output_throughput"] for _, s in pts], style, marker="o", color=color, label=label)
         ttft = [(c, s["ttft_ms"]["p99"]) for c, s in pts if s["ttft_ms"]["p99"] is not None]
         if ttft:
-            ax2.plot([c for c, _ in ttft], [v for _, v in ttft], marker="o", label=label)
+            ax2.plot([c for c, _ in ttft], [v for _, v in ttft], style, marker="o", color=color, label=label)
     for ax, title, unit in (
         (ax1, "Output throughput", "output tokens/s"),
         (ax2, "Time to first token, p99", "ms (log)"),
@@ -212,6 +213,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax2.set_yscale("log")
     ax1.legend(fontsize=8)
     m = results["meta"]
+    ax2.legend(fontsize=7)
     fig.suptitle(
         f"{m['label']}: {m['model']} — {m['cpus']} CPUs, {results['workload']['max_tokens']} tokens/request"
     )
