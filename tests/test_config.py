@@ -29,17 +29,26 @@ VLLM_OWN = frozenset({"VLLM_LOGGING_STREAM", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_
 
 
 def test_valid_environment_lists_no_problem() -> None:
-    result = validate({"VLLM_MODEL_NAME": "org/m", "VLLM_MAX_MODEL_LEN": "4096",
-                       "VLLM_LOGGING_STREAM": "ext://sys.stderr"}, engine_names=VLLM_OWN)
+    result = validate(
+        {"VLLM_MODEL_NAME": "org/m", "VLLM_MAX_MODEL_LEN": "4096", "VLLM_LOGGING_STREAM": "ext://sys.stderr"},
+        engine_names=VLLM_OWN,
+    )
     assert result.ok and result.settings is not None
     assert result.sources["model_name"] == "environment"
     assert result.sources["dtype"] == "default"
 
 
 def test_types_ranges_and_typos_are_all_reported_at_once() -> None:
-    result = validate({"VLLM_DTYPE": "half", "VLLM_GPU_MEMORY_UTILIZATION": "1.5",
-                       "VLLM_MAX_MODEL_LENGTH": "4096", "VLLM_MCP_MAX_CONCURENCY": "8",
-                       "VLLM_CPU_OMP_THREADS_BIND": "all"}, engine_names=VLLM_OWN)
+    result = validate(
+        {
+            "VLLM_DTYPE": "half",
+            "VLLM_GPU_MEMORY_UTILIZATION": "1.5",
+            "VLLM_MAX_MODEL_LENGTH": "4096",
+            "VLLM_MCP_MAX_CONCURENCY": "8",
+            "VLLM_CPU_OMP_THREADS_BIND": "all",
+        },
+        engine_names=VLLM_OWN,
+    )
     assert not result.ok and result.settings is None
     text = "\n".join(result.problems)
     assert "VLLM_DTYPE='half'" in text
@@ -55,8 +64,9 @@ def test_contradictions() -> None:
     tp = validate({"VLLM_TENSOR_PARALLEL_SIZE": "4"}, gpu_count=2)
     assert any("needs 4 GPUs but 2 are visible" in p for p in tp.problems)
     assert validate({"VLLM_TENSOR_PARALLEL_SIZE": "4"}, gpu_count=None).ok  # no GPU info
-    ray = validate({"VLLM_TENSOR_PARALLEL_SIZE": "4",
-                    "VLLM_DISTRIBUTED_EXECUTOR_BACKEND": "ray"}, gpu_count=2)
+    ray = validate(
+        {"VLLM_TENSOR_PARALLEL_SIZE": "4", "VLLM_DISTRIBUTED_EXECUTOR_BACKEND": "ray"}, gpu_count=2
+    )
     assert ray.ok
 
 
@@ -69,13 +79,22 @@ def fluid_config(path: Path, servers: dict[str, object]) -> Path:
 
 
 def test_fluidmcp_config_yields_the_env_of_our_entries_only(tmp_path: Path) -> None:
-    path = fluid_config(tmp_path / "gateway.json", {
-        "vllm": {"command": "vllm-mcp", "args": ["serve"],
-                 "env": {"VLLM_MODEL_NAME": "org/m", "VLLM_MAX_SESSIONS": "10"}},
-        "legacy": {"command": "python", "args": ["-m", "vllm_mcp", "serve"]},
-        "files": {"command": "npx", "args": ["@modelcontextprotocol/server-filesystem", "/"],
-                  "env": {"DEBUG": "1"}},
-    })
+    path = fluid_config(
+        tmp_path / "gateway.json",
+        {
+            "vllm": {
+                "command": "vllm-mcp",
+                "args": ["serve"],
+                "env": {"VLLM_MODEL_NAME": "org/m", "VLLM_MAX_SESSIONS": "10"},
+            },
+            "legacy": {"command": "python", "args": ["-m", "vllm_mcp", "serve"]},
+            "files": {
+                "command": "npx",
+                "args": ["@modelcontextprotocol/server-filesystem", "/"],
+                "env": {"DEBUG": "1"},
+            },
+        },
+    )
     assert read_fluidmcp_config(path) == {
         "vllm": {"VLLM_MODEL_NAME": "org/m", "VLLM_MAX_SESSIONS": "10"},
         "legacy": {},
@@ -83,8 +102,9 @@ def test_fluidmcp_config_yields_the_env_of_our_entries_only(tmp_path: Path) -> N
 
 
 def test_fluidmcp_config_errors(tmp_path: Path) -> None:
-    numbers = fluid_config(tmp_path / "n.json", {
-        "vllm": {"command": "vllm-mcp", "env": {"VLLM_MAX_SESSIONS": 10}}})
+    numbers = fluid_config(
+        tmp_path / "n.json", {"vllm": {"command": "vllm-mcp", "env": {"VLLM_MAX_SESSIONS": 10}}}
+    )
     with pytest.raises(ConfigError, match="VLLM_MAX_SESSIONS must be a JSON string"):
         read_fluidmcp_config(numbers)
     other = fluid_config(tmp_path / "o.json", {"files": {"command": "npx"}})
@@ -95,17 +115,18 @@ def test_fluidmcp_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"b\.json:1:\d+: not valid JSON"):
         read_fluidmcp_config(broken)
     (tmp_path / "x.json").write_text("[]")
-    with pytest.raises(ConfigError, match="no \"mcpServers\" object"):
+    with pytest.raises(ConfigError, match='no "mcpServers" object'):
         read_fluidmcp_config(tmp_path / "x.json")
 
 
 def test_env_file_and_json_are_told_apart(tmp_path: Path) -> None:
     env = tmp_path / "vllm-mcp.env"
     env.write_text("# service settings\nVLLM_MODEL_NAME=org/m\nexport VLLM_DTYPE='bfloat16'\n")
-    assert read_config_file(env) == {str(env): {"VLLM_MODEL_NAME": "org/m",
-                                                "VLLM_DTYPE": "bfloat16"}}
-    meta = fluid_config(tmp_path / "metadata.json", {"vllm": {
-        "command": "vllm-mcp", "args": ["serve"], "env": {"VLLM_DTYPE": "auto"}}})
+    assert read_config_file(env) == {str(env): {"VLLM_MODEL_NAME": "org/m", "VLLM_DTYPE": "bfloat16"}}
+    meta = fluid_config(
+        tmp_path / "metadata.json",
+        {"vllm": {"command": "vllm-mcp", "args": ["serve"], "env": {"VLLM_DTYPE": "auto"}}},
+    )
     assert list(read_config_file(meta).values()) == [{"VLLM_DTYPE": "auto"}]
 
 
@@ -119,8 +140,9 @@ def runner() -> CliRunner:
 
 def clean_env(**extra: str) -> dict[str, str | None]:
     """CliRunner env: unset every setting of the calling process, then set ``extra``."""
-    unset: dict[str, str | None] = {k: None for k in os.environ
-                                    if k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
+    unset: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))
+    }
     return {**unset, **extra}
 
 
@@ -140,10 +162,13 @@ def test_validate_file_exit_codes(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_validate_fluidmcp_config_names_the_server(runner: CliRunner, tmp_path: Path) -> None:
-    path = fluid_config(tmp_path / "gateway.json", {
-        "vllm-a": {"command": "vllm-mcp", "env": {"VLLM_MODEL_NAME": "org/a"}},
-        "vllm-b": {"command": "vllm-mcp", "env": {"VLLM_MAX_SESSIONS": "0"}},
-    })
+    path = fluid_config(
+        tmp_path / "gateway.json",
+        {
+            "vllm-a": {"command": "vllm-mcp", "env": {"VLLM_MODEL_NAME": "org/a"}},
+            "vllm-b": {"command": "vllm-mcp", "env": {"VLLM_MAX_SESSIONS": "0"}},
+        },
+    )
     result = runner.invoke(cli, ["config", "validate", str(path)], env=clean_env())
     assert result.exit_code == 1
     assert f"{path} server 'vllm-a': valid" in result.output
@@ -161,15 +186,13 @@ def test_validate_environment_and_usage_errors(runner: CliRunner, tmp_path: Path
 
 
 def test_show_gives_value_and_source(runner: CliRunner) -> None:
-    result = runner.invoke(cli, ["config", "show"],
-                           env=clean_env(VLLM_MAX_SESSIONS="7", HF_TOKEN=FAKE_TOKEN))
+    result = runner.invoke(cli, ["config", "show"], env=clean_env(VLLM_MAX_SESSIONS="7", HF_TOKEN=FAKE_TOKEN))
     assert result.exit_code == 0
     rows = {line.split()[0]: line for line in result.output.splitlines()}
     assert rows["VLLM_MAX_SESSIONS"].split()[1:] == ["7", "[environment]"]
     assert rows["VLLM_DTYPE"].split()[1:] == ["float16", "[default]"]
     assert "<set, 25 characters>" in rows["HUGGING_FACE_HUB_TOKEN"]
-    as_json = runner.invoke(cli, ["config", "show", "--json"],
-                            env=clean_env(VLLM_MAX_SESSIONS="7"))
+    as_json = runner.invoke(cli, ["config", "show", "--json"], env=clean_env(VLLM_MAX_SESSIONS="7"))
     doc = json.loads(as_json.output)
     assert doc["VLLM_MAX_SESSIONS"] == {"value": 7, "source": "environment"}
     assert doc["VLLM_MAX_MODEL_LEN"] == {"value": None, "source": "default"}
@@ -191,21 +214,40 @@ def hub() -> Iterator[FakeHub]:
 
 
 def test_token_appears_in_no_output(hub: FakeHub, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
-    env.update({"PYTHONPATH": str(ROOT), "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN,
-                "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
-                "VLLM_MCP_CACHE_DIR": str(tmp_path / "cache"), "VLLM_LOG_LEVEL": "DEBUG",
-                "VLLM_MODEL_NAME": "org/gated"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN,
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "VLLM_MCP_CACHE_DIR": str(tmp_path / "cache"),
+            "VLLM_LOG_LEVEL": "DEBUG",
+            "VLLM_MODEL_NAME": "org/gated",
+        }
+    )
     bad = tmp_path / "bad.env"
     bad.write_text(f"HUGGING_FACE_HUB_TOKEN={FAKE_TOKEN}\nVLLM_DTYPE=half\n")
-    commands = [["doctor"], ["doctor", "--json"], ["config", "show"], ["config", "show", "--json"],
-                ["config", "validate"], ["config", "validate", str(bad)],
-                ["prefetch", "org/gated"], ["prefetch", "org/absent"]]
+    commands = [
+        ["doctor"],
+        ["doctor", "--json"],
+        ["config", "show"],
+        ["config", "show", "--json"],
+        ["config", "validate"],
+        ["config", "validate", str(bad)],
+        ["prefetch", "org/gated"],
+        ["prefetch", "org/absent"],
+    ]
     seen_rejected = False
     for args in commands:
-        proc = subprocess.run([sys.executable, "-m", "vllm_mcp", *args], capture_output=True,
-                              text=True, env=env, cwd=ROOT, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "vllm_mcp", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
         assert FAKE_TOKEN not in proc.stdout + proc.stderr, args
         assert "FAKEfakeFAKE" not in proc.stdout + proc.stderr, args
         seen_rejected |= "rejected" in proc.stdout  # doctor did send it to whoami

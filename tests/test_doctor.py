@@ -75,8 +75,7 @@ def test_h100_table_gives_driver_cuda_and_eight_gpus() -> None:
 def test_a100_table() -> None:
     table = parse_smi_table(fixture("a100-sxm4-x4-table.txt"))
     assert (table.driver_version, table.cuda_version) == ("555.42.02", "12.5")
-    assert [(g.name, g.memory_total_mib) for g in table.gpus] == [("NVIDIA A100-SXM4-80GB",
-                                                                   81920)] * 4
+    assert [(g.name, g.memory_total_mib) for g in table.gpus] == [("NVIDIA A100-SXM4-80GB", 81920)] * 4
 
 
 def test_busy_a800_table_with_timestamp_and_processes() -> None:
@@ -122,10 +121,12 @@ def test_query_csv_rejects_a_line_it_does_not_understand() -> None:
 
 
 def a800_runner():
-    return replay({
-        doctor.SMI_QUERY: CommandResult(0, fixture("a800-x8-query.csv"), ""),
-        ("nvidia-smi",): CommandResult(0, fixture("a800-x8-table.txt"), ""),
-    })
+    return replay(
+        {
+            doctor.SMI_QUERY: CommandResult(0, fixture("a800-x8-query.csv"), ""),
+            ("nvidia-smi",): CommandResult(0, fixture("a800-x8-table.txt"), ""),
+        }
+    )
 
 
 def test_probe_reads_gpus_and_cuda_version() -> None:
@@ -152,8 +153,7 @@ def test_driver_library_mismatch_names_the_library_version() -> None:
 
 
 def test_binary_missing_and_hung_driver() -> None:
-    assert probe_gpus(replay({doctor.SMI_QUERY: FileNotFoundError("nvidia-smi")})).state == \
-        "missing"
+    assert probe_gpus(replay({doctor.SMI_QUERY: FileNotFoundError("nvidia-smi")})).state == "missing"
     hung = probe_gpus(replay({doctor.SMI_QUERY: subprocess.TimeoutExpired("nvidia-smi", 15)}))
     assert hung.state == "failed" and "did not answer" in (hung.error or "")
 
@@ -201,8 +201,9 @@ def test_no_gpu_with_cpu_build_warns_but_cuda_build_fails() -> None:
 
 
 def test_gpu_check_lists_each_gpu() -> None:
-    check = doctor.check_gpus(probe_gpus(a800_runner()),
-                              Probes(version=lambda d: "0.32.0" if d == "vllm" else None))
+    check = doctor.check_gpus(
+        probe_gpus(a800_runner()), Probes(version=lambda d: "0.32.0" if d == "vllm" else None)
+    )
     assert check.status == "ok"
     assert "8 GPU(s), driver 580.95.05, CUDA 13.0" in check.message
     assert "#7 NVIDIA A800-SXM4-80GB 63.8/80.0 GiB free" in check.message
@@ -304,12 +305,14 @@ def test_uncached_model_offline_fails_with_prefetch_hint(tmp_path: Path) -> None
 def hub() -> Iterator[FakeHub]:
     from tests.fakehub import FakeRepo
 
-    h = FakeHub({
-        "org/open": FakeRepo({"config.json": b"{}", "model.safetensors": b"w" * 3000,
-                              "pytorch_model.bin": b"b" * 9000}),
-        "org/gated": FakeRepo({"config.json": b"{}", "model.safetensors": b"w" * 10},
-                              gated=True),
-    }).start()
+    h = FakeHub(
+        {
+            "org/open": FakeRepo(
+                {"config.json": b"{}", "model.safetensors": b"w" * 3000, "pytorch_model.bin": b"b" * 9000}
+            ),
+            "org/gated": FakeRepo({"config.json": b"{}", "model.safetensors": b"w" * 10}, gated=True),
+        }
+    ).start()
     yield h
     h.stop()
 
@@ -335,9 +338,11 @@ def test_uncached_model_from_the_hub(hub: FakeHub, tmp_path: Path) -> None:
 
 
 def test_hub_unreachable_is_a_warning(tmp_path: Path) -> None:
-    probes = Probes(hub_cache=lambda: tmp_path, offline=lambda: False,
-                    model_info=lambda r, t: doctor.remote_model_info(
-                        r, t, endpoint="http://127.0.0.1:9"))
+    probes = Probes(
+        hub_cache=lambda: tmp_path,
+        offline=lambda: False,
+        model_info=lambda r, t: doctor.remote_model_info(r, t, endpoint="http://127.0.0.1:9"),
+    )
     check, _ = doctor.check_model(settings(VLLM_MODEL_NAME="org/open"), probes)
     assert check.status == "warn" and "unreachable" in check.message
 
@@ -361,9 +366,12 @@ def test_weights_against_memory(tmp_path: Path) -> None:
     assert two.status == "ok", two.message
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 16777216 kB\nMemAvailable: 8388608 kB\n")  # 8 GiB
-    cpu = doctor.check_memory(settings(VLLM_CPU_KVCACHE_SPACE="4"),
-                              ModelFacts("local", "x", weight_bytes=5 * gib),
-                              GpuProbe("missing"), Probes(meminfo=meminfo))
+    cpu = doctor.check_memory(
+        settings(VLLM_CPU_KVCACHE_SPACE="4"),
+        ModelFacts("local", "x", weight_bytes=5 * gib),
+        GpuProbe("missing"),
+        Probes(meminfo=meminfo),
+    )
     assert cpu.status == "fail"
 
 
@@ -382,8 +390,9 @@ def test_token_checks(hub: FakeHub, tmp_path: Path) -> None:
     assert good.status == "ok" and "account tester" in good.message
     offline = Probes(offline=lambda: True)
     assert doctor.check_token(settings(HF_TOKEN=FAKE_TOKEN), offline).status == "warn"
-    unreachable = Probes(offline=lambda: False,
-                         whoami=lambda t: doctor.whoami(t, endpoint="http://127.0.0.1:9"))
+    unreachable = Probes(
+        offline=lambda: False, whoami=lambda t: doctor.whoami(t, endpoint="http://127.0.0.1:9")
+    )
     down = doctor.check_token(settings(HF_TOKEN=FAKE_TOKEN), unreachable)
     assert down.status == "warn" and "unreachable" in down.message
     for check in (bad, good, down):
@@ -406,8 +415,7 @@ def test_disk_and_metrics(tmp_path: Path) -> None:
 
 
 def test_report_text_marks_failures_and_gives_the_fix() -> None:
-    report = doctor.Report([doctor.Check("a", "ok", "fine"),
-                            doctor.Check("b", "fail", "broken", "do this")])
+    report = doctor.Report([doctor.Check("a", "ok", "fine"), doctor.Check("b", "fail", "broken", "do this")])
     text = report.to_text().splitlines()
     assert text[1].startswith("FAIL  b") and text[2].strip() == "fix: do this"
     assert text[-1] == "doctor: 1 ok, 0 warnings, 1 failed"
@@ -416,10 +424,13 @@ def test_report_text_marks_failures_and_gives_the_fix() -> None:
 
 def test_whole_run_on_a_recorded_gpu_machine(tmp_path: Path) -> None:
     model = local_model(tmp_path / "m")
-    probes = Probes(environ={"VLLM_MODEL_NAME": str(model), "VLLM_TENSOR_PARALLEL_SIZE": "2"},
-                    run=a800_runner(), offline=lambda: True,
-                    torch=lambda: doctor.TorchProbe("2.9.0", "12.8", True, 8),
-                    version=lambda d: "0.32.0" if d in ("vllm", "torch", "mcp") else None)
+    probes = Probes(
+        environ={"VLLM_MODEL_NAME": str(model), "VLLM_TENSOR_PARALLEL_SIZE": "2"},
+        run=a800_runner(),
+        offline=lambda: True,
+        torch=lambda: doctor.TorchProbe("2.9.0", "12.8", True, 8),
+        version=lambda d: "0.32.0" if d in ("vllm", "torch", "mcp") else None,
+    )
     report = doctor.run_checks(probes)
     by_name = {c.name: c for c in report.checks}
     assert by_name["gpu"].status == "ok" and by_name["torch"].status == "ok"
@@ -429,16 +440,20 @@ def test_whole_run_on_a_recorded_gpu_machine(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
     base["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "vllm_mcp", *args], capture_output=True,
-                          text=True, timeout=300, env={**base, **(env or {})}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_mcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 def test_doctor_json_subprocess_on_this_machine(tmp_path: Path) -> None:
-    proc = run_cli("doctor", "--json", env={"HF_HUB_OFFLINE": "1",
-                                            "VLLM_MCP_CACHE_DIR": str(tmp_path)})
+    proc = run_cli("doctor", "--json", env={"HF_HUB_OFFLINE": "1", "VLLM_MCP_CACHE_DIR": str(tmp_path)})
     report = json.loads(proc.stdout)
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert proc.returncode == (1 if "fail" in statuses.values() else 0), proc.stdout
@@ -453,8 +468,7 @@ def test_doctor_json_subprocess_on_this_machine(tmp_path: Path) -> None:
 def test_doctor_fails_on_bad_config_and_usage_errors_exit_2() -> None:
     proc = run_cli("doctor", env={"HF_HUB_OFFLINE": "1", "VLLM_DTYPE": "half"})
     assert proc.returncode == 1
-    assert any(line.startswith("FAIL  config") and "VLLM_DTYPE" in line
-               for line in proc.stdout.splitlines())
+    assert any(line.startswith("FAIL  config") and "VLLM_DTYPE" in line for line in proc.stdout.splitlines())
     assert run_cli("doctor", "--bogus").returncode == 2
 
 
@@ -467,13 +481,16 @@ GATEWAY_ENV = "etc/vllm-mcp/gateway.env"
 
 def install(root: Path, allow_from: str = "10.0.0.5 192.168.10.0/24") -> str:
     """The real deploy/install.sh into ``root`` (no venv, no users, no systemctl); the token."""
-    env = {**os.environ, "DESTDIR": str(root), "SKIP_VENV": "1", "VARIANT": "cpu",
-           "ALLOW_FROM": allow_from}
-    proc = subprocess.run(["bash", str(ROOT / "deploy" / "install.sh")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "DESTDIR": str(root), "SKIP_VENV": "1", "VARIANT": "cpu", "ALLOW_FROM": allow_from}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "install.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    token = [line.split("=", 1)[1] for line in (root / GATEWAY_ENV).read_text().splitlines()
-             if line.startswith("FMCP_BEARER_TOKEN=")]
+    token = [
+        line.split("=", 1)[1]
+        for line in (root / GATEWAY_ENV).read_text().splitlines()
+        if line.startswith("FMCP_BEARER_TOKEN=")
+    ]
     assert len(token) == 1 and len(token[0]) >= 32
     return token[0]
 
@@ -505,16 +522,18 @@ def test_gateway_fresh_install_passes_and_never_shows_the_token(tmp_path: Path) 
     assert check.status == "ok", check
     assert "localhost, 10.0.0.5, 192.168.10.0/24" in check.message
     assert check.details["token_set"] is True and check.details["secure_mode"] is True
-    assert check.details["environment_files"] == ["/etc/vllm-mcp/gateway.env",
-                                                  "-/etc/vllm-mcp/vllm-mcp.env"]
+    assert check.details["environment_files"] == ["/etc/vllm-mcp/gateway.env", "-/etc/vllm-mcp/vllm-mcp.env"]
     assert token not in shown(check)
 
 
-@pytest.mark.parametrize("old, new, says", [
-    ("FMCP_BEARER_TOKEN=", "# FMCP_BEARER_TOKEN=", "no bearer token"),  # line gone
-    ("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=false", "without authentication"),
-    ("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=True", "without authentication"),  # FluidMCP wants 'true'
-])
+@pytest.mark.parametrize(
+    "old, new, says",
+    [
+        ("FMCP_BEARER_TOKEN=", "# FMCP_BEARER_TOKEN=", "no bearer token"),  # line gone
+        ("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=false", "without authentication"),
+        ("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=True", "without authentication"),  # FluidMCP wants 'true'
+    ],
+)
 def test_gateway_without_token_warns(tmp_path: Path, old: str, new: str, says: str) -> None:
     token = install(tmp_path)
     edit(tmp_path / GATEWAY_ENV, old, new)
@@ -538,8 +557,11 @@ def test_gateway_env_file_is_the_one_the_unit_names(tmp_path: Path) -> None:
     (tmp_path / GATEWAY_ENV).rename(moved)
     assert gateway(tmp_path).status == "warn"  # the named file is missing: the unit cannot start
     assert "missing" in gateway(tmp_path).message
-    edit(tmp_path / UNIT, "EnvironmentFile=/etc/vllm-mcp/gateway.env",
-         "EnvironmentFile=/etc/vllm-mcp/other.env")
+    edit(
+        tmp_path / UNIT,
+        "EnvironmentFile=/etc/vllm-mcp/gateway.env",
+        "EnvironmentFile=/etc/vllm-mcp/other.env",
+    )
     assert gateway(tmp_path).status == "ok"
 
 
@@ -576,7 +598,8 @@ def test_gateway_token_on_the_command_line_warns(tmp_path: Path) -> None:
 
 
 def test_gateway_as_the_service_user_uses_the_environment_systemd_gave(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # ExecStartPre runs as User=vllm-mcp: the root-only gateway.env cannot be read (root reads
     # everything, so the refusal is simulated), but systemd put its variables in the environment.
     install(tmp_path)

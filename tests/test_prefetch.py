@@ -25,43 +25,88 @@ FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
 
 # A listing shaped like meta-llama/Llama-3.1-8B-Instruct's (names as on the hub).
 LLAMA_FILES = [
-    ".gitattributes", "LICENSE", "README.md", "USE_POLICY.md", "config.json",
-    "generation_config.json", "model-00001-of-00004.safetensors",
-    "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors",
-    "model-00004-of-00004.safetensors", "model.safetensors.index.json",
-    "original/consolidated.00.pth", "original/params.json", "original/tokenizer.model",
-    "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
+    ".gitattributes",
+    "LICENSE",
+    "README.md",
+    "USE_POLICY.md",
+    "config.json",
+    "generation_config.json",
+    "model-00001-of-00004.safetensors",
+    "model-00002-of-00004.safetensors",
+    "model-00003-of-00004.safetensors",
+    "model-00004-of-00004.safetensors",
+    "model.safetensors.index.json",
+    "original/consolidated.00.pth",
+    "original/params.json",
+    "original/tokenizer.model",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
 ]
 
 
 def test_selects_config_tokenizer_and_safetensors_only() -> None:
     assert select_files(LLAMA_FILES) == [
-        "config.json", "generation_config.json", "model-00001-of-00004.safetensors",
-        "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors",
-        "model-00004-of-00004.safetensors", "model.safetensors.index.json",
-        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00004.safetensors",
+        "model-00002-of-00004.safetensors",
+        "model-00003-of-00004.safetensors",
+        "model-00004-of-00004.safetensors",
+        "model.safetensors.index.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
     ]
 
 
 def test_bin_files_are_skipped_when_safetensors_exist() -> None:
-    files = ["config.json", "model.safetensors", "pytorch_model.bin",
-             "pytorch_model.bin.index.json", "tokenizer.model", "merges.txt", "vocab.json"]
-    assert select_files(files) == ["config.json", "merges.txt", "model.safetensors",
-                                   "tokenizer.model", "vocab.json"]
+    files = [
+        "config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+        "tokenizer.model",
+        "merges.txt",
+        "vocab.json",
+    ]
+    assert select_files(files) == [
+        "config.json",
+        "merges.txt",
+        "model.safetensors",
+        "tokenizer.model",
+        "vocab.json",
+    ]
 
 
 def test_bin_files_are_used_when_there_is_nothing_else() -> None:
-    files = ["config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
-             "pytorch_model.bin.index.json", "training_args.bin", "tokenizer_config.json"]
-    assert select_files(files) == ["config.json", "pytorch_model-00001-of-00002.bin",
-                                   "pytorch_model-00002-of-00002.bin",
-                                   "pytorch_model.bin.index.json", "tokenizer_config.json"]
+    files = [
+        "config.json",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "training_args.bin",
+        "tokenizer_config.json",
+    ]
+    assert select_files(files) == [
+        "config.json",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "tokenizer_config.json",
+    ]
 
 
 def test_index_drops_duplicate_consolidated_weights() -> None:
-    files = ["config.json", "consolidated.safetensors", "model-00001-of-00002.safetensors",
-             "model-00002-of-00002.safetensors", "model.safetensors.index.json", "params.json",
-             "tekken.json"]
+    files = [
+        "config.json",
+        "consolidated.safetensors",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "params.json",
+        "tekken.json",
+    ]
     index = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}
     chosen = select_files(files, index)
     assert "consolidated.safetensors" not in chosen
@@ -78,32 +123,37 @@ def test_repository_without_loadable_weights() -> None:
 
 @pytest.fixture
 def hub() -> Iterator[FakeHub]:
-    index = {"weight_map": {"a": "model-00001-of-00002.safetensors",
-                            "b": "model-00002-of-00002.safetensors"}}
-    h = FakeHub({
-        "org/tiny": FakeRepo({
-            "config.json": b'{"max_position_embeddings": 64}',
-            "model.safetensors": b"s" * 2048,
-            "pytorch_model.bin": b"b" * 2048,
-            "tokenizer.json": b"{}",
-            "README.md": b"# tiny",
-            "onnx/model.onnx": b"o",
-        }),
-        "org/sharded": FakeRepo({
-            "config.json": b"{}",
-            "consolidated.safetensors": b"c" * 4096,
-            "model-00001-of-00002.safetensors": b"1" * 1024,
-            "model-00002-of-00002.safetensors": b"2" * 1024,
-            "model.safetensors.index.json": json.dumps(index).encode(),
-        }, sha="b" * 40),
-        "org/gated": FakeRepo({"config.json": b"{}", "model.safetensors": b"g"}, gated=True),
-    }).start()
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    h = FakeHub(
+        {
+            "org/tiny": FakeRepo(
+                {
+                    "config.json": b'{"max_position_embeddings": 64}',
+                    "model.safetensors": b"s" * 2048,
+                    "pytorch_model.bin": b"b" * 2048,
+                    "tokenizer.json": b"{}",
+                    "README.md": b"# tiny",
+                    "onnx/model.onnx": b"o",
+                }
+            ),
+            "org/sharded": FakeRepo(
+                {
+                    "config.json": b"{}",
+                    "consolidated.safetensors": b"c" * 4096,
+                    "model-00001-of-00002.safetensors": b"1" * 1024,
+                    "model-00002-of-00002.safetensors": b"2" * 1024,
+                    "model.safetensors.index.json": json.dumps(index).encode(),
+                },
+                sha="b" * 40,
+            ),
+            "org/gated": FakeRepo({"config.json": b"{}", "model.safetensors": b"g"}, gated=True),
+        }
+    ).start()
     yield h
     h.stop()
 
 
-def test_downloads_only_what_vllm_needs_pinned_to_the_commit(hub: FakeHub,
-                                                            tmp_path: Path) -> None:
+def test_downloads_only_what_vllm_needs_pinned_to_the_commit(hub: FakeHub, tmp_path: Path) -> None:
     result = prefetch("org/tiny", cache_dir=tmp_path, endpoint=hub.url, progress=False)
     assert result.commit == hub.repos["org/tiny"].sha
     assert result.path == tmp_path / "models--org--tiny" / "snapshots" / result.commit
@@ -117,11 +167,14 @@ def test_downloads_only_what_vllm_needs_pinned_to_the_commit(hub: FakeHub,
 
 
 def test_sharded_repo_follows_its_index(hub: FakeHub, tmp_path: Path) -> None:
-    result = prefetch("org/sharded", revision="b" * 40, cache_dir=tmp_path, endpoint=hub.url,
-                      progress=False)
+    result = prefetch("org/sharded", revision="b" * 40, cache_dir=tmp_path, endpoint=hub.url, progress=False)
     names = sorted(p.name for p in result.path.iterdir())
-    assert names == ["config.json", "model-00001-of-00002.safetensors",
-                     "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    assert names == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -135,12 +188,11 @@ def test_sharded_repo_follows_its_index(hub: FakeHub, tmp_path: Path) -> None:
         ("not a repo!", None, None, "not a valid Hugging Face model id"),
     ],
 )
-def test_hub_errors_become_one_line(hub: FakeHub, tmp_path: Path, model: str,
-                                    revision: str | None, token: str | None,
-                                    expected: str) -> None:
+def test_hub_errors_become_one_line(
+    hub: FakeHub, tmp_path: Path, model: str, revision: str | None, token: str | None, expected: str
+) -> None:
     with pytest.raises(PrefetchError) as info:
-        prefetch(model, revision=revision, token=token, cache_dir=tmp_path, endpoint=hub.url,
-                 progress=False)
+        prefetch(model, revision=revision, token=token, cache_dir=tmp_path, endpoint=hub.url, progress=False)
     message = str(info.value)
     assert expected in message and "\n" not in message
     assert FAKE_TOKEN not in message
@@ -166,11 +218,16 @@ def test_embedded_has_no_revision() -> None:
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
     base["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "vllm_mcp", *args], capture_output=True,
-                          text=True, timeout=300, env={**base, **env}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_mcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, **env},
+        cwd=ROOT,
+    )
 
 
 def test_cli_prints_path_and_commit(hub: FakeHub, tmp_path: Path) -> None:
@@ -192,7 +249,10 @@ def test_cli_prints_path_and_commit(hub: FakeHub, tmp_path: Path) -> None:
     ],
 )
 def test_cli_errors_are_one_line_without_traceback_or_token(
-    hub: FakeHub, tmp_path: Path, args: tuple[str, ...], env_extra: dict[str, str],
+    hub: FakeHub,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    env_extra: dict[str, str],
     expected: str,
 ) -> None:
     env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path), **env_extra}

@@ -431,8 +431,14 @@ def validate(
 
 
 _OUR_ENV_PREFIXES = ("VLLM_", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")
-_JSON_KIND = {int: "a number", float: "a number", bool: "a boolean", list: "an array",
-              dict: "an object", type(None): "null"}
+_JSON_KIND = {
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def read_fluidmcp_config(path: Path) -> dict[str, dict[str, str]]:
@@ -448,7 +454,7 @@ def read_fluidmcp_config(path: Path) -> dict[str, dict[str, str]]:
         raise ConfigError([f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})"]) from None
     servers = doc.get("mcpServers") if isinstance(doc, dict) else None
     if not isinstance(servers, dict):
-        raise ConfigError([f"{path}: no \"mcpServers\" object (expected a FluidMCP config)"])
+        raise ConfigError([f'{path}: no "mcpServers" object (expected a FluidMCP config)'])
     out: dict[str, dict[str, str]] = {}
     problems: list[str] = []
     for name, entry in servers.items():
@@ -457,11 +463,13 @@ def read_fluidmcp_config(path: Path) -> dict[str, dict[str, str]]:
             continue
         env = entry.get("env") or {}
         if not isinstance(env, dict):
-            problems.append(f"{path}: server {name!r}: \"env\" must be a JSON object")
+            problems.append(f'{path}: server {name!r}: "env" must be a JSON object')
             continue
         launch = " ".join(str(x) for x in [entry.get("command", ""), *(entry.get("args") or [])])
-        ours = "vllm-mcp" in launch or "vllm_mcp" in launch or any(
-            str(k).startswith(_OUR_ENV_PREFIXES) for k in env
+        ours = (
+            "vllm-mcp" in launch
+            or "vllm_mcp" in launch
+            or any(str(k).startswith(_OUR_ENV_PREFIXES) for k in env)
         )
         if not ours:
             continue
@@ -478,7 +486,7 @@ def read_fluidmcp_config(path: Path) -> dict[str, dict[str, str]]:
     if problems:
         raise ConfigError(problems)
     if not out:
-        raise ConfigError([f"{path}: no vllm-mcp server entry in \"mcpServers\""])
+        raise ConfigError([f'{path}: no vllm-mcp server entry in "mcpServers"'])
     return out
 
 

