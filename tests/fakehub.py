@@ -29,6 +29,10 @@ class FakeHub:
     good_token: str = "hf_goodtoken"
     requests: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # file name -> for each of its next downloads, the bytes of the body sent before the
+    # connection is dropped (a network cut); once the list is used up, downloads succeed.
+    cut: dict[str, list[int]] = field(default_factory=dict)
+    ranges: list[tuple[str, int]] = field(default_factory=list)  # (file, first byte asked)
 
     @property
     def url(self) -> str:
@@ -112,13 +116,25 @@ class FakeHub:
                 return self.send(
                     h, 404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}, body=body
                 )
+            name = resolve.group(3)
             etag = hashlib.sha256(content).hexdigest()
             headers = {
                 "X-Repo-Commit": repo.sha,
                 "ETag": f'"{etag}"',
                 "Content-Type": "application/octet-stream",
+                "Accept-Ranges": "bytes",
             }
-            return self.send_bytes(h, 200, content, headers, body=body)
+            asked = re.fullmatch(r"bytes=(\d+)-", h.headers.get("Range", ""))
+            start = int(asked.group(1)) if asked and body else 0
+            if asked and body:
+                self.ranges.append((name, start))
+            code = 200
+            if start:
+                headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
+                code, content = 206, content[start:]
+            if body and self.cut.get(name):
+                return self.send_cut(h, code, content, headers, self.cut[name].pop(0))
+            return self.send_bytes(h, code, content, headers, body=body)
         return self.send(h, 404, {"error": "not found"}, body=body)
 
     def lookup(
@@ -146,6 +162,21 @@ class FakeHub:
     ) -> None:
         data = json.dumps(payload).encode()
         self.send_bytes(h, code, data, {"Content-Type": "application/json", **(headers or {})}, body=body)
+
+    @staticmethod
+    def send_cut(
+        h: BaseHTTPRequestHandler, code: int, data: bytes, headers: dict[str, str], sent: int
+    ) -> None:
+        """Promise the whole body, send ``sent`` bytes of it, then drop the connection."""
+        h.send_response(code)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[:sent])
+        h.wfile.flush()
+        h.close_connection = True
+        h.connection.shutdown(2)
 
     @staticmethod
     def send_bytes(

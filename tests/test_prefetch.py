@@ -198,6 +198,53 @@ def test_hub_errors_become_one_line(
     assert FAKE_TOKEN not in message
 
 
+CHUNK = 10 * 2**20  # huggingface_hub writes downloads to disk in pieces of this size
+
+
+def big_hub() -> tuple[FakeHub, bytes]:
+    weights = bytes(range(256)) * ((CHUNK + 2**20) // 256)  # one piece and a bit
+    hub = FakeHub(
+        {"org/big": FakeRepo({"config.json": b"{}", "tokenizer.json": b"{}", "model.safetensors": weights})}
+    )
+    return hub.start(), weights
+
+
+def test_a_cut_connection_resumes_where_it_stopped(tmp_path: Path) -> None:
+    h, weights = big_hub()
+    h.cut["model.safetensors"] = [CHUNK + 4096]  # the first download breaks after 10 MiB
+    try:
+        result = prefetch("org/big", cache_dir=tmp_path, endpoint=h.url, progress=False)
+    finally:
+        h.stop()
+    assert (result.path / "model.safetensors").read_bytes() == weights
+    # The retry asked only for what was missing, not for the whole file again.
+    assert h.ranges == [("model.safetensors", CHUNK)]
+    assert not list(tmp_path.rglob("*.incomplete"))
+
+
+def test_an_interrupted_prefetch_is_one_line_and_a_rerun_keeps_finished_files(
+    tmp_path: Path,
+) -> None:
+    h, weights = big_hub()
+    h.cut["model.safetensors"] = [CHUNK + 4096] + [0] * 20  # the network stays down
+    try:
+        with pytest.raises(PrefetchError) as info:
+            prefetch("org/big", cache_dir=tmp_path, endpoint=h.url, progress=False)
+        message = str(info.value)
+        assert "interrupted" in message and "run prefetch again" in message
+        assert "\n" not in message
+        assert not list(tmp_path.rglob("*.incomplete"))  # no half file left in the cache
+        h.cut.clear()
+        config_gets = sum(r.endswith("/config.json") and r.startswith("GET") for r in h.requests)
+        result = prefetch("org/big", cache_dir=tmp_path, endpoint=h.url, progress=False)
+        assert (
+            sum(r.endswith("/config.json") and r.startswith("GET") for r in h.requests) == config_gets
+        )  # finished files are not fetched again
+    finally:
+        h.stop()
+    assert (result.path / "model.safetensors").read_bytes() == weights
+
+
 def test_no_network(tmp_path: Path) -> None:
     with pytest.raises(PrefetchError, match="cannot reach the Hugging Face hub"):
         prefetch("org/tiny", cache_dir=tmp_path, endpoint="http://127.0.0.1:9", progress=False)

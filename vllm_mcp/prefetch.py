@@ -136,6 +136,11 @@ def explain_hub_error(error: BaseException, model: str, revision: str | None, ha
         if status in (401, 403):
             return f"the Hugging Face hub refused access to {model} ({status}): check the token"
         return f"the Hugging Face hub answered {status} for {model}; retry later"
+    if _is_cut(error):
+        return (
+            f"the download of {model} was interrupted ({type(error).__name__}): run prefetch "
+            "again; it resumes from what is already downloaded"
+        )
     if is_network_error(error):
         return (
             f"cannot reach the Hugging Face hub to download {model} "
@@ -144,6 +149,14 @@ def explain_hub_error(error: BaseException, model: str, revision: str | None, ha
     if isinstance(error, OSError):
         return f"cannot write the model to the cache: {error.strerror or error}"
     return f"prefetch of {model} failed: {type(error).__name__}"
+
+
+def _is_cut(error: BaseException) -> bool:
+    """The hub answered, then the connection broke mid-transfer (httpx or httpx2)."""
+    return any(
+        c.__name__ in ("RemoteProtocolError", "ReadError", "ReadTimeout") and c.__module__.startswith("httpx")
+        for c in type(error).__mro__
+    )
 
 
 def is_network_error(error: BaseException) -> bool:
