@@ -9,6 +9,20 @@ import pytest
 from tests.support import ROOT, make_tiny_model
 
 MODELS = ROOT / ".cache" / "test-models"
+AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+def pytest_report_header() -> str | None:
+    """Say when the kernel may starve servers spawned by the SDK's stdio_client (README, Performance)."""
+    try:
+        if AUTOGROUP.read_text().strip() == "1":
+            return (
+                "kernel.sched_autogroup_enabled=1: on a small CPU machine the concurrency tests may run "
+                "slowly at random; .ci/run turns it off"
+            )
+    except OSError:
+        pass
+    return None
 
 
 @pytest.fixture(scope="session")
