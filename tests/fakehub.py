@@ -164,15 +164,19 @@ class FakeHub:
         self.send_bytes(h, code, data, {"Content-Type": "application/json", **(headers or {})}, body=body)
 
     @staticmethod
+    def send_head(h: BaseHTTPRequestHandler, code: int, headers: dict[str, str], length: int) -> None:
+        h.send_response(code)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(length))
+        h.end_headers()
+
+    @staticmethod
     def send_cut(
         h: BaseHTTPRequestHandler, code: int, data: bytes, headers: dict[str, str], sent: int
     ) -> None:
         """Promise the whole body, send ``sent`` bytes of it, then drop the connection."""
-        h.send_response(code)
-        for k, v in headers.items():
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
+        FakeHub.send_head(h, code, headers, len(data))
         h.wfile.write(data[:sent])
         h.wfile.flush()
         h.close_connection = True
@@ -182,10 +186,6 @@ class FakeHub:
     def send_bytes(
         h: BaseHTTPRequestHandler, code: int, data: bytes, headers: dict[str, str], *, body: bool
     ) -> None:
-        h.send_response(code)
-        for k, v in headers.items():
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
+        FakeHub.send_head(h, code, headers, len(data))
         if body:
             h.wfile.write(data)
