@@ -51,3 +51,17 @@ def test_process_environment_sends_vllm_logs_to_stderr_and_hides_our_names(
     assert "HUGGING_FACE_HUB_TOKEN" not in os.environ and os.environ["HF_TOKEN"] == "hf_fake"
     # vLLM's own variables are left alone.
     assert "VLLM_CPU_KVCACHE_SPACE" in engine.engine_env_names()
+
+
+@pytest.mark.parametrize("preset", [None, "1"])
+def test_vllm_cpu_uses_the_compile_cache_it_can_read_back(
+    monkeypatch: pytest.MonkeyPatch, preset: str | None
+) -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "VLLM_USE_AOT_COMPILE"}
+    if preset is not None:
+        environ["VLLM_USE_AOT_COMPILE"] = preset
+    monkeypatch.setattr(os, "environ", environ)
+    engine.prepare_process_environment(Settings.load(environ=dict(os.environ)))
+    # An operator's own choice wins; vLLM's default stays where it works (the GPU build).
+    expected = preset or ("0" if engine._is_vllm_cpu() else None)
+    assert os.environ.get("VLLM_USE_AOT_COMPILE") == expected
