@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -65,3 +66,46 @@ def test_vllm_cpu_uses_the_compile_cache_it_can_read_back(
     # An operator's own choice wins; vLLM's default stays where it works (the GPU build).
     expected = preset or ("0" if engine._is_vllm_cpu() else None)
     assert os.environ.get("VLLM_USE_AOT_COMPILE") == expected
+
+
+# A child that names itself as vLLM names its CPU worker, starts a second thread, and
+# spawns a grandchild worker of its own; it prints when all of that is in place.
+_FAKE_WORKER = """
+import os, subprocess, sys, threading, time
+open("/proc/self/comm", "w").write(sys.argv[1])
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+if len(sys.argv) > 2:
+    grandchild = subprocess.Popen([sys.executable, "-c", sys.argv[2], "VLLM::Worker_TP1"],
+                                  stdout=subprocess.PIPE)
+    grandchild.stdout.readline()
+    print(grandchild.pid)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _threads_nice(pid: int) -> set[int]:
+    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_cpu_workers_and_only_they_get_a_lower_priority() -> None:
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _FAKE_WORKER, "VLLM::Worker", _FAKE_WORKER], stdout=subprocess.PIPE, text=True
+    )
+    other = subprocess.Popen([sys.executable, "-c", _FAKE_WORKER, "VLLM::EngineCor"], stdout=subprocess.PIPE)
+    assert worker.stdout is not None and other.stdout is not None
+    grandchild = int(worker.stdout.readline())
+    try:
+        assert worker.stdout.readline().strip() == "ready" and other.stdout.readline().strip() == b"ready"
+        assert engine.lower_worker_priority(os.getpid(), 7) == sorted([worker.pid, grandchild])
+        assert _threads_nice(worker.pid) == {7} and _threads_nice(grandchild) == {7}
+        assert len(os.listdir(f"/proc/{worker.pid}/task")) >= 2  # every thread, not only the main one
+        assert _threads_nice(other.pid) == {0} and _threads_nice(os.getpid()) == {0}
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        for p in (worker, other):
+            p.kill()
+            p.wait()

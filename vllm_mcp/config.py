@@ -109,6 +109,14 @@ class Settings(BaseModel):
         gt=0,
         description="KV cache size in GiB when running on the CPU (vLLM's own variable).",
     )
+    cpu_worker_nice: int = Field(
+        10,
+        alias="VLLM_MCP_CPU_WORKER_NICE",
+        ge=0,
+        le=19,
+        description="Niceness of vLLM's CPU worker processes, so the server's front end wins a "
+        "shared core (CPU only; 0 leaves them alone).",
+    )
     # --- server (ours) ---------------------------------------------------------
     max_concurrency: int = Field(
         64, alias="VLLM_MCP_MAX_CONCURRENCY", ge=1, description="Generations in flight at once."

@@ -284,3 +284,16 @@ def test_history_that_outgrows_the_context_drops_oldest_turns(client: McpClient)
 def test_ping_round_trip(client: McpClient) -> None:
     result = client.submit(client.session.send_ping()).result(10)
     assert isinstance(result, types.EmptyResult)
+
+
+def test_cpu_worker_yields_to_the_front_end(client: McpClient) -> None:
+    import psutil
+
+    client.wait_ready()
+    tree = psutil.Process().children(recursive=True)
+    workers = [p for p in tree if p.name().startswith("VLLM::Worker")]
+    server = [p for p in tree if "serve" in p.cmdline()]
+    assert workers and len(server) == 1
+    # Every thread of the worker (VLLM_MCP_CPU_WORKER_NICE=10), none of the server's.
+    assert {psutil.Process(t.id).nice() for w in workers for t in w.threads()} == {10}
+    assert {psutil.Process(t.id).nice() for t in server[0].threads()} == {0}
