@@ -54,10 +54,10 @@ def serve(**options: Any) -> None:
 
     Every option can also be set by its environment variable; options win.
     """
-    from vllm_mcp import server
+    from vllm_mcp import app
 
     settings = load_settings(options)
-    server.exit_now(server.run(settings))
+    app.exit_now(app.run(settings))
 
 
 @cli.command()
@@ -76,7 +76,7 @@ def chat(
     model: str | None,
 ) -> None:
     """Ask one QUESTION: starts `vllm-mcp serve` over stdio and streams the answer."""
-    from vllm_mcp import server
+    from vllm_mcp.protocol import client
 
     settings = load_settings({"model_name": model})  # fail fast, before the child starts
     # A person reads this terminal, not a log: the server's log (vLLM's warnings and
@@ -106,7 +106,7 @@ def chat(
 
     try:
         result = asyncio.run(
-            server.chat_once(
+            client.chat_once(
                 question,
                 command,
                 env,
@@ -117,7 +117,7 @@ def chat(
                 seed=seed,
             )
         )
-    except server.ChatFailed as e:
+    except client.ChatFailed as e:
         fail(str(e))
     except Exception as e:
         fail(f"chat failed: {type(e).__name__}: {e}")

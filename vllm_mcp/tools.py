@@ -1,6 +1,6 @@
 """The tools, free of any protocol: ``chat_completion``, ``model_info``, ``end_session``.
 
-``server.py`` maps these onto MCP. Here live the argument and result models (their
+``protocol/server.py`` maps these onto MCP. Here live the argument and result models (their
 JSON schemas are what ``tools/list`` declares), admission control (a bound on
 generations in flight and on calls waiting), session turns, and progress pacing.
 """
@@ -288,7 +288,9 @@ class Tools:
                 f"invalid arguments: messages[{too_long[0]}].content: longer than "
                 f"{self.settings.max_content_chars} characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
-        if self.stopping:
+        if self._hard_stop.is_set():
+            # New requests are refused by the transport once a shutdown starts; a call it
+            # accepted just before (its request read before end of input) still runs.
             raise ShuttingDown("server is shutting down; no new calls are accepted")
         # One inner task per call, so that the end of the shutdown grace can cancel
         # it; a cancellation of the caller (notifications/cancelled) reaches it too.

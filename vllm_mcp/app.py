@@ -1,0 +1,144 @@
+"""The server process: engine, tools, sessions and metrics behind one transport.
+
+It loads the model in the background (the transport answers meanwhile), and shuts down
+in one way whatever the trigger (SIGTERM/SIGINT, end of input, the engine dying): stop
+taking calls, give in-flight calls ``VLLM_MCP_SHUTDOWN_GRACE`` seconds, abort the rest,
+stop the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from vllm_mcp import __version__
+from vllm_mcp import logging as vlogging
+from vllm_mcp.config import Settings
+from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
+from vllm_mcp.metrics import Metrics
+from vllm_mcp.protocol import build_server, make_transport
+from vllm_mcp.sessions import open_store
+from vllm_mcp.tools import Tools
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ENGINE_DIED = 0, 1
+
+
+@dataclass
+class _Shutdown:
+    reason: str = ""
+    exit_code: int = EXIT_OK
+    started: bool = False
+
+
+async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
+    transport = make_transport(settings)
+    engine = Engine(settings, recent_log_lines=pump.tail)
+    metrics = Metrics(engine.model_name, settings.metrics_textfile, settings.metrics_interval)
+    sessions = open_store(
+        settings.session_store,
+        settings.max_sessions,
+        settings.max_session_messages,
+        on_evict=metrics.session_evicted,
+    )
+    metrics.set_sessions(len(sessions))
+    tools = Tools(settings, engine, sessions, metrics)
+    server = build_server(tools)
+    shutdown = _Shutdown()
+    loop = asyncio.get_running_loop()
+    background: set[asyncio.Task[Any]] = set()
+
+    def spawn(coro: Any) -> None:
+        task = loop.create_task(coro)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def drain(grace: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(transport.wait_drained(), grace)
+        if transport.in_flight:
+            log.warning(
+                "shutdown grace over; failing unfinished calls",
+                extra={"unfinished": transport.in_flight},
+            )
+            tools.abort_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(transport.wait_drained(), 5)
+        transport.close()
+
+    def begin_shutdown(reason: str, exit_code: int = EXIT_OK, grace: float | None = None) -> None:
+        if shutdown.started:
+            if reason.startswith("signal"):  # a second signal: stop waiting
+                tools.abort_all()
+            return
+        shutdown.started, shutdown.reason, shutdown.exit_code = True, reason, exit_code
+        log.info("shutting down", extra={"reason": reason, "in_flight": transport.in_flight})
+        transport.stop_intake()
+        tools.stop_intake()
+        spawn(drain(settings.shutdown_grace if grace is None else grace))
+
+    async def watch_engine() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            metrics.set_engine_state(engine.state.value)
+            metrics.set_log_lines_dropped(pump.dropped_lines)
+            if engine.state is EngineState.READY and engine.errored:
+                log.error("the vLLM engine died; exiting so the supervisor restarts the server")
+                engine.state, engine.failure = EngineState.FAILED, "the vLLM engine process died"
+                begin_shutdown("engine died", EXIT_ENGINE_DIED, grace=2.0)
+                return
+
+    transport.on_eof = lambda: begin_shutdown("end of input")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, begin_shutdown, f"signal {signal.Signals(sig).name}")
+
+    log.info("starting", extra={"version": __version__, "settings": settings.public_dict()})
+    metrics.set_engine_state(EngineState.LOADING.value)
+    engine_task = loop.create_task(engine.start())
+    spawn(watch_engine())
+    spawn(metrics.run())
+    try:
+        await transport.serve(server)
+    finally:
+        for task in list(background):
+            task.cancel()
+        if not engine_task.done():
+            engine_task.cancel()
+        await engine.aclose()
+        metrics.set_engine_state(engine.state.value)
+        metrics.write()
+        sessions.close()
+    log.info("stopped", extra={"reason": shutdown.reason or "input closed"})
+    return shutdown.exit_code
+
+
+def run(settings: Settings) -> int:
+    """Serve MCP until end of input or a signal; the exit status."""
+    pump = vlogging.LogPump(settings.log_file)
+    vlogging.configure(settings)
+    prepare_process_environment(settings)
+    try:
+        code = asyncio.run(_serve(settings, pump))
+    except Exception as e:  # last line of defence: one clear log line, no traceback on stdout
+        log.critical("server failed", extra={"error": f"{type(e).__name__}: {e}"})
+        code = 70
+    finally:
+        logging.shutdown()
+        pump.close()
+    return code
+
+
+def exit_now(code: int) -> None:
+    """Exit without waiting for threads stuck on a peer that stopped reading our output."""
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon:
+            os._exit(code)
+    sys.exit(code)

@@ -1,0 +1,136 @@
+"""The tools mapped onto the official SDK's low-level ``Server``.
+
+The SDK does the protocol: lifecycle and version negotiation (both eras: the
+initialize handshake and the stateless 2026-07-28 ``server/discover``), tools/list,
+tools/call (one task per request, so calls run concurrently and vLLM batches them),
+ping, progress, cancellation. Every transport serves this one ``Server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+
+from vllm_mcp import __version__
+from vllm_mcp.engine import EngineUnavailable
+from vllm_mcp.protocol.transport import INVALID_PARAMS
+from vllm_mcp.tools import (
+    ChatArguments,
+    ChatResult,
+    EndSessionArguments,
+    EndSessionResult,
+    ModelInfo,
+    NoArguments,
+    ToolError,
+    Tools,
+    engine_error_message,
+    schema,
+)
+
+TOOLS = [
+    types.Tool(
+        name="chat_completion",
+        title="Chat completion",
+        description=(
+            "Generate a reply from the served model. Pass session_id to continue a "
+            "conversation: earlier turns are remembered. Send _meta.progressToken to "
+            "receive the reply as it is generated (progress notifications carry the new text)."
+        ),
+        input_schema=schema(ChatArguments, "validation"),
+        output_schema=schema(ChatResult, "serialization"),
+    ),
+    types.Tool(
+        name="model_info",
+        title="Model information",
+        description="The served model, the server's settings and its current state.",
+        input_schema=schema(NoArguments, "validation"),
+        output_schema=schema(ModelInfo, "serialization"),
+        annotations=types.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
+    ),
+    types.Tool(
+        name="end_session",
+        title="End session",
+        description="Forget one session's conversation history.",
+        input_schema=schema(EndSessionArguments, "validation"),
+        output_schema=schema(EndSessionResult, "serialization"),
+        annotations=types.ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+    ),
+]
+
+
+def build_server(tools: Tools) -> Server[Any]:
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=TOOLS)
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        name = params.name
+        if name not in ("chat_completion", "model_info", "end_session"):
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"Unknown tool: {name!r}; this server offers "
+                "chat_completion, model_info and end_session",
+            )
+        started = time.monotonic()
+        tools.metrics.request_started(name)
+        outcome = "error"
+        try:
+            if name == "chat_completion":
+                send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
+                result: Any = await tools.chat_completion(params.arguments, send)
+            elif name == "model_info":
+                result = tools.model_info(params.arguments)
+            else:
+                result = tools.end_session(params.arguments)
+            outcome = "ok"
+            return _ok(result)
+        except ToolError as e:
+            outcome = e.outcome
+            return _error(str(e))
+        except EngineUnavailable as e:
+            return _error(engine_error_message(e))
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            tools.metrics.request_finished(name, outcome, time.monotonic() - started)
+
+    return Server(
+        "vllm-mcp",
+        version=__version__,
+        instructions="Chat with the vLLM model this server runs: call chat_completion.",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+def _progress_token(ctx: Any) -> Any:
+    meta = getattr(ctx, "meta", None)
+    if meta is None:
+        return None
+    if isinstance(meta, dict):
+        return meta.get("progressToken") or meta.get("progress_token")
+    return getattr(meta, "progress_token", None)
+
+
+def _progress_sender(ctx: Any) -> Callable[[str, int, int], Any]:
+    async def send(text: str, tokens: int, total: int) -> None:
+        await ctx.session.report_progress(tokens, total, text)
+
+    return send
+
+
+def _ok(result: Any) -> types.CallToolResult:
+    data = result.model_dump(mode="json")
+    text = data["text"] if isinstance(result, ChatResult) else json.dumps(data)
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=data)
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)

@@ -1,0 +1,267 @@
+"""MCP over stdin/stdout: one JSON-RPC message per line, for gateways that spawn us.
+
+The SDK's own stdio transport drops lines it cannot parse without a reply and reads
+lines of any size; this one answers -32700/-32600, bounds the line length, and tracks
+which requests are unanswered so a shutdown can drain them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
+
+from vllm_mcp.protocol.transport import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    SERVER_SHUTTING_DOWN,
+    Transport,
+)
+
+log = logging.getLogger(__name__)
+
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class StdioTransport(Transport):
+    """Newline-delimited JSON-RPC over the process's stdin/stdout.
+
+    While it runs, fd 0 reads the null device and fd 1 points at stderr, so the
+    engine's child processes and stray prints can never touch the protocol stream.
+    """
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.pending: set[Any] = set()
+        self.intake_open = True
+        self._drained = asyncio.Event()
+        self._drained.set()
+        sys.stdout.flush()
+        self._in_fd = os.dup(0)
+        self._out_fd = os.dup(1)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.dup2(2, 1)
+        self._reader = os.fdopen(self._in_fd, "rb", buffering=1 << 16)
+        self._to_server, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](64)
+        self.write_stream, self._from_server = anyio.create_memory_object_stream[SessionMessage](64)
+
+    async def serve(self, server: Any) -> None:
+        async with self.run():
+            await server.run(self.read_stream, self.write_stream, server.create_initialization_options())
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[StdioTransport]:
+        """Read and write loops around a block that runs the SDK's session on our streams."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read_loop)
+            tg.start_soon(self._write_loop)
+            try:
+                yield self
+            finally:
+                tg.cancel_scope.cancel()
+
+    def stop_intake(self) -> None:
+        self.intake_open = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    def close(self) -> None:
+        """End the session: the SDK's loop returns once its read stream closes."""
+        self._to_server.close()
+
+    async def wait_drained(self) -> None:
+        await self._drained.wait()
+
+    # --- reading -------------------------------------------------------------------
+
+    def _read_line(self) -> bytes | None:
+        """One line, or ``None`` at end of input; an oversized line is skipped, not stored."""
+        line = self._reader.readline(self.max_message_bytes + 1)
+        if not line:
+            return None
+        if len(line) > self.max_message_bytes and not line.endswith(b"\n"):
+            size = len(line)
+            while True:  # discard the rest of it in bounded pieces
+                rest = self._reader.readline(1 << 16)
+                size += len(rest)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            return b"\x00" + str(size).encode()
+        return line
+
+    async def _read_loop(self) -> None:
+        while True:
+            line = await anyio.to_thread.run_sync(self._read_line, abandon_on_cancel=True)
+            if line is None:
+                log.info("end of input")
+                self.on_eof()
+                return
+            if line.startswith(b"\x00"):
+                await self._reply_error(
+                    None,
+                    INVALID_REQUEST,
+                    f"message of {int(line[1:])} bytes exceeds VLLM_MCP_MAX_MESSAGE_BYTES "
+                    f"({self.max_message_bytes}); it was discarded",
+                )
+                continue
+            if not line.strip():
+                continue
+            await self._handle_line(line)
+
+    async def _handle_line(self, line: bytes) -> None:
+        try:
+            await self._handle_message(line)
+        except Exception as e:  # one bad line must never end the session
+            log.error("could not handle a message", extra={"error": f"{type(e).__name__}: {e}"})
+            await self._reply_error(None, INTERNAL_ERROR, "internal error while reading a message")
+
+    async def _handle_message(self, line: bytes) -> None:
+        try:
+            text = line.decode("utf-8")
+            obj = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            await self._reply_error(None, PARSE_ERROR, f"Parse error: {_describe(e)}")
+            return
+        except RecursionError:
+            await self._reply_error(None, PARSE_ERROR, "Parse error: JSON nested too deeply")
+            return
+        if not isinstance(obj, dict):
+            kind = "batch" if isinstance(obj, list) else type(obj).__name__
+            await self._reply_error(
+                None, INVALID_REQUEST, f"Invalid request: expected a JSON object, got a {kind}"
+            )
+            return
+        rid = obj.get("id")
+        if "id" in obj and not _valid_id(rid) and "method" in obj:
+            # Unanswerable by its own id (null, fractional, bool, object): the spec says
+            # answer with a null id rather than drop it or treat it as a notification.
+            await self._reply_error(
+                None, INVALID_REQUEST, "Invalid request: 'id' must be a string or an integer"
+            )
+            return
+        rid = rid if _valid_id(rid) else None
+        if "method" in obj and ("result" in obj or "error" in obj):
+            # Would otherwise pass as a response to nothing and go unanswered.
+            await self._reply_error(
+                rid, INVALID_REQUEST, "Invalid request: a request cannot carry 'result' or 'error'"
+            )
+            return
+        try:
+            if _LONE_SURROGATE.search(line) and _has_lone_surrogate(obj):
+                await self._reply_error(rid, PARSE_ERROR, "Parse error: lone UTF-16 surrogate in string")
+                return
+            message = types.jsonrpc_message_adapter.validate_python(obj, by_name=False)
+        except ValidationError as e:
+            await self._reply_error(rid, INVALID_REQUEST, f"Invalid request: {_first_error(e)}")
+            return
+        except RecursionError:
+            await self._reply_error(rid, INVALID_REQUEST, "Invalid request: JSON nested too deeply")
+            return
+        if isinstance(message, types.JSONRPCRequest):
+            if not self.intake_open:
+                await self._reply_error(
+                    message.id, SERVER_SHUTTING_DOWN, "server is shutting down; request refused"
+                )
+                return
+            self.pending.add(message.id)
+            self._drained.clear()
+        elif isinstance(message, types.JSONRPCNotification) and (message.method == "notifications/cancelled"):
+            self._settle((message.params or {}).get("requestId"))
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await self._to_server.send(SessionMessage(message))
+
+    async def _reply_error(self, rid: Any, code: int, message: str) -> None:
+        error = types.JSONRPCError(jsonrpc="2.0", id=rid, error=types.ErrorData(code=code, message=message))
+        await self.write_stream.send(SessionMessage(error))
+
+    # --- writing -------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        async with self._from_server:
+            async for first in self._from_server:
+                batch = [first]
+                with contextlib.suppress(anyio.WouldBlock):
+                    while len(batch) < 256:
+                        batch.append(self._from_server.receive_nowait())
+                data = b"".join(self._encode(m) for m in batch)
+                await anyio.to_thread.run_sync(_write_all, self._out_fd, data, abandon_on_cancel=True)
+                for m in batch:
+                    msg = m.message
+                    if isinstance(msg, (types.JSONRPCResponse, types.JSONRPCError)):
+                        self._settle(msg.id)
+
+    def _encode(self, m: SessionMessage) -> bytes:
+        try:
+            text = m.message.model_dump_json(by_alias=True, exclude_unset=True)
+            return text.encode("utf-8") + b"\n"
+        except Exception as e:  # never let one bad message kill the writer
+            log.error("could not encode a message", extra={"error": repr(e)})
+            rid = getattr(m.message, "id", None)
+            if rid is None:
+                return b""
+            return (
+                json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": rid,
+                        "error": {"code": -32603, "message": "internal error: unencodable result"},
+                    }
+                )
+                + "\n"
+            ).encode()
+
+    def _settle(self, rid: Any) -> None:
+        self.pending.discard(rid)
+        if isinstance(rid, str) and rid.isdigit():
+            self.pending.discard(int(rid))
+        if not self.pending:
+            self._drained.set()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {e.start}"
+    assert isinstance(e, json.JSONDecodeError)
+    return f"{e.msg} at line {e.lineno} column {e.colno}"
+
+
+def _first_error(e: ValidationError) -> str:
+    errors = e.errors(include_url=False)
+    messages = {err["msg"] for err in errors}
+    if any("jsonrpc" in str(err["loc"]) for err in errors):
+        return "'jsonrpc' must be \"2.0\""
+    return f"not a JSON-RPC 2.0 request, notification or response ({sorted(messages)[0]})"
+
+
+def _valid_id(rid: Any) -> bool:
+    return isinstance(rid, (str, int)) and not isinstance(rid, bool)
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
