@@ -107,7 +107,8 @@ def test_stdout_carries_only_json_rpc(raw: RawServer) -> None:
 
 
 def test_end_of_input_lets_calls_finish_then_exits_0(tiny_model: Any) -> None:
-    server = RawServer(serve_env(tiny_model))
+    # The call waits for the model to load; on a busy machine that can outlast the default grace.
+    server = RawServer(serve_env(tiny_model, VLLM_MCP_SHUTDOWN_GRACE="300"))
     server.initialize()
     server.send(
         {
@@ -117,7 +118,7 @@ def test_end_of_input_lets_calls_finish_then_exits_0(tiny_model: Any) -> None:
             "params": chat_params("bye", max_tokens=5, min_tokens=5),
         }
     )
-    code = server.close(timeout=120)  # stdin closed right after the request
+    code = server.close(timeout=360)  # stdin closed right after the request
     assert code == 0
     result = server.response(1, timeout=1)["result"]
     assert result["structuredContent"]["usage"]["completion_tokens"] == 5
