@@ -40,21 +40,24 @@ class StdioTransport(Transport):
 
     While it runs, fd 0 reads the null device and fd 1 points at stderr, so the
     engine's child processes and stray prints can never touch the protocol stream.
+    Given ``in_fd``/``out_fd`` (tests: pipes), it uses those and leaves fds 0 and 1 alone;
+    it then owns ``in_fd``.
     """
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, in_fd: int | None = None, out_fd: int | None = None) -> None:
         self.max_message_bytes = max_message_bytes
         self.pending: set[Any] = set()
         self.intake_open = True
         self._drained = asyncio.Event()
         self._drained.set()
-        sys.stdout.flush()
-        self._in_fd = os.dup(0)
-        self._out_fd = os.dup(1)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        os.dup2(2, 1)
+        if in_fd is None or out_fd is None:
+            sys.stdout.flush()
+            in_fd, out_fd = os.dup(0), os.dup(1)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            os.dup2(2, 1)
+        self._in_fd, self._out_fd = in_fd, out_fd
         self._reader = os.fdopen(self._in_fd, "rb", buffering=1 << 16)
         self._to_server, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](64)
         self.write_stream, self._from_server = anyio.create_memory_object_stream[SessionMessage](64)
