@@ -185,6 +185,28 @@ def test_ids_that_are_not_string_or_integer_are_refused_with_a_null_id(rid: Any)
     run(scenario)
 
 
+# --- cancellation ------------------------------------------------------------------------------
+
+
+def test_notifications_cancelled_aborts_the_engine_request() -> None:
+    engine = FakeEngine()
+
+    async def scenario() -> None:
+        async with serving(engine) as peer:
+            await peer.initialize()
+            engine.hold()
+            rid = await peer.call_tool("chat_completion", {"messages": [{"role": "user", "content": "hi"}]})
+            while not engine.started:
+                await asyncio.sleep(0.001)
+            await peer.notify("notifications/cancelled", {"requestId": rid, "reason": "user gave up"})
+            while not engine.aborted:
+                await asyncio.sleep(0.001)
+            assert engine.aborted == engine.started and engine.finished == []
+            await next_is_reply_to_a_fresh_ping(peer)  # and no reply to the cancelled call
+
+    run(scenario)
+
+
 # --- back-pressure -----------------------------------------------------------------------------
 
 
