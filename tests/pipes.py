@@ -100,7 +100,10 @@ class StdioPeer:
         return message
 
     async def reply(self, rid: Any, timeout: float = 5.0) -> Message:
-        """Read until the response to ``rid``; what came before stays in ``received``."""
+        """The response to ``rid``, read earlier or now; what came before stays in ``received``."""
+        for message in self.received:
+            if "method" not in message and message.get("id") == rid:
+                return message
         while True:
             message = await self.recv(timeout)
             if "method" not in message and message.get("id") == rid:
