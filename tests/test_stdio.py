@@ -131,6 +131,7 @@ def test_notifications_get_no_reply() -> None:
 
 
 def test_oversized_line_is_refused_and_the_limit_is_exact() -> None:
+    """The limit and the size reported count the message, not its newline (was off by one)."""
     limit = 1024
 
     def ping_of(size: int, rid: int) -> bytes:
@@ -147,10 +148,10 @@ def test_oversized_line_is_refused_and_the_limit_is_exact() -> None:
             reply = await peer.recv()
             assert reply["id"] is None and reply["error"]["code"] == INVALID_REQUEST
             assert reply["error"]["message"] == (
-                f"message of {limit + 2} bytes exceeds VLLM_MCP_MAX_MESSAGE_BYTES ({limit}); it was discarded"
+                f"message of {limit + 1} bytes exceeds VLLM_MCP_MAX_MESSAGE_BYTES ({limit}); it was discarded"
             )
             await peer.send_raw(ping_of(200_000, 43) + b"\n")  # read in pieces, never whole
-            assert "200001 bytes" in (await peer.recv())["error"]["message"]
+            assert "of 200000 bytes" in (await peer.recv())["error"]["message"]
             await next_is_reply_to_a_fresh_ping(peer)
 
     run(scenario)

@@ -280,3 +280,23 @@ def test_abort_all_ends_generating_and_waiting_calls_with_an_error_and_refuses_n
             await t.chat_completion(chat_args())
 
     run(scenario)
+
+
+def test_cancelling_a_queued_call_leaves_the_queue_without_reaching_the_engine() -> None:
+    async def scenario() -> None:
+        t, engine = make_tools(VLLM_MCP_MAX_CONCURRENCY="1", VLLM_MCP_MAX_QUEUE="1")
+        await engine.start()
+        engine.hold()
+        generating = asyncio.create_task(t.chat_completion(chat_args()))
+        queued = asyncio.create_task(t.chat_completion(chat_args()))
+        await until(lambda: engine.started and t.admission.waiting == 1)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert t.admission.waiting == 0  # its place in the queue is free again
+        third = asyncio.create_task(t.chat_completion(chat_args()))
+        engine.release()
+        await asyncio.gather(generating, third)
+        assert engine.started == engine.finished == ["mcp-1", "mcp-2"] and engine.aborted == []
+
+    run(scenario)

@@ -102,7 +102,7 @@ class StdioTransport(Transport):
             size = len(line)
             while True:  # discard the rest of it in bounded pieces
                 rest = self._reader.readline(1 << 16)
-                size += len(rest)
+                size += len(rest.removesuffix(b"\n"))  # the message's size, as the limit counts it
                 if not rest or rest.endswith(b"\n"):
                     break
             return b"\x00" + str(size).encode()
