@@ -80,7 +80,16 @@ def test_one_reply_line_per_request_in_the_order_written() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    [b'{"jsonrpc": "2.0", "id": 1, "method": ', b"\xff\xfe not utf-8", b"{'single': 'quotes'}"],
+    [
+        b'{"jsonrpc": "2.0", "id": 1, "method": ',
+        b"\xff\xfe not utf-8",
+        b"{'single': 'quotes'}",
+        # Python's json reads these; JSON has no such values (were accepted):
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"n": NaN}}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"n": -Infinity}}}',
+        # past Python's 4300-digit limit for int() (was a -32603 internal error):
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"n": ' + b"9" * 5000 + b"}}}",
+    ],
 )
 def test_unparseable_line_gets_a_parse_error_and_the_session_goes_on(line: bytes) -> None:
     async def scenario() -> None:

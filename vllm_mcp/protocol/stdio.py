@@ -137,12 +137,15 @@ class StdioTransport(Transport):
     async def _handle_message(self, line: bytes) -> None:
         try:
             text = line.decode("utf-8")
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=_not_json)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             await self._reply_error(None, PARSE_ERROR, f"Parse error: {_describe(e)}")
             return
         except RecursionError:
             await self._reply_error(None, PARSE_ERROR, "Parse error: JSON nested too deeply")
+            return
+        except ValueError as e:  # NaN/Infinity, or an integer past Python's digit limit
+            await self._reply_error(None, PARSE_ERROR, f"Parse error: {_describe_value(e)}")
             return
         if not isinstance(obj, dict):
             kind = "batch" if isinstance(obj, list) else type(obj).__name__
@@ -248,6 +251,19 @@ def _describe(e: Exception) -> str:
         return f"invalid UTF-8 at byte {e.start}"
     assert isinstance(e, json.JSONDecodeError)
     return f"{e.msg} at line {e.lineno} column {e.colno}"
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json accepts NaN and Infinity; JSON does not."""
+    raise _NotJson(f"{constant} is not a JSON value")
+
+
+def _describe_value(e: ValueError) -> str:
+    return str(e) if isinstance(e, _NotJson) else "a number has too many digits"
 
 
 def _first_error(e: ValidationError) -> str:
