@@ -291,10 +291,14 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- main() in a real process --------------------------------------------------------------------
 
 
+def clean_os_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
+
+
 def run_main(
     *args: str, env: dict[str, str] | None = None, code: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
+    base = clean_os_environ()
     command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "vllm_mcp", *args]
     return subprocess.run(
         command,
@@ -326,3 +330,22 @@ def test_main_unexpected_error_has_no_traceback_in_a_real_process() -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[0] == PREFIX + "unexpected error: ValueError: no such thing"
+
+
+def test_a_reader_that_went_away_is_not_an_error_worth_a_traceback() -> None:
+    """``vllm-mcp config show | head -1``: the pipe closes early; exit 1, nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vllm_mcp", "config", "show"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env={**clean_os_environ(), "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1 and proc.stderr == ""

@@ -3,14 +3,15 @@
 Commands raise; ``vllm_mcp.cli.main`` (via the group's ``main``) catches once and calls
 ``report``, so no command prints its own error and no user sees a traceback::
 
-    CliError            exit 1  the command ran and failed (a download, the chat)
-    ├── CheckFailed     exit 1  a report on stdout says what failed; this is its summary
-    └── UsageError      exit 2  bad options, arguments or configuration; nothing was done
+    CliError            exit 1  the command ran and failed (the chat, say)
+    └── CheckFailed     exit 1  a report on stdout says what failed; this is its summary
+    ConfigError         exit 2  (the library's) an invalid setting, one line per problem
+    click.UsageError    exit 2  (click's) a bad option or argument
+    PrefetchError       exit 1  (the library's) a download that failed
+    KeyboardInterrupt   exit 130
+    anything else       exit 1  a bug: one line, and ``--debug`` shows the traceback
 
-The library's expected exceptions need no wrapping: ``ConfigError`` is a usage error
-(exit 2, one line per problem), ``PrefetchError`` a failure (exit 1). Click's own usage
-errors exit 2 the same way; Ctrl-C exits 130. Anything else is a bug: one line, exit 1,
-and ``--debug`` shows the traceback.
+Exit 2 always means nothing was done: fix the command line or the configuration.
 """
 
 from __future__ import annotations
@@ -54,12 +55,6 @@ class CliError(Exception):
 
 class CheckFailed(CliError):
     """A check's report (on stdout) found a failure; the message summarises it."""
-
-
-class UsageError(CliError):
-    """Bad options, arguments or configuration: nothing was attempted."""
-
-    exit_code = EXIT_USAGE
 
 
 def _say(line: str) -> None:
