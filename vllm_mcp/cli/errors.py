@@ -34,8 +34,8 @@ PREFIX = "vllm-mcp: "
 
 EXIT_CODES_HELP = (
     "Exit status: 0 success; 1 failure (a check failed, a download or the server failed); "
-    "2 usage or configuration error (nothing was done); 130 interrupted. Errors are one "
-    "line each on stderr, prefixed 'vllm-mcp:'; stdout carries only the command's output."
+    "2 usage or configuration error (nothing was done); 130 interrupted. Each error is a "
+    "line on stderr starting 'vllm-mcp:'; stdout carries only the command's output."
 )
 
 #: Set by ``--debug``: show the traceback of an unexpected error.
