@@ -204,8 +204,8 @@ def test_validate_file_exit_codes(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "bad.env"
     bad.write_text("VLLM_DEFAULT_TEMPERATURE=3\nVLLM_MAX_SESION_MESSAGES=4\n")
     result = runner.invoke(cli, ["config", "validate", str(bad)], env=clean_env())
-    assert result.exit_code == 1
-    lines = result.output.splitlines()
+    assert result.exit_code == 1 and result.stderr == f"vllm-mcp: invalid configuration: {bad}\n"
+    lines = result.stdout.splitlines()
     assert len(lines) == 2 and all(line.startswith(f"{bad}: ") for line in lines)
     assert "VLLM_DEFAULT_TEMPERATURE='3'" in lines[0]
     assert "did you mean VLLM_MAX_SESSION_MESSAGES?" in lines[1]
@@ -259,9 +259,10 @@ def test_show_gives_value_and_source(runner: CliRunner) -> None:
     assert doc["VLLM_MAX_MODEL_LEN"] == {"value": None, "source": "default"}
 
 
-def test_show_with_invalid_config_exits_nonzero(runner: CliRunner) -> None:
+def test_show_with_invalid_config_is_a_configuration_error(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["config", "show"], env=clean_env(VLLM_DTYPE="half"))
-    assert result.exit_code == 1 and "VLLM_DTYPE='half'" in result.output
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("vllm-mcp: invalid VLLM_DTYPE='half'")
 
 
 # --- the token never shows --------------------------------------------------------------------

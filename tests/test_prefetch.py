@@ -306,6 +306,6 @@ def test_cli_errors_are_one_line_without_traceback_or_token(
     proc = run_cli("prefetch", *args, "--quiet", env=env)
     assert proc.returncode == 1
     assert proc.stdout == ""
-    assert proc.stderr.startswith("error: ") and expected in proc.stderr
+    assert proc.stderr.startswith("vllm-mcp: ") and expected in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr and FAKE_TOKEN not in proc.stderr

@@ -1,6 +1,7 @@
 """Unit tests of the protocol-free tool layer: argument checks, schemas, admission, pacing.
 
-No engine here; the end-to-end behaviour of the tools is in tests/e2e/test_server.py.
+No engine here: the last part runs ``Tools`` over the ``FakeEngine`` test double; the
+end-to-end behaviour of the tools on the real engine is in tests/e2e/test_server.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from typing import Any
 
 import pytest
 
+from tests.doubles import FakeEngine
 from vllm_mcp import tools
+from vllm_mcp.config import Settings
+from vllm_mcp.engine import EngineUnavailable
+from vllm_mcp.metrics import Metrics
+from vllm_mcp.sessions import SessionStore
 
 
 def chat_args(**extra: Any) -> dict[str, Any]:
@@ -109,3 +115,188 @@ def test_pacer_sends_the_first_delta_at_once_then_coalesces() -> None:
 
     asyncio.run(scenario())
     assert sent == [("Hel", 1, 50), ("lo, world", 5, 50)]
+
+
+# --- Tools over the FakeEngine double: admission, queueing, cancellation, shutdown ------------
+
+
+def make_tools(engine: FakeEngine | None = None, **env: str) -> tuple[tools.Tools, FakeEngine]:
+    """``Tools`` as the app builds them, over the double; settings from ``env`` only."""
+    settings = Settings.load(environ=env)
+    engine = engine or FakeEngine()
+    metrics = Metrics(engine.model_name, None, 60)
+    return tools.Tools(settings, engine, SessionStore(10, 10), metrics), engine  # type: ignore[arg-type]
+
+
+def run(scenario: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+async def until(condition: Any, timeout: float = 2.0) -> None:
+    """Yield to the loop until ``condition()`` holds (no fixed sleeps)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.001)
+
+
+def test_a_call_streams_the_engines_reply_and_reports_usage() -> None:
+    sent: list[tuple[str, int, int]] = []
+
+    async def progress(text: str, tokens: int, total: int) -> None:
+        sent.append((text, tokens, total))
+
+    async def scenario() -> tools.ChatResult:
+        t, engine = make_tools(FakeEngine(reply="one two three four"), VLLM_MCP_PROGRESS_INTERVAL="0")
+        await engine.start()
+        return await t.chat_completion(chat_args(max_tokens=3, temperature=0), progress)
+
+    result = run(scenario)
+    assert result.text == "one two three " and result.finish_reason == "length"
+    assert result.usage.completion_tokens == 3 and result.model == "fake-model"
+    assert sent == [("one ", 1, 3), ("two ", 2, 3), ("three ", 3, 3)]
+
+
+def test_sampling_defaults_come_from_the_settings() -> None:
+    async def scenario() -> Any:
+        t, engine = make_tools(
+            VLLM_DEFAULT_TEMPERATURE="0.3", VLLM_DEFAULT_TOP_K="5", VLLM_DEFAULT_MAX_TOKENS="9"
+        )
+        await engine.start()
+        await t.chat_completion(chat_args(seed=4))
+        await t.chat_completion(chat_args(temperature=0, top_k=-1, max_tokens=2))
+        return [engine.sampling[r] for r in engine.started]
+
+    defaults, explicit = run(scenario)
+    assert (defaults.temperature, defaults.top_k, defaults.max_tokens, defaults.seed) == (0.3, 5, 9, 4)
+    assert (explicit.temperature, explicit.top_k, explicit.max_tokens, explicit.seed) == (0.0, -1, 2, None)
+
+
+def test_a_session_carries_the_earlier_turns_into_the_prompt() -> None:
+    prompts: list[str] = []
+
+    def reply(ids: list[int]) -> str:
+        prompts.append("".join(map(chr, ids)))
+        return f"answer{len(prompts)}"
+
+    async def scenario() -> None:
+        t, engine = make_tools(FakeEngine(reply=reply))
+        await engine.start()
+        await t.chat_completion(chat_args(session_id="s"))
+        await t.chat_completion({"messages": [{"role": "user", "content": "again"}], "session_id": "s"})
+        await t.chat_completion({"messages": [{"role": "user", "content": "alone"}]})
+
+    run(scenario)
+    assert prompts[1] == "<user>hi<assistant>answer1<user>again<assistant>"
+    assert prompts[2] == "<user>alone<assistant>"
+
+
+def test_a_call_waits_for_the_model_then_reports_a_load_failure() -> None:
+    async def scenario() -> str:
+        t, engine = make_tools(FakeEngine(fail_to_load="out of memory"))
+        call = asyncio.create_task(t.chat_completion(chat_args()))
+        await asyncio.sleep(0.01)
+        assert not call.done()  # still loading: the call waits
+        await engine.start()
+        with pytest.raises(EngineUnavailable) as e:
+            await call
+        return str(e.value)
+
+    assert run(scenario) == "model failed: out of memory"
+
+
+def test_too_long_content_is_refused_before_admission() -> None:
+    async def scenario() -> None:
+        t, engine = make_tools(VLLM_MCP_MAX_CONTENT_CHARS="5")
+        await engine.start()
+        with pytest.raises(tools.InvalidArguments, match="longer than 5 characters"):
+            await t.chat_completion({"messages": [{"role": "user", "content": "123456"}]})
+        assert engine.started == []
+
+    run(scenario)
+
+
+def test_admission_limits_generations_answers_busy_and_keeps_queue_order() -> None:
+    async def scenario() -> None:
+        t, engine = make_tools(VLLM_MCP_MAX_CONCURRENCY="2", VLLM_MCP_MAX_QUEUE="3")
+        await engine.start()
+        engine.hold()
+        # max_tokens tells the calls apart in the engine's records.
+        calls = []
+        for n in range(1, 6):
+            calls.append(asyncio.create_task(t.chat_completion(chat_args(max_tokens=n))))
+            await asyncio.sleep(0)
+        await until(lambda: len(engine.started) == 2 and t.admission.waiting == 3)
+        info = t.model_info()
+        assert (info.in_flight_requests, info.queued_requests, info.engine_unfinished_requests) == (2, 3, 2)
+        with pytest.raises(tools.ServerBusy) as busy:
+            await t.chat_completion(chat_args())
+        assert str(busy.value) == (
+            "server busy: 2 calls generating and 3 waiting "
+            "(VLLM_MCP_MAX_CONCURRENCY=2, VLLM_MCP_MAX_QUEUE=3); retry later"
+        )
+        engine.release()
+        await asyncio.gather(*calls)
+        assert [engine.sampling[r].max_tokens for r in engine.started] == [1, 2, 3, 4, 5]
+        assert engine.finished == engine.started and engine.aborted == []
+        assert (t.admission.in_flight, t.admission.waiting) == (0, 0)
+
+    run(scenario)
+
+
+def test_cancelling_a_call_aborts_its_engine_request_and_frees_the_slot() -> None:
+    async def scenario() -> None:
+        t, engine = make_tools(FakeEngine(reply="a " * 1000, pace=0.001), VLLM_MCP_MAX_CONCURRENCY="1")
+        await engine.start()
+        call = asyncio.create_task(t.chat_completion(chat_args()))
+        queued = asyncio.create_task(t.chat_completion(chat_args(max_tokens=3)))
+        await until(lambda: engine.started)
+        call.cancel()  # what notifications/cancelled does to the SDK's request task
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert engine.aborted == ["mcp-1"]
+        result = await queued  # the slot went to the next call
+        assert result.finish_reason == "length" and engine.finished == ["mcp-2"]
+
+    run(scenario)
+
+
+def test_abort_all_ends_generating_and_waiting_calls_with_an_error_and_refuses_new_ones() -> None:
+    async def scenario() -> None:
+        t, engine = make_tools(VLLM_MCP_MAX_CONCURRENCY="1")
+        await engine.start()
+        engine.hold()
+        generating = asyncio.create_task(t.chat_completion(chat_args()))
+        waiting = asyncio.create_task(t.chat_completion(chat_args()))
+        await until(lambda: engine.started and t.admission.waiting == 1)
+        t.stop_intake()
+        assert t.model_info().server_state == "stopping"
+        t.abort_all()
+        for call in (generating, waiting):
+            with pytest.raises(tools.ShuttingDown, match="server shut down before this call could finish"):
+                await call
+        assert engine.aborted == ["mcp-1"] and engine.unfinished_requests() == 0
+        with pytest.raises(tools.ShuttingDown, match="no new calls are accepted"):
+            await t.chat_completion(chat_args())
+
+    run(scenario)
+
+
+def test_cancelling_a_queued_call_leaves_the_queue_without_reaching_the_engine() -> None:
+    async def scenario() -> None:
+        t, engine = make_tools(VLLM_MCP_MAX_CONCURRENCY="1", VLLM_MCP_MAX_QUEUE="1")
+        await engine.start()
+        engine.hold()
+        generating = asyncio.create_task(t.chat_completion(chat_args()))
+        queued = asyncio.create_task(t.chat_completion(chat_args()))
+        await until(lambda: engine.started and t.admission.waiting == 1)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert t.admission.waiting == 0  # its place in the queue is free again
+        third = asyncio.create_task(t.chat_completion(chat_args()))
+        engine.release()
+        await asyncio.gather(generating, third)
+        assert engine.started == engine.finished == ["mcp-1", "mcp-2"] and engine.aborted == []
+
+    run(scenario)

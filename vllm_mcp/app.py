@@ -129,7 +129,7 @@ def run(settings: Settings) -> int:
         code = asyncio.run(_serve(settings, pump))
     except Exception as e:  # last line of defence: one clear log line, no traceback on stdout
         log.critical("server failed", extra={"error": f"{type(e).__name__}: {e}"})
-        code = 70
+        code = 1  # every failure exits 1 (docs/cli.md)
     finally:
         logging.shutdown()
         pump.close()

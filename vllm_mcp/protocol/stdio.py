@@ -40,21 +40,24 @@ class StdioTransport(Transport):
 
     While it runs, fd 0 reads the null device and fd 1 points at stderr, so the
     engine's child processes and stray prints can never touch the protocol stream.
+    Given ``in_fd``/``out_fd`` (tests: pipes), it uses those and leaves fds 0 and 1 alone;
+    it then owns ``in_fd``.
     """
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, in_fd: int | None = None, out_fd: int | None = None) -> None:
         self.max_message_bytes = max_message_bytes
         self.pending: set[Any] = set()
         self.intake_open = True
         self._drained = asyncio.Event()
         self._drained.set()
-        sys.stdout.flush()
-        self._in_fd = os.dup(0)
-        self._out_fd = os.dup(1)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        os.dup2(2, 1)
+        if in_fd is None or out_fd is None:
+            sys.stdout.flush()
+            in_fd, out_fd = os.dup(0), os.dup(1)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            os.dup2(2, 1)
+        self._in_fd, self._out_fd = in_fd, out_fd
         self._reader = os.fdopen(self._in_fd, "rb", buffering=1 << 16)
         self._to_server, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](64)
         self.write_stream, self._from_server = anyio.create_memory_object_stream[SessionMessage](64)
@@ -99,7 +102,7 @@ class StdioTransport(Transport):
             size = len(line)
             while True:  # discard the rest of it in bounded pieces
                 rest = self._reader.readline(1 << 16)
-                size += len(rest)
+                size += len(rest.removesuffix(b"\n"))  # the message's size, as the limit counts it
                 if not rest or rest.endswith(b"\n"):
                     break
             return b"\x00" + str(size).encode()
@@ -134,12 +137,15 @@ class StdioTransport(Transport):
     async def _handle_message(self, line: bytes) -> None:
         try:
             text = line.decode("utf-8")
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=_not_json)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             await self._reply_error(None, PARSE_ERROR, f"Parse error: {_describe(e)}")
             return
         except RecursionError:
             await self._reply_error(None, PARSE_ERROR, "Parse error: JSON nested too deeply")
+            return
+        except ValueError as e:  # NaN/Infinity, or an integer past Python's digit limit
+            await self._reply_error(None, PARSE_ERROR, f"Parse error: {_describe_value(e)}")
             return
         if not isinstance(obj, dict):
             kind = "batch" if isinstance(obj, list) else type(obj).__name__
@@ -245,6 +251,19 @@ def _describe(e: Exception) -> str:
         return f"invalid UTF-8 at byte {e.start}"
     assert isinstance(e, json.JSONDecodeError)
     return f"{e.msg} at line {e.lineno} column {e.colno}"
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json accepts NaN and Infinity; JSON does not."""
+    raise _NotJson(f"{constant} is not a JSON value")
+
+
+def _describe_value(e: ValueError) -> str:
+    return str(e) if isinstance(e, _NotJson) else "a number has too many digits"
 
 
 def _first_error(e: ValidationError) -> str:

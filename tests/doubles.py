@@ -1,0 +1,197 @@
+"""Test doubles: stand-ins for the engine and the chat client, for fast unit tests only.
+
+Nothing here runs vLLM or a model. End-to-end tests (tests/e2e/) use the real engine;
+these doubles exist so the transport, admission, cancellation and shutdown logic can be
+tested in milliseconds. Each double is named ``Fake*`` and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from vllm_mcp.engine import Delta, EngineState, EngineUnavailable, Sampling
+
+
+class FakeTokenizer:
+    """TEST DOUBLE of a Hugging Face tokenizer, as ``vllm_mcp.prompts`` uses it.
+
+    One token per character of the rendered transcript, so prompt sizes are predictable.
+    """
+
+    chat_template = "fake: role-tagged transcript"
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        add_generation_prompt: bool,
+        tokenize: bool,
+        return_dict: bool,
+    ) -> list[int]:
+        text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
+        return self.encode(text + ("<assistant>" if add_generation_prompt else ""))
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) % 50_000 for c in text]
+
+
+class FakeEngine:
+    """TEST DOUBLE of ``vllm_mcp.engine.Engine``: the same interface, no vLLM, no model.
+
+    ``generate`` streams ``reply`` (a string, or a function of the prompt's token ids)
+    word by word as ``Delta`` objects, ``pace`` seconds apart, capped at the request's
+    ``max_tokens``. ``hold()`` makes new generations wait before their first token until
+    ``release()``. It records what a test needs to check: ``started`` (request ids in
+    order), ``finished``, ``aborted`` (closed or cancelled before the end, as vLLM's
+    abort would be called) and ``sampling`` per request id.
+    """
+
+    def __init__(
+        self,
+        settings: Any = None,
+        recent_log_lines: Callable[[], Sequence[str]] = tuple,
+        *,
+        reply: str | Callable[[list[int]], str] = "the fake engine says hello",
+        pace: float = 0.0,
+        model_name: str = "fake-model",
+        max_model_len: int = 4096,
+        fail_to_load: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.reply = reply
+        self.pace = pace
+        self.fail_to_load = fail_to_load
+        self.state = EngineState.LOADING
+        self.failure: str | None = None
+        self.model_name = model_name
+        self.max_model_len: int | None = max_model_len
+        self.dtype = "float32"
+        self.device = "fake"
+        self.version = "fake"
+        self.tokenizer = FakeTokenizer()
+        self.load_seconds: float | None = None
+        self.errored = False
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.aborted: list[str] = []
+        self.sampling: dict[str, Sampling] = {}
+        self.closed = False
+        self._active: set[str] = set()
+        self._ready = asyncio.Event()
+        self._released = asyncio.Event()
+        self._released.set()
+
+    # --- life cycle, as Engine ------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.fail_to_load:
+            self.state, self.failure = EngineState.FAILED, self.fail_to_load
+        else:
+            self.state, self.load_seconds = EngineState.READY, 0.0
+        self._ready.set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+        self.check_serving()
+
+    def check_serving(self) -> None:
+        if self.state is not EngineState.READY:
+            raise EngineUnavailable(f"model {self.state.value}: {self.failure}")
+
+    def unfinished_requests(self) -> int:
+        return len(self._active)
+
+    async def aclose(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self.closed = True
+        if self.state in (EngineState.READY, EngineState.LOADING):
+            self.state, self.failure = EngineState.STOPPED, "shut down"
+
+    # --- controls for tests ---------------------------------------------------------
+
+    def hold(self) -> None:
+        """New generations wait before their first token until ``release``."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    # --- generation ----------------------------------------------------------------
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: Sampling, request_id: str
+    ) -> AsyncIterator[Delta]:
+        self.check_serving()
+        self.started.append(request_id)
+        self.sampling[request_id] = sampling
+        self._active.add(request_id)
+        done = False
+        try:
+            await self._released.wait()
+            text = self.reply(prompt_token_ids) if callable(self.reply) else self.reply
+            words = [w + " " for w in text.split(" ")]
+            words[-1] = words[-1][:-1]
+            words = words[: sampling.max_tokens]
+            reason = "length" if len(words) < len(text.split(" ")) else "stop"
+            for i, word in enumerate(words):
+                if self.pace:
+                    await asyncio.sleep(self.pace)
+                last = i == len(words) - 1
+                yield Delta(text=word, new_tokens=1, finish_reason=reason if last else None)
+            done = True
+        finally:
+            self._active.discard(request_id)
+            (self.finished if done else self.aborted).append(request_id)
+
+
+class FakeChat:
+    """TEST DOUBLE of ``vllm_mcp.protocol.client.chat_once``: no server is started.
+
+    Streams ``pieces`` to the caller's ``on_text`` and returns ``result``, or raises
+    ``error``; writes ``server_log`` to the log file the command chose (as the real
+    server would) and records each call's arguments in ``calls``.
+    """
+
+    def __init__(
+        self,
+        pieces: Sequence[str] = ("Hello", ", world"),
+        result: dict[str, Any] | None = None,
+        error: BaseException | None = None,
+        server_log: str | None = None,
+    ) -> None:
+        self.pieces = list(pieces)
+        self.result = (
+            result
+            if result is not None
+            else {
+                "text": "".join(pieces),
+                "model": "fake-model",
+                "usage": {"prompt_tokens": 3, "completion_tokens": len(pieces)},
+                "timings": {"time_to_first_token_s": 0.01, "total_s": 0.02},
+            }
+        )
+        self.error = error
+        self.server_log = server_log
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(
+        self,
+        question: str,
+        server_command: list[str],
+        env: dict[str, str],
+        on_text: Callable[[str], None],
+        **options: Any,
+    ) -> dict[str, Any]:
+        self.calls.append({"question": question, "command": server_command, "env": env, **options})
+        if self.server_log is not None:
+            with open(env["VLLM_MCP_LOG_FILE"], "w") as f:
+                f.write(self.server_log)
+        for piece in self.pieces:
+            on_text(piece)
+        if self.error is not None:
+            raise self.error
+        return self.result

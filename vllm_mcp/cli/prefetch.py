@@ -1,0 +1,24 @@
+"""``vllm-mcp prefetch``: download a model ahead of the first start."""
+
+from __future__ import annotations
+
+import click
+
+from vllm_mcp.config import Settings
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--revision", help="Branch, tag or commit to pin (default: main).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
+    """Download MODEL (default: VLLM_MODEL_NAME) into the cache; 'embedded' converts the
+    embedded model. A failed download exits 1, a bad setting 2."""
+    from vllm_mcp.prefetch import prefetch_for_settings
+
+    settings = Settings.load()
+    result = prefetch_for_settings(settings, model, revision, progress=not quiet)  # PrefetchError: exit 1
+    click.echo(f"model:  {result.model}")
+    click.echo(f"commit: {result.commit or '-'}")
+    click.echo(f"path:   {result.path}")
+    click.echo(f"files:  {len(result.files)}")
