@@ -21,11 +21,10 @@ from vllm_mcp.config import (
     ConfigError,
     Settings,
     check_top_k,
-    read_config_file,
-    read_fluidmcp_config,
     unknown_engine_args,
     validate,
 )
+from vllm_mcp.config_files import read_config_file, read_fluidmcp_config
 
 FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
 VLLM_OWN = frozenset({"VLLM_LOGGING_STREAM", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_USE_V1"})
