@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from vllm_mcp import config
+from vllm_mcp import config, config_files
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check
 
@@ -91,7 +91,7 @@ def check_gateway(p: Probes) -> Check:
     for spec in files:
         optional, path = spec.startswith("-"), spec.removeprefix("-")
         try:
-            env.update(config.read_env_file(_under(p.root, path)))
+            env.update(config_files.read_env_file(_under(p.root, path)))
         except FileNotFoundError:
             if not optional:
                 problems.append(f"{path} is missing, so the gateway cannot start")
