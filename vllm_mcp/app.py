@@ -21,7 +21,7 @@ from typing import Any
 from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config import Settings
-from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
+from vllm_mcp.engine import LOAD_THREAD, Engine, EngineState, prepare_process_environment
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.sessions import open_store
@@ -111,7 +111,9 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
         for task in list(background):
             task.cancel()
         if not engine_task.done():
-            engine_task.cancel()
+            engine_task.cancel()  # a load in progress stops now, its processes with it
+            with contextlib.suppress(asyncio.CancelledError):
+                await engine_task
         await engine.aclose()
         metrics.set_engine_state(engine.state.value)
         metrics.write()
@@ -139,6 +141,11 @@ def run(settings: Settings) -> int:
 def exit_now(code: int) -> None:
     """Exit without waiting for threads stuck on a peer that stopped reading our output."""
     for t in threading.enumerate():
-        if t is not threading.current_thread() and not t.daemon:
+        if t is threading.current_thread() or not t.is_alive():
+            continue
+        # A model load cut short is still running in its daemon thread; interpreter
+        # teardown (atexit joins of its processes) would wait for it.
+        if not t.daemon or t.name == LOAD_THREAD:
+            sys.stderr.flush()
             os._exit(code)
     sys.exit(code)
