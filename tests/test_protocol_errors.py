@@ -39,6 +39,12 @@ def test_after_initialize_the_bad_param_is_named() -> None:
     assert "params.name:" in error.message and "string" in error.message
 
 
+def test_a_stateless_request_is_not_told_to_initialize() -> None:
+    params = {"_meta": {types.PROTOCOL_VERSION_META_KEY: "2026-07-28"}, "arguments": {}}
+    error = explain_invalid_params("tools/call", params, initialized=False)
+    assert error.message.startswith("invalid params for tools/call: params.name is missing")
+
+
 def test_only_the_sdks_nameless_error_is_replaced() -> None:
     assert needs_explaining(types.ErrorData(code=-32602, message="Invalid request parameters", data=""))
     assert not needs_explaining(types.ErrorData(code=-32602, message="Unknown tool: 'x'"))

@@ -69,8 +69,9 @@ def test_end_of_input_during_the_load_stops_the_engine_processes(tiny_model: Pat
     me = psutil.Process(proc.pid)
     try:
         deadline = time.monotonic() + 180
-        while not me.children(recursive=True) and time.monotonic() < deadline:  # the engine is starting
-            time.sleep(0.2)
+        while proc.poll() is None and not me.children(recursive=True) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the engine starts
+        time.sleep(2)
         engine = me.children(recursive=True)
         assert engine, "no engine process started"
         assert proc.stdin is not None

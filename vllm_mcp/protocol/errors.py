@@ -68,7 +68,9 @@ def explain_invalid_params(method: str | None, params: Any, initialized: bool) -
             message=f"initialize: {problems}. Send, for example: {INITIALIZE_LINE}",
             data={"example": INITIALIZE_LINE, "protocol_versions": versions_served()},
         )
-    if not initialized:
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    stateless = isinstance(meta, dict) and types.PROTOCOL_VERSION_META_KEY in meta  # 2026-07-28: no handshake
+    if not initialized and not stateless:
         return types.ErrorData(
             code=types.INVALID_PARAMS,
             message=(
