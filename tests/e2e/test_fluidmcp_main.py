@@ -256,6 +256,9 @@ def test_a_long_generation_stops_in_time_and_replies_stay_in_step(
     assert 0 < reply["usage"]["completion_tokens"] < LONG and reply["text"]
     assert reply["timings"]["total_s"] >= BUDGET - 0.5
     assert long["seconds"] < 30  # answered before the gateway's own timeout
+    tokens = reply["usage"]["completion_tokens"]
+    print(f"time-limited call: {long['seconds']} s through the gateway, {tokens} tokens, ", end="")
+    print(f"{LONG / tokens * BUDGET:.0f} s to generate all {LONG} at that rate")
     after = report["after_long"]
     assert json.loads(after["body"])["id"] == 8 and result_of(after)["server_state"] == "ready"
 
