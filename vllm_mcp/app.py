@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ENGINE_DIED = 0, 1
 
+_load_abandoned = threading.Event()
+"""Set when shutdown cut a model load short: the exit then skips interpreter teardown."""
+
 
 @dataclass
 class _Shutdown:
@@ -114,6 +117,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
             engine_task.cancel()  # a load in progress stops now, its processes with it
             with contextlib.suppress(asyncio.CancelledError):
                 await engine_task
+            _load_abandoned.set()
         await engine.aclose()
         metrics.set_engine_state(engine.state.value)
         metrics.write()
@@ -140,12 +144,12 @@ def run(settings: Settings) -> int:
 
 def exit_now(code: int) -> None:
     """Exit without waiting for threads stuck on a peer that stopped reading our output."""
+    if _load_abandoned.is_set():
+        # Half-built vLLM and torch state: interpreter teardown (atexit finalizers, joins
+        # of the load thread's processes) took ~10 s here after a cancelled load.
+        sys.stderr.flush()
+        os._exit(code)
     for t in threading.enumerate():
-        if t is threading.current_thread() or not t.is_alive():
-            continue
-        # A model load cut short is still running in its daemon thread; interpreter
-        # teardown (atexit joins of its processes) would wait for it.
-        if not t.daemon or t.name == LOAD_THREAD:
-            sys.stderr.flush()
+        if t is not threading.current_thread() and t.is_alive() and (not t.daemon or t.name == LOAD_THREAD):
             os._exit(code)
     sys.exit(code)
