@@ -315,6 +315,7 @@ class Engine:
         except asyncio.CancelledError:
             self.state, self.failure = EngineState.STOPPED, "shut down while loading"
             if self._llm is None:
+                lifeline.forbid_new_children()  # the load thread goes on; it must spawn nothing
                 stopped = stop_engine_processes()
                 log.info("model load cancelled", extra={"engine_processes_stopped": stopped})
             raise
