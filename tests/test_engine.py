@@ -54,6 +54,30 @@ def test_process_environment_sends_vllm_logs_to_stderr_and_hides_our_names(
     assert "VLLM_CPU_KVCACHE_SPACE" in engine.engine_env_names()
 
 
+def test_a_gateways_token_never_reaches_the_engine_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FluidMCP passes its whole environment, its bearer token included, to the server."""
+    environ = dict(os.environ)
+    environ.update({"FMCP_BEARER_TOKEN": "gw-secret", "FMCP_SECURE_MODE": "true", "KEEP_ME": "1"})
+    monkeypatch.setattr(os, "environ", environ)
+    engine.prepare_process_environment(Settings.load(environ={}))
+    assert not [k for k in os.environ if k.startswith("FMCP_")]
+    assert "gw-secret" not in os.environ.values()
+    assert os.environ["KEEP_ME"] == "1"
+
+
+def test_engine_env_names_do_not_import_vllm() -> None:
+    """``serve`` reads them before its first request; importing vLLM takes seconds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from vllm_mcp.engine import engine_env_names; names = engine_env_names(); "
+        "assert 'VLLM_CPU_KVCACHE_SPACE' in names; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("preset", [None, "1"])
 def test_vllm_cpu_uses_the_compile_cache_it_can_read_back(
     monkeypatch: pytest.MonkeyPatch, preset: str | None

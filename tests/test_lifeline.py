@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
+import pytest
 
 from tests.e2e import proctree
 from tests.support import ROOT
+from vllm_mcp import lifeline
 
 PARENT = """
 import multiprocessing, os, signal, sys, time
@@ -46,3 +49,20 @@ def test_without_it_the_child_outlives_the_parent() -> None:
         assert proctree.alive([child]) == [child]
     finally:
         proctree.kill_all([child])
+
+
+def test_no_process_is_spawned_once_children_are_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancelled model load's thread must not start an engine process after we exit."""
+    import multiprocessing
+    import multiprocessing.spawn
+
+    monkeypatch.setattr(
+        multiprocessing.spawn, "get_preparation_data", multiprocessing.spawn.get_preparation_data
+    )
+    monkeypatch.setattr(lifeline, "_closed", threading.Event())
+    lifeline.adopt_children()
+    lifeline.forbid_new_children()
+    child = multiprocessing.get_context("spawn").Process(target=print)
+    with pytest.raises(RuntimeError, match="shutting down"):
+        child.start()
+    assert multiprocessing.active_children() == []

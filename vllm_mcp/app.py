@@ -21,7 +21,7 @@ from typing import Any
 from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config import Settings
-from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
+from vllm_mcp.engine import LOAD_THREAD, Engine, EngineState, prepare_process_environment
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.sessions import open_store
@@ -30,6 +30,9 @@ from vllm_mcp.tools import Tools
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ENGINE_DIED = 0, 1
+
+_load_abandoned = threading.Event()
+"""Set when shutdown cut a model load short: the exit then skips interpreter teardown."""
 
 
 @dataclass
@@ -111,7 +114,10 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
         for task in list(background):
             task.cancel()
         if not engine_task.done():
-            engine_task.cancel()
+            engine_task.cancel()  # a load in progress stops now, its processes with it
+            with contextlib.suppress(asyncio.CancelledError):
+                await engine_task
+            _load_abandoned.set()
         await engine.aclose()
         metrics.set_engine_state(engine.state.value)
         metrics.write()
@@ -138,7 +144,12 @@ def run(settings: Settings) -> int:
 
 def exit_now(code: int) -> None:
     """Exit without waiting for threads stuck on a peer that stopped reading our output."""
+    if _load_abandoned.is_set():
+        # Half-built vLLM and torch state: interpreter teardown (atexit finalizers, joins
+        # of the load thread's processes) took ~10 s here after a cancelled load.
+        sys.stderr.flush()
+        os._exit(code)
     for t in threading.enumerate():
-        if t is not threading.current_thread() and not t.daemon:
+        if t is not threading.current_thread() and t.is_alive() and (not t.daemon or t.name == LOAD_THREAD):
             os._exit(code)
     sys.exit(code)

@@ -146,6 +146,14 @@ class Settings(BaseModel):
         ge=0.0,
         description="Seconds in-flight calls get to finish on SIGTERM/SIGINT/end of input.",
     )
+    max_call_seconds: float | None = Field(
+        None,
+        alias="VLLM_MCP_MAX_CALL_SECONDS",
+        gt=0.0,
+        description="Time budget of one chat call, queueing included: when it runs out the "
+        "generation stops and the text so far is returned (finish_reason 'time_limit'). "
+        "Set it below the client's own timeout (FluidMCP: 30 s). No limit if unset.",
+    )
     max_message_bytes: int = Field(
         4 * 1024 * 1024,
         alias="VLLM_MCP_MAX_MESSAGE_BYTES",

@@ -13,7 +13,9 @@ import dataclasses
 import enum
 import importlib.metadata
 import logging
+import multiprocessing
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -75,7 +77,10 @@ def prepare_process_environment(settings: Settings) -> None:
     # Our settings share vLLM's VLLM_ prefix; vLLM warns about every name it does not
     # know, in this process and in each engine process. They are parsed by now.
     own = set(Settings.env_names().values()) - engine_env_names()
-    for name in own | {"HUGGING_FACE_HUB_TOKEN"}:
+    # A gateway's own variables, its bearer token among them (FluidMCP passes its whole
+    # environment to the servers it starts): no engine process or log may see them.
+    gateway = {name for name in os.environ if name.startswith(GATEWAY_ENV_PREFIXES)}
+    for name in own | gateway | {"HUGGING_FACE_HUB_TOKEN"}:
         os.environ.pop(name, None)
     vllm_level = "INFO" if settings.log_level == "DEBUG" else "WARNING"
     os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
@@ -94,6 +99,53 @@ def prepare_process_environment(settings: Settings) -> None:
         os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
     # The engine processes die with us, even on SIGKILL (see lifeline.py).
     lifeline.adopt_children()
+
+
+GATEWAY_ENV_PREFIXES = ("FMCP_",)
+
+LOAD_THREAD = "vllm-mcp-load"
+"""The thread that builds the ``AsyncLLM``; a daemon, so an exit never waits for a load."""
+
+
+async def _in_load_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a daemon thread (``asyncio.to_thread``'s pool is joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as e:
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=LOAD_THREAD, daemon=True).start()
+    return await future
+
+
+def stop_engine_processes(timeout: float = 3.0) -> int:
+    """Terminate the engine processes a cancelled load left behind; returns how many."""
+    children = multiprocessing.active_children()
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.terminate()
+    deadline = time.monotonic() + timeout
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                child.kill()
+                child.join(1.0)
+    return len(children)
 
 
 WORKER_NAME = "VLLM::Worker"
@@ -148,7 +200,25 @@ def _number(x: float) -> str:
 
 
 def engine_env_names() -> frozenset[str]:
-    """The environment variables vLLM itself reads (so ``config validate`` knows them)."""
+    """The environment variables vLLM itself reads (so ``config validate`` knows them).
+
+    Read from ``vllm/envs.py`` alone when vLLM is not imported yet: importing the package
+    imports torch (about 9 s of CPU), and ``serve`` needs these names before it reads its
+    first request; a one-line ``echo ... | vllm-mcp serve`` must not wait for that.
+    """
+    import importlib.util
+    import sys
+
+    if "vllm.envs" not in sys.modules:
+        with contextlib.suppress(Exception):
+            spec = importlib.util.find_spec("vllm")
+            if spec is not None and spec.submodule_search_locations:
+                path = Path(next(iter(spec.submodule_search_locations))) / "envs.py"
+                standalone = importlib.util.spec_from_file_location("_vllm_mcp_vllm_envs", path)
+                assert standalone is not None and standalone.loader is not None
+                module = importlib.util.module_from_spec(standalone)
+                standalone.loader.exec_module(module)
+                return frozenset(module.environment_variables)
     import vllm.envs
 
     return frozenset(vllm.envs.environment_variables)
@@ -189,6 +259,16 @@ def build_engine_args(settings: Settings, model: str) -> Any:
     return AsyncEngineArgs(**kwargs)
 
 
+def _load(settings: Settings) -> tuple[Any, str, str]:
+    """(``AsyncLLM``, model name shown to users, device type): the blocking part of a start."""
+    model, name = model_source.for_engine(settings)
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    device = str(current_platform.device_type)
+    return AsyncLLM.from_engine_args(build_engine_args(settings, model)), name, device
+
+
 class Engine:
     """One vLLM ``AsyncLLM`` and its life cycle."""
 
@@ -217,13 +297,9 @@ class Engine:
         """Load the model; never raises (the failure is kept and reported to callers)."""
         started = time.monotonic()
         try:
-            model, self.model_name = await asyncio.to_thread(model_source.for_engine, self.settings)
-            from vllm.platforms import current_platform
-            from vllm.v1.engine.async_llm import AsyncLLM
-
-            self.device = str(current_platform.device_type)
-            args = build_engine_args(self.settings, model)
-            self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+            # All of it in the load thread: importing vLLM alone blocks for seconds, and the
+            # event loop must go on answering (and see end of input) meanwhile.
+            self._llm, self.model_name, self.device = await _in_load_thread(_load, self.settings)
             config = self._llm.model_config
             self.max_model_len = int(config.max_model_len)
             self.dtype = str(config.dtype).removeprefix("torch.")
@@ -234,6 +310,10 @@ class Engine:
                 lower_worker_priority(os.getpid(), self.settings.cpu_worker_nice)
         except asyncio.CancelledError:
             self.state, self.failure = EngineState.STOPPED, "shut down while loading"
+            if self._llm is None:
+                lifeline.forbid_new_children()  # the load thread goes on; it must spawn nothing
+                stopped = stop_engine_processes()
+                log.info("model load cancelled", extra={"engine_processes_stopped": stopped})
             raise
         except BaseException as e:
             self.state = EngineState.FAILED

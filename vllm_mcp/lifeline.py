@@ -20,6 +20,16 @@ from typing import Any
 
 POLL_SECONDS = 0.5
 _MODULE = "vllm_mcp.lifeline"
+_closed = threading.Event()
+
+
+def forbid_new_children() -> None:
+    """From now on no process is spawned (a cancelled model load must not start one).
+
+    A child started after we exit would begin its watch already orphaned and so never
+    see its parent go; refusing the spawn is the only sure way.
+    """
+    _closed.set()
 
 
 def adopt_children() -> None:
@@ -34,6 +44,8 @@ def adopt_children() -> None:
         return
 
     def preparation_data(name: str) -> dict[str, Any]:
+        if _closed.is_set():
+            raise RuntimeError("vllm-mcp is shutting down; no new processes")
         data = original(name)
         data.pop("init_main_from_path", None)
         data["init_main_from_name"] = _MODULE

@@ -44,6 +44,13 @@ class ShuttingDown(ToolError):
     pass
 
 
+class OutOfTime(Exception):
+    """The call's time budget ran out before generation began (queued or model loading)."""
+
+
+TIME_LIMIT = "time_limit"
+
+
 # --- argument and result models -------------------------------------------------------
 
 
@@ -76,6 +83,12 @@ class ChatArguments(BaseModel):
     min_tokens: int | None = Field(
         None, ge=0, description="Generate at least this many tokens (ignores end of text)."
     )
+    timeout_s: float | None = Field(
+        None,
+        gt=0.0,
+        description="Seconds this call may take, queueing included; then the text so far is "
+        "returned with finish_reason 'time_limit'. Capped at the server's VLLM_MCP_MAX_CALL_SECONDS.",
+    )
 
     @field_validator("top_k")
     @classmethod
@@ -96,7 +109,9 @@ class Timings(BaseModel):
 
 class ChatResult(BaseModel):
     text: str
-    finish_reason: str | None = Field(description="'stop', 'length' or 'abort'.")
+    finish_reason: str | None = Field(
+        description="'stop', 'length', 'abort', or 'time_limit' (the call's time budget ran out)."
+    )
     model: str
     session_id: str | None
     usage: Usage
@@ -127,6 +142,7 @@ class ModelInfo(BaseModel):
     queued_requests: int
     engine_unfinished_requests: int
     max_concurrency: int
+    max_call_seconds: float | None
     uptime_s: float
 
 
@@ -194,7 +210,8 @@ class Admission:
         self.waiting = 0
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> Any:
+    async def slot(self, timeout: float | None = None) -> Any:
+        """A generation slot; ``OutOfTime`` if none frees within ``timeout`` seconds."""
         if self._slots.locked() and self.waiting >= self.max_queue:
             raise ServerBusy(
                 f"server busy: {self.in_flight} calls generating and {self.waiting} waiting "
@@ -203,7 +220,9 @@ class Admission:
             )
         self.waiting += 1
         try:
-            await self._slots.acquire()
+            await asyncio.wait_for(self._slots.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise OutOfTime from None
         finally:
             self.waiting -= 1
         self.in_flight += 1
@@ -304,17 +323,40 @@ class Tools:
         finally:
             self._calls.discard(inner)
 
+    def time_budget(self, requested: float | None) -> float | None:
+        """Seconds a call may take: its ``timeout_s``, capped at VLLM_MCP_MAX_CALL_SECONDS."""
+        limit = self.settings.max_call_seconds
+        if requested is None or (limit is not None and requested > limit):
+            return limit
+        return requested
+
     async def _chat(self, args: ChatArguments, progress: ProgressSender | None) -> ChatResult:
         started = time.monotonic()
-        async with self.admission.slot():
+        budget = self.time_budget(args.timeout_s)
+        deadline = None if budget is None else started + budget
+        try:
+            return await self._chat_in_time(args, progress, started, deadline)
+        except OutOfTime:
+            # Nothing was generated (queued or loading all along): nothing is stored in
+            # the session, so the caller can send the same turn again.
+            return self._result(args, "", TIME_LIMIT, 0, 0, started, time.monotonic() - started, None, 0)
+
+    async def _chat_in_time(
+        self, args: ChatArguments, progress: ProgressSender | None, started: float, deadline: float | None
+    ) -> ChatResult:
+        async with self.admission.slot(_left(deadline)):
             queued = time.monotonic() - started
             self.metrics.set_queued(self.admission.waiting)
-            await self.engine.wait_ready()
+            try:
+                await asyncio.wait_for(self.engine.wait_ready(), _left(deadline))
+            except asyncio.TimeoutError:
+                raise OutOfTime from None
             if args.session_id is None:
-                return await self._turn(args, [], progress, started, queued)
+                return await self._turn(args, [], progress, started, queued, deadline)
             async with self.sessions.lock(args.session_id):
                 history = self.sessions.history(args.session_id)
-                result = await self._turn(args, history, progress, started, queued)
+                result = await self._turn(args, history, progress, started, queued, deadline)
+                # A turn cut by the time limit is stored as the caller received it.
                 self.sessions.append(
                     args.session_id,
                     [m.model_dump() for m in args.messages],
@@ -330,6 +372,7 @@ class Tools:
         progress: ProgressSender | None,
         started: float,
         queued: float,
+        deadline: float | None = None,
     ) -> ChatResult:
         s = self.settings
         max_tokens = args.max_tokens or s.default_max_tokens
@@ -358,7 +401,9 @@ class Tools:
         first: float | None = None
         finish: str | None = None
         request_id = f"mcp-{next(self._ids)}"
-        try:
+
+        async def consume() -> None:
+            nonlocal first, tokens, finish
             async for delta in self.engine.generate(prompt.token_ids, sampling, request_id):
                 if first is None and delta.new_tokens:
                     first = time.monotonic() - started
@@ -367,6 +412,18 @@ class Tools:
                 finish = delta.finish_reason or finish
                 if pacer and delta.text:
                     await pacer.add(delta.text, tokens)
+
+        try:
+            if deadline is None:
+                await consume()
+            else:
+                # Cancelling the generator at the deadline aborts the vLLM request.
+                try:
+                    await asyncio.wait_for(consume(), _left(deadline))
+                except asyncio.TimeoutError:
+                    if not tokens:
+                        raise OutOfTime from None  # nothing to keep: as if never started
+                    finish = TIME_LIMIT
             if pacer:
                 await pacer.flush()
         except PromptRejected as e:
@@ -374,19 +431,43 @@ class Tools:
         if first is not None:
             self.metrics.observe_ttft(first)
         self.metrics.add_tokens(len(prompt.token_ids), tokens)
+        return self._result(
+            args,
+            "".join(parts),
+            finish,
+            len(prompt.token_ids),
+            tokens,
+            started,
+            queued,
+            first,
+            prompt.dropped_messages,
+        )
+
+    def _result(
+        self,
+        args: ChatArguments,
+        text: str,
+        finish: str | None,
+        prompt_tokens: int,
+        tokens: int,
+        started: float,
+        queued: float,
+        first: float | None,
+        dropped: int,
+    ) -> ChatResult:
         return ChatResult(
-            text="".join(parts),
+            text=text,
             finish_reason=finish,
             model=self.engine.model_name,
             session_id=args.session_id,
-            usage=Usage(prompt_tokens=len(prompt.token_ids), completion_tokens=tokens),
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens),
             timings=Timings(
                 # Microseconds are plenty; more digits are noise on the wire.
                 time_to_first_token_s=None if first is None else round(first, 6),
                 total_s=round(time.monotonic() - started, 6),
                 queued_s=round(queued, 6),
             ),
-            dropped_history_messages=prompt.dropped_messages,
+            dropped_history_messages=dropped,
         )
 
     def model_info(self, arguments: dict[str, Any] | None = None) -> ModelInfo:
@@ -414,6 +495,7 @@ class Tools:
             queued_requests=self.admission.waiting,
             engine_unfinished_requests=e.unfinished_requests(),
             max_concurrency=s.max_concurrency,
+            max_call_seconds=s.max_call_seconds,
             uptime_s=round(time.monotonic() - self.started, 3),
         )
 
@@ -422,6 +504,11 @@ class Tools:
         ended = self.sessions.end(args.session_id)
         self.metrics.set_sessions(len(self.sessions))
         return EndSessionResult(session_id=args.session_id, ended=ended)
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (never negative), or ``None`` for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def engine_error_message(error: BaseException) -> str:

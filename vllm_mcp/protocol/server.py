@@ -77,6 +77,7 @@ def build_server(tools: Tools) -> Server[Any]:
                 message=f"Unknown tool: {name!r}; this server offers "
                 "chat_completion, model_info and end_session",
             )
+        drop_gateway_arguments(params.arguments)
         started = time.monotonic()
         tools.metrics.request_started(name)
         outcome = "error"
@@ -108,6 +109,25 @@ def build_server(tools: Tools) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+GATEWAY_ARGUMENTS = ("headers",)
+"""Arguments gateways add to every call, never part of a tool's schema.
+
+FluidMCP's main branch sets ``arguments.headers`` to all HTTP request headers, the
+caller's ``Authorization: Bearer`` token included, on every tools/call.
+"""
+
+
+def drop_gateway_arguments(arguments: dict[str, Any] | None) -> None:
+    """Remove gateway-injected arguments in place, before validation, for every tool.
+
+    In place, so the SDK's request object no longer holds the values either: they are
+    never validated, logged, echoed in an error, stored in a session or sent to the engine.
+    """
+    if isinstance(arguments, dict):
+        for key in GATEWAY_ARGUMENTS:
+            arguments.pop(key, None)
 
 
 def _progress_token(ctx: Any) -> Any:

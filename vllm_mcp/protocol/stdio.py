@@ -22,6 +22,7 @@ import mcp_types as types
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from vllm_mcp.protocol.errors import explain_invalid_params, needs_explaining
 from vllm_mcp.protocol.transport import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -47,6 +48,8 @@ class StdioTransport(Transport):
     def __init__(self, max_message_bytes: int, in_fd: int | None = None, out_fd: int | None = None) -> None:
         self.max_message_bytes = max_message_bytes
         self.pending: set[Any] = set()
+        self._requests: dict[Any, tuple[str, Any]] = {}  # id -> (method, params), to explain errors
+        self.initialized = False
         self.intake_open = True
         self._drained = asyncio.Event()
         self._drained.set()
@@ -186,6 +189,7 @@ class StdioTransport(Transport):
                 )
                 return
             self.pending.add(message.id)
+            self._requests[message.id] = (message.method, message.params)
             self._drained.clear()
         elif isinstance(message, types.JSONRPCNotification) and (message.method == "notifications/cancelled"):
             self._settle((message.params or {}).get("requestId"))
@@ -205,12 +209,26 @@ class StdioTransport(Transport):
                 with contextlib.suppress(anyio.WouldBlock):
                     while len(batch) < 256:
                         batch.append(self._from_server.receive_nowait())
-                data = b"".join(self._encode(m) for m in batch)
+                data = b"".join(self._encode(self._explained(m)) for m in batch)
                 await anyio.to_thread.run_sync(_write_all, self._out_fd, data, abandon_on_cancel=True)
                 for m in batch:
                     msg = m.message
                     if isinstance(msg, (types.JSONRPCResponse, types.JSONRPCError)):
                         self._settle(msg.id)
+
+    def _explained(self, m: SessionMessage) -> SessionMessage:
+        """The SDK's nameless -32602 replaced by one that says what is missing."""
+        msg = m.message
+        if isinstance(msg, types.JSONRPCResponse) and self._requests.get(msg.id, ("",))[0] == "initialize":
+            self.initialized = True
+        if not (isinstance(msg, types.JSONRPCError) and needs_explaining(msg.error)):
+            return m
+        method, params = self._requests.get(msg.id, (None, None))
+        try:
+            error = explain_invalid_params(method, params, self.initialized)
+        except Exception:  # the generic error is better than none
+            return m
+        return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=msg.id, error=error))
 
     def _encode(self, m: SessionMessage) -> bytes:
         try:
@@ -234,6 +252,7 @@ class StdioTransport(Transport):
 
     def _settle(self, rid: Any) -> None:
         self.pending.discard(rid)
+        self._requests.pop(rid, None)
         if isinstance(rid, str) and rid.isdigit():
             self.pending.discard(int(rid))
         if not self.pending:
