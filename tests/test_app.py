@@ -167,3 +167,19 @@ def test_a_second_signal_stops_waiting_for_the_grace(monkeypatch: pytest.MonkeyP
             assert engine.aborted == engine.started
 
     run(scenario)
+
+
+def test_a_setting_that_only_limits_calls_is_logged_once_at_start(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        env = {"VLLM_MAX_MODEL_LEN": "512", "VLLM_DEFAULT_MAX_TOKENS": "512"}
+        async with app_serving(monkeypatch, FakeEngine(), **env) as (peer, task):
+            peer.close_input()
+            assert await asyncio.wait_for(task, 5) == 0
+
+    with caplog.at_level("WARNING", logger="vllm_mcp.app"):
+        run(scenario)
+    warnings = [r for r in caplog.records if r.getMessage() == "a setting limits what calls get"]
+    assert len(warnings) == 1
+    assert "VLLM_DEFAULT_MAX_TOKENS (512)" in warnings[0].warning  # type: ignore[attr-defined]

@@ -117,6 +117,24 @@ def test_pacer_sends_the_first_delta_at_once_then_coalesces() -> None:
     assert sent == [("Hel", 1, 50), ("lo, world", 5, 50)]
 
 
+def test_pacer_reports_tokens_that_decode_to_no_text() -> None:
+    """An end-of-text token has no text; the last notification still counts it."""
+    sent: list[tuple[str, int, int]] = []
+
+    async def send(text: str, tokens: int, total: int) -> None:
+        sent.append((text, tokens, total))
+
+    async def scenario() -> None:
+        pacer = tools.ProgressPacer(send, total=3, interval=60.0)
+        await pacer.add("a", 1)
+        await pacer.add("b", 2)
+        await pacer.add("", 3)
+        await pacer.flush()
+
+    asyncio.run(scenario())
+    assert sent == [("a", 1, 3), ("b", 3, 3)]
+
+
 # --- Tools over the FakeEngine double: admission, queueing, cancellation, shutdown ------------
 
 

@@ -104,6 +104,8 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
         loop.add_signal_handler(sig, begin_shutdown, f"signal {signal.Signals(sig).name}")
 
     log.info("starting", extra={"version": __version__, "settings": settings.public_dict()})
+    for warning in settings.warnings():
+        log.warning("a setting limits what calls get", extra={"warning": warning})
     metrics.set_engine_state(EngineState.LOADING.value)
     engine_task = loop.create_task(engine.start())
     spawn(watch_engine())

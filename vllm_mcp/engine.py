@@ -331,6 +331,9 @@ class Engine:
                     "load_seconds": round(self.load_seconds, 1),
                 },
             )
+            if self.settings.max_model_len is None:  # the model's own context is known only now
+                for warning in self.settings.warnings(model_context=self.max_model_len):
+                    log.warning("a setting limits what calls get", extra={"warning": warning})
         finally:
             self._ready.set()
 

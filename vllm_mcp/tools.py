@@ -245,6 +245,7 @@ class ProgressPacer:
         self._interval = interval
         self._pending = ""
         self._tokens = 0
+        self._sent_tokens = 0
         self._last = float("-inf")
 
     async def add(self, text: str, tokens: int) -> None:
@@ -254,10 +255,12 @@ class ProgressPacer:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self._pending:
+        # A token can decode to no text (an end-of-text or special token): its count still
+        # goes out, so the last notification's progress is the call's real token count.
+        if not self._pending and self._tokens == self._sent_tokens:
             return
         text, self._pending = self._pending, ""
-        self._last = time.monotonic()
+        self._last, self._sent_tokens = time.monotonic(), self._tokens
         await self._send(text, self._tokens, self._total)
 
 
@@ -410,7 +413,7 @@ class Tools:
                 parts.append(delta.text)
                 tokens += delta.new_tokens
                 finish = delta.finish_reason or finish
-                if pacer and delta.text:
+                if pacer and (delta.text or delta.new_tokens):
                     await pacer.add(delta.text, tokens)
 
         try:
