@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.doctor_support import a800_runner, invoke, local_model, run_cli
 from vllm_mcp import doctor
 from vllm_mcp.doctor import Check, Probes, Report, TorchProbe
@@ -38,6 +40,7 @@ def test_whole_run_on_a_recorded_gpu_machine(tmp_path: Path) -> None:
     assert report.failed
 
 
+@pytest.mark.engine
 def test_doctor_json_subprocess_on_this_machine(tmp_path: Path) -> None:
     proc = run_cli("doctor", "--json", env={"HF_HUB_OFFLINE": "1", "VLLM_MCP_CACHE_DIR": str(tmp_path)})
     report = json.loads(proc.stdout)

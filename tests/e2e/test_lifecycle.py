@@ -39,6 +39,7 @@ def test_invalid_option_names_the_variable(tiny_model: Any) -> None:
     assert "less than or equal to 1" in proc.stderr.decode()
 
 
+@pytest.mark.engine
 def test_model_that_cannot_load_is_reported_to_calls(tmp_path: Any, tiny_model: Any) -> None:
     missing = tmp_path / "no-such-model"
     server = RawServer(serve_env(missing))
@@ -56,6 +57,7 @@ def test_model_that_cannot_load_is_reported_to_calls(tmp_path: Any, tiny_model: 
         assert server.close() == 0
 
 
+@pytest.mark.engine
 def test_bad_engine_argument_is_a_clear_failure(tiny_model: Any) -> None:
     server = RawServer(serve_env(tiny_model, VLLM_MCP_ENGINE_ARGS='{"enforce_eagr": true}'))
     try:

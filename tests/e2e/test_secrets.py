@@ -148,6 +148,7 @@ def available(args: list[str]) -> bool:
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
+@pytest.mark.engine
 def test_commands_never_print_the_token(args: list[str], tiny_model: Path, tmp_path: Path) -> None:
     if not available(args):
         pytest.skip(f"`vllm-mcp {' '.join(args)}` is not on this branch")
@@ -176,6 +177,7 @@ def test_prefetch_of_an_unreachable_model_shows_no_token(tmp_path: Path) -> None
     assert_clean("`vllm-mcp prefetch` of a missing model", proc.stdout + proc.stderr)
 
 
+@pytest.mark.engine
 def test_chat_with_a_model_that_fails_shows_no_token(tmp_path: Path) -> None:
     env = env_with_token(tmp_path / "no-such-model", tmp_path)
     proc = subprocess.run(
