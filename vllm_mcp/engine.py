@@ -222,8 +222,9 @@ class Engine:
         started = time.monotonic()
         try:
             model, self.model_name = await asyncio.to_thread(resolve_model, self.settings)
-            from vllm.platforms import current_platform
-            from vllm.v1.engine.async_llm import AsyncLLM
+            # Importing vLLM takes seconds: in a thread, so the transport answers meanwhile
+            # (an HTTP health check included).
+            current_platform, AsyncLLM = await asyncio.to_thread(_import_vllm)
 
             self.device = str(current_platform.device_type)
             args = build_engine_args(self.settings, model)
@@ -383,3 +384,10 @@ def model_dir_hint(settings: Settings) -> Path | None:
         return embedded.checkpoint_dir(settings.cache_dir)
     path = Path(settings.model_name)
     return path if path.is_dir() else None
+
+
+def _import_vllm() -> tuple[Any, Any]:
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return current_platform, AsyncLLM
