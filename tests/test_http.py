@@ -1,0 +1,79 @@
+"""Unit tests of the HTTP transport's setup (vllm_mcp/protocol/http.py) that need no engine."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import serve_env
+from vllm_mcp.protocol.http import HttpSetupError, bind_socket, security_settings
+
+
+def test_loopback_bind_allows_loopback_names_only() -> None:
+    s = security_settings("127.0.0.1", [])
+    assert s.enable_dns_rebinding_protection
+    assert "localhost:*" in s.allowed_hosts and "127.0.0.1:*" in s.allowed_hosts
+    assert not any("example" in h for h in s.allowed_hosts)
+    assert "http://localhost:*" in s.allowed_origins
+
+
+def test_a_named_bind_allows_its_own_address_and_the_extras() -> None:
+    s = security_settings("10.0.0.5", ["mcp.example.org", "gw.example.org:443"])
+    assert {"10.0.0.5", "10.0.0.5:*", "mcp.example.org:*", "gw.example.org:443"} <= set(s.allowed_hosts)
+    assert "gw.example.org:*" not in s.allowed_hosts  # a port given is that port only
+    assert "https://mcp.example.org:*" in s.allowed_origins
+
+
+def test_a_wildcard_bind_checks_hosts_only_when_told_which() -> None:
+    assert not security_settings("0.0.0.0", []).enable_dns_rebinding_protection
+    s = security_settings("0.0.0.0", ["mcp.example.org"])
+    assert s.enable_dns_rebinding_protection and "mcp.example.org:*" in s.allowed_hosts
+    assert not security_settings("10.0.0.5", ["*"]).enable_dns_rebinding_protection
+
+
+def test_a_port_in_use_is_one_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(HttpSetupError, match=f"cannot listen on 127.0.0.1:{port}: .*VLLM_MCP_HTTP_PORT"):
+            bind_socket("127.0.0.1", port)
+
+
+def run_serve(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_mcp", "serve", "--transport", "http"],
+        env=serve_env(tmp_path / "no-model", **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_serve_refuses_a_public_bind_without_a_token_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = run_serve(tmp_path, VLLM_MCP_HTTP_HOST="0.0.0.0")
+    assert done.returncode == 2
+    assert "VLLM_MCP_HTTP_TOKEN_FILE" in done.stderr and "refusing to serve" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_serve_stops_before_loading_when_the_port_is_taken(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_serve(tmp_path, VLLM_MCP_HTTP_PORT=str(port))
+    assert done.returncode == 2
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any(f"cannot listen on 127.0.0.1:{port}" in r["message"] for r in lines)
+    assert not any(r["message"] == "starting" for r in lines)  # the engine never started
+
+
+def test_serve_stops_before_loading_when_the_token_file_is_missing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = run_serve(tmp_path, VLLM_MCP_HTTP_PORT="0", VLLM_MCP_HTTP_TOKEN_FILE=str(tmp_path / "absent"))
+    assert done.returncode == 2
+    assert "no such file (VLLM_MCP_HTTP_TOKEN_FILE)" in done.stderr
