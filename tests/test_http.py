@@ -77,3 +77,41 @@ def test_serve_stops_before_loading_when_the_token_file_is_missing(tmp_path) -> 
     done = run_serve(tmp_path, VLLM_MCP_HTTP_PORT="0", VLLM_MCP_HTTP_TOKEN_FILE=str(tmp_path / "absent"))
     assert done.returncode == 2
     assert "no such file (VLLM_MCP_HTTP_TOKEN_FILE)" in done.stderr
+
+
+def test_chat_url_names_an_unreachable_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}/mcp"
+    done = subprocess.run(
+        [sys.executable, "-m", "vllm_mcp", "chat", "--url", url, "hi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert f"{url}: cannot connect" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_chat_url_refuses_a_bad_token_file_without_showing_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    token_file = tmp_path / "t"
+    token_file.write_text("shorty\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vllm_mcp",
+            "chat",
+            "--url",
+            "http://127.0.0.1:9/mcp",
+            "--token-file",
+            str(token_file),
+            "hi",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "token shorter than 16 characters" in done.stderr and "shorty" not in done.stderr
