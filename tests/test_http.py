@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -115,3 +116,123 @@ def test_chat_url_refuses_a_bad_token_file_without_showing_it(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert "token shorter than 16 characters" in done.stderr and "shorty" not in done.stderr
+
+
+# --- the transport in process, around an SDK Server with no tools (no engine) ------------------
+
+
+class ServedDouble:
+    """HttpTransport serving a bare SDK ``Server`` (a stand-in for vllm-mcp's) on a thread."""
+
+    def __init__(self, tmp_path, **env: str) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+        import threading
+
+        from mcp.server.lowlevel import Server
+
+        from vllm_mcp.config import Settings
+        from vllm_mcp.protocol.http import HttpTransport
+
+        settings = Settings.load(environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_PORT": "0", **env})
+        self.transport = HttpTransport(settings)
+        self.state = "loading"
+        self.transport.health = lambda: self.state  # type: ignore[method-assign]
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_until_complete, args=(self.transport.serve(Server("double")),), daemon=True
+        )
+        self.thread.start()
+        self.url = self.transport.url
+        self.base = self.url.removesuffix("/mcp")
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.transport.close)
+        self.thread.join(30)
+
+
+@pytest.fixture
+def double(tmp_path):  # type: ignore[no-untyped-def]
+    token_file = tmp_path / "tokens"
+    token_file.write_text("alice:" + "a" * 32 + "\n")
+    token_file.chmod(0o600)
+    served = ServedDouble(tmp_path, VLLM_MCP_HTTP_TOKEN_FILE=str(token_file))
+    yield served
+    served.close()
+
+
+def wait_listening(url: str) -> None:
+    import httpx2
+
+    for _ in range(100):
+        try:
+            httpx2.get(url, timeout=5)
+            return
+        except httpx2.TransportError:
+            time.sleep(0.05)
+
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
+}
+ACCEPT = {"accept": "application/json, text/event-stream"}
+
+
+def test_healthz_follows_the_server_state(double: ServedDouble) -> None:
+    import httpx2
+
+    wait_listening(double.base + "/healthz")
+    r = httpx2.get(double.base + "/healthz")
+    assert (r.status_code, r.json()) == (503, {"state": "loading"})
+    double.state = "ready"
+    r = httpx2.get(double.base + "/healthz")
+    assert (r.status_code, r.json()) == (200, {"state": "ready"})
+
+
+def test_requests_without_the_token_are_401_with_a_bearer_challenge(double: ServedDouble) -> None:
+    import httpx2
+
+    wait_listening(double.base + "/healthz")
+    r = httpx2.post(double.url, json=INIT, headers={**ACCEPT, "Authorization": "Bearer " + "b" * 32})
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    r = httpx2.post(double.url, json=INIT, headers={**ACCEPT, "Authorization": "Bearer " + "a" * 32})
+    assert r.status_code == 200 and r.headers["mcp-session-id"]
+
+
+def test_once_stopping_requests_are_503_and_notifications_pass(double: ServedDouble) -> None:
+    import httpx2
+
+    wait_listening(double.base + "/healthz")
+    auth = {**ACCEPT, "Authorization": "Bearer " + "a" * 32}
+    session = httpx2.post(double.url, json=INIT, headers=auth).headers["mcp-session-id"]
+    double.transport.stop_intake()
+    r = httpx2.post(double.url, json=INIT, headers=auth)
+    assert r.status_code == 503 and r.json()["error"]["message"] == "server is shutting down; request refused"
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    r = httpx2.post(
+        double.url,
+        json=note,
+        headers={**auth, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"},
+    )
+    assert r.status_code == 202
+    for _ in range(100):  # the exchanges end just after their last byte reached us
+        if double.transport.in_flight == 0:
+            break
+        time.sleep(0.05)
+    assert double.transport.in_flight == 0
+
+
+def test_chat_url_explains_a_401(double: ServedDouble) -> None:
+    import asyncio
+
+    from vllm_mcp.protocol import client
+
+    wait_listening(double.base + "/healthz")
+    with pytest.raises(client.ChatFailed, match="401 Unauthorized: give --token-file"):
+        asyncio.run(client.chat_url("hi", double.url, None, print))

@@ -97,21 +97,32 @@ async def chat_url(
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     arguments = _arguments(question, system, max_tokens, temperature, seed)
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=timeout))
+    refused: list[int] = []  # the SDK turns an HTTP error into "Server returned an error response"
+
+    async def note(response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            refused.append(response.status_code)
+
+    http = httpx2.AsyncClient(
+        headers=headers, timeout=httpx2.Timeout(30, read=timeout), event_hooks={"response": [note]}
+    )
     try:
         async with http, Client(streamable_http_client(url, http_client=http)) as client:  # type: ignore[arg-type]
             return await _ask(client.call_tool, arguments, on_text, timeout)
-    except BaseException as e:
-        problem = _http_problem(e)
+    except Exception as e:
+        problem = _http_problem(e, refused)
         if problem:
             raise ChatFailed(f"{url}: {problem}") from None
         raise
 
 
-def _http_problem(error: BaseException) -> str | None:
+def _http_problem(error: BaseException, refused: list[int]) -> str | None:
     """A one-line reason for the usual failures of a remote server (never the token)."""
     import httpx2
 
+    for status in refused:
+        if status in _STATUS_HINTS:
+            return _STATUS_HINTS[status]
     errors = [error]
     while errors:
         e = errors.pop()
@@ -121,14 +132,15 @@ def _http_problem(error: BaseException) -> str | None:
             continue
         if isinstance(e, httpx2.HTTPStatusError):
             status = e.response.status_code
-            if status == 401:
-                return "401 Unauthorized: give --token-file, a file holding a token the server accepts"
-            if status == 421:
-                return "421: the server does not accept this host name (VLLM_MCP_HTTP_ALLOWED_HOSTS)"
-            if status == 503:
-                return "503: the server is loading its model or shutting down; try again shortly"
-            return f"HTTP {status}"
+            return _STATUS_HINTS.get(status, f"HTTP {status}")
         if isinstance(e, httpx2.ConnectError):
             return "cannot connect: is `vllm-mcp serve --transport http` running there?"
         errors.extend(x for x in (e.__cause__, e.__context__) if x is not None and x is not e)
     return None
+
+
+_STATUS_HINTS = {
+    401: "401 Unauthorized: give --token-file, a file holding a token the server accepts",
+    421: "421: the server does not accept this host name (VLLM_MCP_HTTP_ALLOWED_HOSTS)",
+    503: "503: the server is loading its model or shutting down; try again shortly",
+}
