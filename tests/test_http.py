@@ -124,7 +124,7 @@ def test_chat_url_refuses_a_bad_token_file_without_showing_it(tmp_path) -> None:
 class ServedDouble:
     """HttpTransport serving a bare SDK ``Server`` (a stand-in for vllm-mcp's) on a thread."""
 
-    def __init__(self, tmp_path, **env: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp_path, server=None, **env: str) -> None:  # type: ignore[no-untyped-def]
         import asyncio
         import threading
 
@@ -139,7 +139,9 @@ class ServedDouble:
         self.transport.health = lambda: self.state  # type: ignore[method-assign]
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(self.transport.serve(Server("double")),), daemon=True
+            target=self.loop.run_until_complete,
+            args=(self.transport.serve(server or Server("double")),),
+            daemon=True,
         )
         self.thread.start()
         self.url = self.transport.url
@@ -236,3 +238,45 @@ def test_chat_url_explains_a_401(double: ServedDouble) -> None:
     wait_listening(double.base + "/healthz")
     with pytest.raises(client.ChatFailed, match="401 Unauthorized: give --token-file"):
         asyncio.run(client.chat_url("hi", double.url, None, print))
+
+
+def test_a_client_that_hangs_up_mid_call_cancels_the_call(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The SDK's 2025-era transport lets a call run on when its client goes; ours cancels it."""
+    import threading
+
+    import anyio
+    import httpx2
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def slow(ctx, params):  # type: ignore[no-untyped-def]
+        started.set()
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+        return types.CallToolResult(content=[])
+
+    served = ServedDouble(tmp_path, Server("slow double", on_call_tool=slow))
+    try:
+        wait_listening(served.base + "/healthz")
+        with httpx2.Client(headers=ACCEPT, timeout=30) as http:
+            session = http.post(served.url, json=INIT).headers["mcp-session-id"]
+            headers = {"mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
+            http.post(
+                served.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+            )
+            call = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "slow", "arguments": {}},
+            }
+            with http.stream("POST", served.url, json=call, headers=headers):
+                assert started.wait(30)
+            assert cancelled.wait(10), "the call ran on after its client hung up"
+    finally:
+        served.close()
