@@ -50,7 +50,8 @@ def cli() -> None:
 @cli.command()
 @_settings_options
 def serve(**options: Any) -> None:
-    """Serve MCP over stdin/stdout (one JSON-RPC message per line).
+    """Serve MCP over stdin/stdout (one JSON-RPC message per line), or over HTTP with
+    --transport http (MCP Streamable HTTP at http://HOST:PORT/mcp; docs/http.md).
 
     Every option can also be set by its environment variable; options win.
     """
