@@ -318,3 +318,10 @@ def test_cancelling_a_queued_call_leaves_the_queue_without_reaching_the_engine()
         assert engine.started == engine.finished == ["mcp-1", "mcp-2"] and engine.aborted == []
 
     run(scenario)
+
+
+def test_session_keys_are_namespaced_per_caller() -> None:
+    assert tools.session_key(None, "s") == "s"  # stdio, or HTTP without tokens: as before
+    assert tools.session_key("alice", None) is None
+    assert tools.session_key("alice", "s") != tools.session_key("bob", "s")
+    assert tools.session_key("alice", "s") != "s"

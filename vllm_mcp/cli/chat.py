@@ -1,4 +1,5 @@
-"""``vllm-mcp chat``: one question to a server started on the spot, the answer streamed."""
+"""``vllm-mcp chat``: one question to a server started on the spot, or to a running HTTP
+server (``--url``), the answer streamed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
 from vllm_mcp.cli.errors import CliError
-from vllm_mcp.config import Settings, child_environment
+from vllm_mcp.config import ConfigError, Settings, child_environment
 
 
 @click.command()
@@ -21,6 +23,12 @@ from vllm_mcp.config import Settings, child_environment
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed for a reproducible answer.")
 @click.option("--model", help="Model to serve (VLLM_MODEL_NAME); default: embedded.")
+@click.option("--url", help="Ask a running `serve --transport http` at this URL (e.g. http://HOST:8000/mcp).")
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --url: a file holding the bearer token (its first 'token' or 'name:token' line).",
+)
 def chat(
     question: str,
     system: str | None,
@@ -28,10 +36,21 @@ def chat(
     temperature: float | None,
     seed: int | None,
     model: str | None,
+    url: str | None,
+    token_file: Path | None,
 ) -> None:
-    """Ask one QUESTION: starts `vllm-mcp serve` over stdio and streams the answer."""
+    """Ask one QUESTION: starts `vllm-mcp serve` over stdio (or asks --url) and streams the answer."""
     from vllm_mcp.protocol import client
 
+    sampling: dict[str, Any] = {
+        "system": system,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": seed,
+    }
+    if url is not None:
+        _footer(_chat_url(question, url, token_file, sampling))
+        return
     settings = Settings.load(options={"model_name": model})  # fail fast, before the child starts
     # A person reads this terminal, not a log: the server's log (vLLM's warnings and
     # progress bars included) goes to a file, shown only when something fails.
@@ -47,10 +66,6 @@ def chat(
         err=True,
     )
 
-    def show(text: str) -> None:
-        click.echo(text, nl=False)
-        sys.stdout.flush()
-
     def server_log() -> list[str]:
         if env["VLLM_MCP_LOG_FILE"] != str(log_file) or not log_file.exists():
             return []
@@ -63,11 +78,8 @@ def chat(
                 question,
                 command,
                 env,
-                show,
-                system=system,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                seed=seed,
+                _show,
+                **sampling,
             )
         )
     except client.ChatFailed as e:
@@ -75,6 +87,33 @@ def chat(
     except Exception as e:
         raise CliError(f"chat failed: {type(e).__name__}: {e}", server_log()) from None
     log_file.unlink(missing_ok=True)
+    _footer(result)
+
+
+def _show(text: str) -> None:
+    click.echo(text, nl=False)
+    sys.stdout.flush()
+
+
+def _chat_url(question: str, url: str, token_file: Path | None, sampling: dict[str, Any]) -> dict[str, Any]:
+    """`chat --url`: one question to a running HTTP server; the token only ever read from a file."""
+    from vllm_mcp.protocol import client
+    from vllm_mcp.protocol.auth import TokenFileError, read_client_token
+
+    try:
+        token = read_client_token(token_file) if token_file else None
+    except TokenFileError as e:
+        raise ConfigError([str(e)]) from None
+    try:
+        return asyncio.run(client.chat_url(question, url, token, _show, **sampling))
+    except client.ChatFailed as e:
+        message = str(e)
+    except Exception as e:
+        message = f"chat failed: {type(e).__name__}: {e}"
+    raise CliError(message.replace(token, "<token>") if token else message) from None
+
+
+def _footer(result: dict[str, Any]) -> None:
     click.echo()
     usage = result.get("usage", {})
     timings = result.get("timings", {})

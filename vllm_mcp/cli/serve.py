@@ -27,7 +27,8 @@ def settings_options(command: Any) -> Any:
 @click.command()
 @settings_options
 def serve(**options: Any) -> None:
-    """Serve MCP over stdin/stdout (one JSON-RPC message per line).
+    """Serve MCP over stdin/stdout (one JSON-RPC message per line), or over HTTP with
+    --transport http (MCP Streamable HTTP at http://HOST:PORT/mcp; docs/http.md).
 
     Every option can also be set by its environment variable; options win. Exits 0 after
     a clean shutdown, 1 when the engine died or the server failed, 2 on a bad setting.
