@@ -1,8 +1,9 @@
-"""The tools, free of any protocol: ``chat_completion``, ``model_info``, ``end_session``.
+"""The tools, free of any protocol: ``chat_completion``, ``complete``, ``model_info``, ``end_session``.
 
 ``protocol/server.py`` maps these onto MCP. Here live the argument and result models (their
-JSON schemas are what ``tools/list`` declares), admission control (a bound on
-generations in flight and on calls waiting), session turns, and progress pacing.
+JSON schemas are what ``tools/list`` declares; the generation arguments both generating tools
+share are in ``generation.py``), admission control (a bound on generations in flight and on
+calls waiting), session turns, and progress pacing.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vllm_mcp import prompts
+from vllm_mcp import generation, prompts, structured
 from vllm_mcp.config import Settings
-from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected, Sampling
+from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected
+from vllm_mcp.generation import GenerationArguments, GenerationResult, Timings, Usage
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
+
+R = TypeVar("R")
 
 ProgressSender = Callable[[str, int, int], Awaitable[None]]
 """``(new_text, tokens_so_far, max_tokens)``, called at a bounded rate."""
@@ -54,10 +58,8 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ChatArguments(BaseModel):
-    """Arguments of ``chat_completion``; unset sampling values take the server defaults."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ChatArguments(GenerationArguments):
+    """Arguments of ``chat_completion``: the shared generation arguments plus the conversation."""
 
     messages: list[ChatMessage] = Field(
         min_length=1, description="The new messages of this turn (system, user, assistant)."
@@ -68,44 +70,23 @@ class ChatArguments(BaseModel):
         max_length=256,
         description="Keep the conversation under this id: earlier turns are prepended.",
     )
-    temperature: float | None = Field(None, ge=0.0, le=2.0, description="0-2; 0 is greedy.")
-    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate (>= 1).")
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling, (0, 1].")
-    top_k: int | None = Field(None, description="Top-k sampling: -1 (off) or >= 1.")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Same seed + same input = same output.")
-    min_tokens: int | None = Field(
-        None, ge=0, description="Generate at least this many tokens (ignores end of text)."
-    )
-
-    @field_validator("top_k")
-    @classmethod
-    def _top_k(cls, v: int | None) -> int | None:
-        if v is not None and v != -1 and v < 1:
-            raise ValueError("must be -1 (disabled) or >= 1")
-        return v
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
+class CompleteArguments(GenerationArguments):
+    """Arguments of ``complete``: a raw prompt, no chat template (base models, code, few-shot)."""
+
+    prompt: str = Field(min_length=1, description="The text to continue, given to the model as is.")
 
 
-class Timings(BaseModel):
-    time_to_first_token_s: float | None = Field(description="Seconds until the first token.")
-    total_s: float = Field(description="Seconds for the whole call, queueing included.")
-    queued_s: float = Field(description="Seconds spent waiting for a generation slot.")
-
-
-class ChatResult(BaseModel):
-    text: str
-    finish_reason: str | None = Field(description="'stop', 'length' or 'abort'.")
-    model: str
+class ChatResult(GenerationResult):
     session_id: str | None
-    usage: Usage
-    timings: Timings
     dropped_history_messages: int = Field(
         0, description="Oldest session messages left out so the prompt fits the context."
     )
+
+
+class CompleteResult(GenerationResult):
+    pass
 
 
 class ModelInfo(BaseModel):
@@ -130,6 +111,7 @@ class ModelInfo(BaseModel):
     engine_unfinished_requests: int
     max_concurrency: int
     uptime_s: float
+    adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
 
 
 class EndSessionArguments(BaseModel):
@@ -178,7 +160,8 @@ def parse_arguments(model: type[BaseModel], arguments: dict[str, Any] | None) ->
                 msg = "unknown argument"
             elif err["type"] == "missing":
                 msg = "required argument is missing"
-            problems.append(f"{where}: {msg}")
+            # A check across arguments (model validator) names them in its message already.
+            problems.append(f"{where}: {msg}" if err["loc"] else msg)
         raise InvalidArguments("invalid arguments: " + "; ".join(problems)) from None
 
 
@@ -260,7 +243,7 @@ class Tools:
         self.stopping = False
         self._hard_stop = asyncio.Event()
         self._ids = itertools.count(1)
-        self._calls: set[asyncio.Task[ChatResult]] = set()
+        self._calls: set[asyncio.Task[Any]] = set()
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -288,13 +271,28 @@ class Tools:
                 f"invalid arguments: messages[{too_long[0]}].content: longer than "
                 f"{self.settings.max_content_chars} characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
+        return await self._guarded(self._chat(args, progress))
+
+    async def complete(
+        self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
+    ) -> CompleteResult:
+        args: CompleteArguments = parse_arguments(CompleteArguments, arguments)
+        if len(args.prompt) > self.settings.max_content_chars:
+            raise InvalidArguments(
+                f"invalid arguments: prompt: longer than {self.settings.max_content_chars} "
+                "characters (VLLM_MCP_MAX_CONTENT_CHARS)"
+            )
+        return await self._guarded(self._complete(args, progress))
+
+    async def _guarded(self, work: Coroutine[Any, Any, R]) -> R:
+        """Run one call's work as its own task, so the end of the shutdown grace can cancel it."""
         if self._hard_stop.is_set():
+            work.close()
             # New requests are refused by the transport once a shutdown starts; a call it
             # accepted just before (its request read before end of input) still runs.
             raise ShuttingDown("server is shutting down; no new calls are accepted")
-        # One inner task per call, so that the end of the shutdown grace can cancel
-        # it; a cancellation of the caller (notifications/cancelled) reaches it too.
-        inner = asyncio.create_task(self._chat(args, progress))
+        # A cancellation of the caller (notifications/cancelled) reaches the inner task too.
+        inner = asyncio.create_task(work)
         self._calls.add(inner)
         try:
             return await inner
@@ -333,8 +331,7 @@ class Tools:
         started: float,
         queued: float,
     ) -> ChatResult:
-        s = self.settings
-        max_tokens = args.max_tokens or s.default_max_tokens
+        max_tokens = args.max_tokens or self.settings.default_max_tokens
         assert self.engine.max_model_len is not None
         try:
             prompt = prompts.fit(
@@ -346,50 +343,71 @@ class Tools:
             )
         except prompts.PromptTooLong as e:
             raise InvalidArguments(str(e)) from None
-        sampling = Sampling(
-            max_tokens=prompt.max_tokens,
-            temperature=s.default_temperature if args.temperature is None else args.temperature,
-            top_p=args.top_p or s.default_top_p,
-            top_k=s.default_top_k if args.top_k is None else args.top_k,
-            seed=args.seed,
-            min_tokens=min(args.min_tokens or 0, prompt.max_tokens),
+        fields = await self._generate(args, prompt.token_ids, prompt.max_tokens, progress, started, queued)
+        return ChatResult(
+            **fields, session_id=args.session_id, dropped_history_messages=prompt.dropped_messages
         )
-        pacer = ProgressPacer(progress, prompt.max_tokens, s.progress_interval) if progress else None
-        parts: list[str] = []
-        tokens = 0
-        first: float | None = None
-        finish: str | None = None
+
+    async def _complete(self, args: CompleteArguments, progress: ProgressSender | None) -> CompleteResult:
+        started = time.monotonic()
+        async with self.admission.slot():
+            queued = time.monotonic() - started
+            self.metrics.set_queued(self.admission.waiting)
+            await self.engine.wait_ready()
+            max_tokens = args.max_tokens or self.settings.default_max_tokens
+            assert self.engine.max_model_len is not None
+            try:
+                prompt = prompts.raw(
+                    self.engine.tokenizer, args.prompt, self.engine.max_model_len, max_tokens
+                )
+            except prompts.PromptTooLong as e:
+                raise InvalidArguments(str(e)) from None
+            fields = await self._generate(
+                args, prompt.token_ids, prompt.max_tokens, progress, started, queued
+            )
+            return CompleteResult(**fields)
+
+    async def _generate(
+        self,
+        args: GenerationArguments,
+        prompt_ids: list[int],
+        max_tokens: int,
+        progress: ProgressSender | None,
+        started: float,
+        queued: float,
+    ) -> dict[str, Any]:
+        """One engine request for any tool; returns the ``GenerationResult`` fields."""
+        try:
+            params = generation.sampling(args, self.settings, max_tokens)
+        except generation.UnknownAdapter as e:
+            raise InvalidArguments(f"invalid arguments: {e}") from None
+        pacer = ProgressPacer(progress, max_tokens, self.settings.progress_interval) if progress else None
         request_id = f"mcp-{next(self._ids)}"
         try:
-            async for delta in self.engine.generate(prompt.token_ids, sampling, request_id):
-                if first is None and delta.new_tokens:
-                    first = time.monotonic() - started
-                parts.append(delta.text)
-                tokens += delta.new_tokens
-                finish = delta.finish_reason or finish
-                if pacer and delta.text:
-                    await pacer.add(delta.text, tokens)
+            out = await generation.stream(
+                self.engine, prompt_ids, params, request_id, started, pacer.add if pacer else None
+            )
             if pacer:
                 await pacer.flush()
         except PromptRejected as e:
             raise InvalidArguments(f"vLLM rejected the request: {e}") from None
-        if first is not None:
-            self.metrics.observe_ttft(first)
-        self.metrics.add_tokens(len(prompt.token_ids), tokens)
-        return ChatResult(
-            text="".join(parts),
-            finish_reason=finish,
-            model=self.engine.model_name,
-            session_id=args.session_id,
-            usage=Usage(prompt_tokens=len(prompt.token_ids), completion_tokens=tokens),
-            timings=Timings(
+        if out.first_token_s is not None:
+            self.metrics.observe_ttft(out.first_token_s)
+        self.metrics.add_tokens(len(prompt_ids), out.tokens)
+        try:
+            fields = generation.result_fields(args, self.engine.model_name, out, max_tokens)
+        except structured.IncompleteJson as e:
+            raise ToolError(str(e)) from None
+        return {
+            **fields,
+            "usage": Usage(prompt_tokens=len(prompt_ids), completion_tokens=out.tokens),
+            "timings": Timings(
                 # Microseconds are plenty; more digits are noise on the wire.
-                time_to_first_token_s=None if first is None else round(first, 6),
+                time_to_first_token_s=None if out.first_token_s is None else round(out.first_token_s, 6),
                 total_s=round(time.monotonic() - started, 6),
                 queued_s=round(queued, 6),
             ),
-            dropped_history_messages=prompt.dropped_messages,
-        )
+        }
 
     def model_info(self, arguments: dict[str, Any] | None = None) -> ModelInfo:
         parse_arguments(NoArguments, arguments)
@@ -417,6 +435,7 @@ class Tools:
             engine_unfinished_requests=e.unfinished_requests(),
             max_concurrency=s.max_concurrency,
             uptime_s=round(time.monotonic() - self.started, 3),
+            adapters=list(s.lora_modules),
         )
 
     def end_session(self, arguments: dict[str, Any] | None) -> EndSessionResult:
