@@ -199,6 +199,12 @@ def build_engine_args(settings: Settings, model: str) -> Any:
         **lora.engine_kwargs(settings.lora_modules),
     }
     kwargs.update(settings.engine_args)
+    # vLLM wants a config object here; JSON gives a dict, e.g. compact JSON for json_schema:
+    # {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": true}}.
+    if isinstance(kwargs.get("structured_outputs_config"), dict):
+        from vllm.config import StructuredOutputsConfig
+
+        kwargs["structured_outputs_config"] = StructuredOutputsConfig(**kwargs["structured_outputs_config"])
     return AsyncEngineArgs(**kwargs)
 
 
@@ -387,9 +393,6 @@ def _structured_outputs(constraint: Constraint | None) -> Any:
         return None
     from vllm.sampling_params import StructuredOutputsParams
 
-    if constraint.kind == "json":
-        # Compact JSON: a small model left free to add whitespace can spend every token on it.
-        return StructuredOutputsParams(json=constraint.value, disable_any_whitespace=True)
     return StructuredOutputsParams(**{constraint.kind: constraint.value})
 
 

@@ -34,8 +34,20 @@ PERSON = {
 @pytest.fixture(scope="module")
 def client(tiny_model: Path, tiny_adapters: dict[str, Path]) -> Any:
     modules = " ".join(f"{name}={path}" for name, path in tiny_adapters.items())
-    c = McpClient(serve_env(tiny_model, VLLM_MCP_LORA_MODULES=modules, VLLM_DEFAULT_MAX_TOKENS="16"))
-    c.wait_ready()
+    # A random model left free to put whitespace between JSON fields spends all its tokens on it;
+    # compact JSON (vLLM's disable_any_whitespace, with the xgrammar backend) closes in time.
+    engine_args = {
+        "enforce_eager": True,
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+    }
+    env = serve_env(
+        tiny_model,
+        VLLM_MCP_LORA_MODULES=modules,
+        VLLM_DEFAULT_MAX_TOKENS="16",
+        VLLM_MCP_ENGINE_ARGS=json.dumps(engine_args),
+    )
+    c = McpClient(env)
+    c.wait_ready(timeout=600)
     yield c
     c.close()
 
