@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vllm_mcp import lora, structured
-from vllm_mcp.config import Settings
+from vllm_mcp.config import Settings, check_top_k
 from vllm_mcp.engine import Engine, Sampling
 
 MAX_LOGPROBS = 20  # vllm serve's default cap (max_logprobs)
@@ -69,9 +69,7 @@ class GenerationArguments(BaseModel):
     @field_validator("top_k")
     @classmethod
     def _top_k(cls, v: int | None) -> int | None:
-        if v is not None and v != -1 and v < 1:
-            raise ValueError("must be -1 (disabled) or >= 1")
-        return v
+        return v if v is None else check_top_k(v)
 
     @field_validator("stop")
     @classmethod
