@@ -92,3 +92,57 @@ def engine_kwargs(modules: dict[str, str]) -> dict[str, Any]:
     needed = max(ranks, default=_DEFAULT_RANK)
     rank = next((r for r in _VLLM_RANKS if r >= needed), _VLLM_RANKS[-1])
     return {"enable_lora": True, "max_loras": len(modules), "max_lora_rank": rank}
+
+
+def is_local(path: str) -> bool:
+    """A path rather than a Hugging Face id (ids are ``org/name``, never absolute or dotted)."""
+    return Path(path).expanduser().is_absolute() or path.startswith(("./", "../", "~")) or Path(path).exists()
+
+
+def locate(path: str, hub_cache: Path | None = None) -> Path | None:
+    """The adapter's directory on this machine (given, or its snapshot in the HF cache), or None."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return local
+    if is_local(path):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(path, "adapter_config.json", cache_dir=hub_cache)
+    except Exception:  # not a valid repo id
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def safetensors_shapes(directory: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape of every ``*.safetensors`` file in ``directory``, from the headers only."""
+    shapes: dict[str, list[int]] = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        with file.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+    return shapes
+
+
+def mismatches(adapter_dir: Path, base_dir: Path) -> list[str]:
+    """Where an adapter does not fit a base checkpoint: modules it lacks, or other sizes.
+
+    LoRA's A is (rank, in) and B is (out, rank) for a base weight of (out, in).
+    """
+    base = safetensors_shapes(base_dir)
+    problems = []
+    for name, shape in sorted(safetensors_shapes(adapter_dir).items()):
+        part = "lora_A" if ".lora_A." in name else "lora_B" if ".lora_B." in name else None
+        if part is None or len(shape) != 2:
+            continue
+        module = name.removeprefix("base_model.model.").split(f".{part}.")[0]
+        weight = base.get(f"{module}.weight")
+        if weight is None:
+            problems.append(f"{module} is not in the base model")
+        elif part == "lora_A" and shape[1] != weight[-1]:
+            problems.append(f"{module} takes {weight[-1]} inputs, the adapter {shape[1]}")
+        elif part == "lora_B" and shape[0] != weight[0]:
+            problems.append(f"{module} has {weight[0]} outputs, the adapter {shape[0]}")
+    return problems
