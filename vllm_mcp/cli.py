@@ -189,9 +189,9 @@ def doctor(as_json: bool, smoke: bool, root: Path) -> None:
 @click.option("--revision", help="Branch, tag or commit to pin (default: main).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
-    """Download MODEL (default: VLLM_MODEL_NAME) into the cache; 'embedded' converts the
-    embedded model."""
-    from vllm_mcp.prefetch import PrefetchError, prefetch_for_settings
+    """Download MODEL (default: VLLM_MODEL_NAME, and then the VLLM_MCP_LORA_MODULES adapters)
+    into the cache; 'embedded' converts the embedded model."""
+    from vllm_mcp.prefetch import PrefetchError, prefetch_adapters, prefetch_for_settings
 
     settings = load_settings({})
     try:
@@ -203,6 +203,14 @@ def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
     click.echo(f"commit: {result.commit or '-'}")
     click.echo(f"path:   {result.path}")
     click.echo(f"files:  {len(result.files)}")
+    if model is None:  # the configured model: its LoRA adapters too
+        try:
+            adapters = prefetch_adapters(settings, progress=not quiet)
+        except PrefetchError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        for name, fetched in adapters:
+            click.echo(f"adapter {name}: {fetched.path} ({fetched.commit or 'local'})")
 
 
 @config.command("validate")
