@@ -390,7 +390,7 @@ class Tools:
             if pacer:
                 await pacer.flush()
         except PromptRejected as e:
-            raise InvalidArguments(f"vLLM rejected the request: {e}") from None
+            raise InvalidArguments(f"vLLM rejected the request: {str(e).strip()}") from None
         if out.first_token_s is not None:
             self.metrics.observe_ttft(out.first_token_s)
         self.metrics.add_tokens(len(prompt_ids), out.tokens)
