@@ -120,7 +120,7 @@ def build_server(tools: Tools) -> Server[Any]:
     return Server(
         "vllm-mcp",
         version=__version__,
-        instructions="Chat with the vLLM model this server runs: call chat_completion.",
+        instructions="Use the vLLM model this server runs: chat_completion, or complete for a raw prompt.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
