@@ -220,3 +220,13 @@ def test_everything_at_once_in_one_engine(client: McpClient) -> None:
     assert len(out["beta"]["logprobs"]) == out["beta"]["usage"]["completion_tokens"]
     assert out["choice"]["text"] in ("x", "y")
     assert "the" not in out["stop"]["text"]
+
+
+def test_calls_on_different_adapters_generate_in_the_same_batch(client: McpClient) -> None:
+    # With one LoRA slot (max_loras=1) vLLM would run the second adapter's request only after
+    # the first finished; with a slot per adapter each starts before the other ends.
+    args = {"prompt": "batch", "max_tokens": 48, "min_tokens": 48, "seed": 1}
+    futures = [client.call_async("complete", {**args, "adapter": name}) for name in ("alpha", "beta")]
+    alpha, beta = (f.result(300).structured_content for f in futures)
+    assert alpha["timings"]["time_to_first_token_s"] < beta["timings"]["total_s"]
+    assert beta["timings"]["time_to_first_token_s"] < alpha["timings"]["total_s"]
