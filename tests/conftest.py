@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, make_tiny_model
+from tests.support import ROOT, make_tiny_adapter, make_tiny_model
 
 CALLER_PREFIXES = ("VLLM_", "HF_", "HUGGING_FACE", "TRANSFORMERS_OFFLINE")
 
@@ -64,3 +64,12 @@ def tiny_model() -> Path:
 def tiny_base_model() -> Path:
     """The same model without a chat template: a base model."""
     return make_tiny_model(MODELS / "tiny-llama-base", chat_template=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_model: Path) -> dict[str, Path]:
+    """Two random LoRA adapters (rank 8) for the tiny model: name -> directory."""
+    return {
+        name: make_tiny_adapter(MODELS / f"tiny-llama-lora-{name}", tiny_model, seed)
+        for name, seed in (("alpha", 1), ("beta", 2))
+    }

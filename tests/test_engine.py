@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,23 @@ def test_engine_args_follow_the_settings_and_pass_extras_through() -> None:
         0.8,
     )
     assert args.enforce_eager is True and args.max_num_seqs == 8
+
+
+def test_lora_modules_turn_lora_on_and_engine_args_still_win(tmp_path: Path) -> None:
+    (tmp_path / "adapter_config.json").write_text('{"r": 8}')
+    env = {"VLLM_MCP_LORA_MODULES": f"a={tmp_path} b={tmp_path}"}
+    args = engine.build_engine_args(Settings.load(environ=env), "/models/x")
+    assert (args.enable_lora, args.max_loras, args.max_lora_rank) == (True, 2, 8)
+    env["VLLM_MCP_ENGINE_ARGS"] = '{"max_loras": 1}'
+    assert engine.build_engine_args(Settings.load(environ=env), "/models/x").max_loras == 1
+    assert engine.build_engine_args(Settings.load(environ={}), "/models/x").enable_lora is False
+
+
+def test_structured_outputs_config_from_json_becomes_vllms_config() -> None:
+    extra = '{"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": true}}'
+    args = engine.build_engine_args(Settings.load(environ={"VLLM_MCP_ENGINE_ARGS": extra}), "/m")
+    config = args.structured_outputs_config
+    assert (config.backend, config.disable_any_whitespace) == ("xgrammar", True)
 
 
 def test_process_environment_sends_vllm_logs_to_stderr_and_hides_our_names(

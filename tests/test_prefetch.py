@@ -309,3 +309,66 @@ def test_cli_errors_are_one_line_without_traceback_or_token(
     assert proc.stderr.startswith("vllm-mcp: ") and expected in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr and FAKE_TOKEN not in proc.stderr
+
+
+# --- LoRA adapters (VLLM_MCP_LORA_MODULES) ---------------------------------------------------
+
+ADAPTER_FILES = {
+    "adapter_config.json": b'{"r": 8, "peft_type": "LORA"}',
+    "adapter_model.safetensors": b"a" * 512,
+    "README.md": b"# an adapter",
+}
+
+
+def local_adapter(directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    (directory / "adapter_config.json").write_text('{"r": 8}')
+    return directory
+
+
+def test_adapters_are_fetched_like_models_and_local_ones_checked(tmp_path: Path) -> None:
+    from vllm_mcp.prefetch import prefetch_adapters
+
+    hub = FakeHub({"org/sql-lora": FakeRepo(ADAPTER_FILES)}).start()
+    try:
+        env = {"VLLM_MCP_LORA_MODULES": f"sql=org/sql-lora mine={local_adapter(tmp_path / 'mine')}"}
+        settings = Settings.load(environ=env)
+        fetched = dict(prefetch_adapters(settings, False, hub.url, cache_dir=tmp_path / "hub"))
+    finally:
+        hub.stop()
+    assert fetched["sql"].commit == FakeRepo(ADAPTER_FILES).sha
+    assert fetched["sql"].path.is_relative_to(tmp_path / "hub")
+    assert sorted(p.name for p in fetched["sql"].path.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    assert (fetched["mine"].commit, fetched["mine"].path) == (None, tmp_path / "mine")
+    bad = Settings.load(environ={"VLLM_MCP_LORA_MODULES": f"x={tmp_path}"})
+    with pytest.raises(PrefetchError, match=r"adapter x: .* is not a LoRA adapter directory"):
+        prefetch_adapters(bad, progress=False)
+
+
+def test_cli_prefetch_without_a_model_fetches_the_adapters_too(tmp_path: Path) -> None:
+    hub = FakeHub({"org/sql-lora": FakeRepo(ADAPTER_FILES)}).start()
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(tmp_path),
+        "VLLM_MODEL_NAME": str(model),
+        "VLLM_MCP_LORA_MODULES": "sql=org/sql-lora",
+    }
+    try:
+        proc = run_cli("prefetch", "--quiet", env=env)
+        absent = run_cli("prefetch", "--quiet", env={**env, "VLLM_MCP_LORA_MODULES": "x=org/absent"})
+    finally:
+        hub.stop()
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.splitlines()[-1]
+    assert line.startswith("adapter sql: " + str(tmp_path)) and line.endswith(
+        f"({FakeRepo(ADAPTER_FILES).sha})"
+    )
+    assert absent.returncode == 1
+    assert absent.stderr.startswith("vllm-mcp: adapter x: ") and "not found" in absent.stderr
+    assert "Traceback" not in absent.stderr

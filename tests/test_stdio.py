@@ -72,7 +72,7 @@ def test_one_reply_line_per_request_in_the_order_written() -> None:
             replies = [await peer.recv() for _ in ids]
             assert sorted(r["id"] for r in replies) == sorted(ids)
             tools = next(r for r in replies if r["id"] == ids[-1])["result"]["tools"]
-            assert [t["name"] for t in tools] == ["chat_completion", "model_info", "end_session"]
+            assert [t["name"] for t in tools] == ["chat_completion", "complete", "model_info", "end_session"]
             await next_is_reply_to_a_fresh_ping(peer)
 
     run(scenario)

@@ -34,6 +34,8 @@ from pydantic import (
     model_validator,
 )
 
+from vllm_mcp import lora
+
 EMBEDDED_MODEL = "embedded"
 
 # A host name, an IPv4 address or a bracketed IPv6 address, with an optional port.
@@ -125,6 +127,12 @@ class Settings(BaseModel):
         default_factory=dict,
         alias="VLLM_MCP_ENGINE_ARGS",
         description="JSON object of any other vLLM engine arguments.",
+    )
+    lora_modules: dict[str, str] = Field(
+        default_factory=dict,
+        alias="VLLM_MCP_LORA_MODULES",
+        description="LoRA adapters to serve, as name=path pairs (local directories or Hugging Face "
+        "ids) separated by spaces or commas; calls pick one with 'adapter'.",
     )
     cpu_kvcache_space_gib: float = Field(
         4.0,
@@ -264,6 +272,11 @@ class Settings(BaseModel):
             if not isinstance(v, dict):
                 raise ValueError('must be a JSON object such as {"enforce_eager": true}')
         return v
+
+    @field_validator("lora_modules", mode="before")
+    @classmethod
+    def _lora_pairs(cls, v: Any) -> Any:
+        return lora.parse_modules(v) if isinstance(v, str) else v
 
     @field_validator(
         "max_model_len",

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllm_mcp import lifeline, model_source
+from vllm_mcp import lifeline, lora, model_source
 from vllm_mcp.config import Settings, unknown_engine_args
+from vllm_mcp.lora import Adapter
+from vllm_mcp.structured import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,10 @@ class Sampling:
     top_k: int
     seed: int | None = None
     min_tokens: int = 0
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+    constraint: Constraint | None = None
+    adapter: Adapter | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class Delta:
     text: str
     new_tokens: int
     finish_reason: str | None
+    stop_reason: str | int | None = None
+    logprobs: list[dict[str, Any]] | None = None
 
 
 def prepare_process_environment(settings: Settings) -> None:
@@ -254,8 +262,15 @@ def build_engine_args(settings: Settings, model: str) -> Any:
         "max_model_len": settings.max_model_len,
         "distributed_executor_backend": settings.distributed_executor_backend,
         "enable_log_requests": False,
+        **lora.engine_kwargs(settings.lora_modules),
     }
     kwargs.update(settings.engine_args)
+    # vLLM wants a config object here; JSON gives a dict, e.g. compact JSON for json_schema:
+    # {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": true}}.
+    if isinstance(kwargs.get("structured_outputs_config"), dict):
+        from vllm.config import StructuredOutputsConfig
+
+        kwargs["structured_outputs_config"] = StructuredOutputsConfig(**kwargs["structured_outputs_config"])
     return AsyncEngineArgs(**kwargs)
 
 
@@ -387,6 +402,7 @@ class Engine:
         """Stream deltas; closing or cancelling the iterator aborts the vLLM request."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.exceptions import VLLMValidationError
+        from vllm.lora.request import LoRARequest
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -398,10 +414,17 @@ class Engine:
             top_p=sampling.top_p,
             top_k=sampling.top_k,
             seed=sampling.seed,
+            stop=list(sampling.stop) or None,
+            logprobs=sampling.logprobs,
+            structured_outputs=_structured_outputs(sampling.constraint),
             output_kind=RequestOutputKind.DELTA,
         )
+        adapter = sampling.adapter
+        lora_request = LoRARequest(adapter.name, adapter.id, adapter.path) if adapter else None
         finished = False
-        stream = self._llm.generate(TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id)
+        stream = self._llm.generate(
+            TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id, lora_request=lora_request
+        )
         try:
             async for out in stream:
                 choice = out.outputs[0]
@@ -410,6 +433,8 @@ class Engine:
                     text=choice.text,
                     new_tokens=len(choice.token_ids),
                     finish_reason=choice.finish_reason if out.finished else None,
+                    stop_reason=choice.stop_reason if out.finished else None,
+                    logprobs=_logprobs(choice, sampling.logprobs),
                 )
         except EngineDeadError as e:
             raise EngineDead("the vLLM engine process died during generation") from e
@@ -440,6 +465,38 @@ class Engine:
                 f"4) on CPU raise VLLM_CPU_KVCACHE_SPACE (current: {s.cpu_kvcache_space_gib} GiB)"
             )
         return text
+
+
+def _structured_outputs(constraint: Constraint | None) -> Any:
+    if constraint is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    return StructuredOutputsParams(**{constraint.kind: constraint.value})
+
+
+def _logprobs(choice: Any, top: int | None) -> list[dict[str, Any]] | None:
+    """Per new token: the sampled token and the ``top`` most likely ones (vLLM adds the sampled one)."""
+    if top is None or not choice.logprobs:
+        return None
+    entries = []
+    for token_id, step in zip(choice.token_ids, choice.logprobs, strict=False):
+        sampled = step[token_id]
+        best = sorted(
+            ((k, v) for k, v in step.items() if v.rank is not None and v.rank <= top),
+            key=lambda kv: kv[1].rank,
+        )
+        entries.append(
+            {
+                "token": sampled.decoded_token or "",
+                "token_id": token_id,
+                "logprob": sampled.logprob,
+                "top": [
+                    {"token": v.decoded_token or "", "token_id": k, "logprob": v.logprob} for k, v in best
+                ],
+            }
+        )
+    return entries
 
 
 _CAUSE_MARKERS = ("Error", "error:", "Exception", "out of memory", "ValueError", "RuntimeError")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_mcp import model_source
+from vllm_mcp import lora, model_source
 from vllm_mcp.config import Settings
 from vllm_mcp.model_source import explain_hub_error
 
@@ -178,3 +178,29 @@ def prefetch_for_settings(
         return PrefetchResult(model, None, source.path, tuple(sorted(f.name for f in source.path.iterdir())))
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     return prefetch(model, revision=revision, token=token, progress=progress, endpoint=endpoint)
+
+
+def prefetch_adapters(
+    settings: Settings, progress: bool = True, endpoint: str | None = None, cache_dir: Path | None = None
+) -> list[tuple[str, PrefetchResult]]:
+    """Each ``VLLM_MCP_LORA_MODULES`` adapter: Hub ids downloaded (as models are), paths checked."""
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    out = []
+    for name, path in settings.lora_modules.items():
+        if lora.is_local(path):
+            local = Path(path).expanduser()
+            if not (local / "adapter_config.json").is_file():
+                raise PrefetchError(
+                    f"adapter {name}: {path} is not a LoRA adapter directory (no adapter_config.json)"
+                )
+            out.append(
+                (name, PrefetchResult(path, None, local, tuple(sorted(f.name for f in local.iterdir()))))
+            )
+            continue
+        try:
+            out.append(
+                (name, prefetch(path, token=token, progress=progress, endpoint=endpoint, cache_dir=cache_dir))
+            )
+        except PrefetchError as e:
+            raise PrefetchError(f"adapter {name}: {e}") from None
+    return out

@@ -1,4 +1,4 @@
-"""Turning chat messages into prompt tokens that fit the model's context.
+"""Turning chat messages (or a raw prompt) into prompt tokens that fit the model's context.
 
 Chat models get their tokenizer's chat template; base models (no template) get a
 plain role-prefixed transcript. When a session's history no longer fits, the
@@ -17,10 +17,10 @@ Message = dict[str, str]
 class PromptTooLong(ValueError):
     """Even without any history the prompt does not fit the context."""
 
-    def __init__(self, tokens: int, limit: int) -> None:
+    def __init__(self, tokens: int, limit: int, shorten: str = "the messages") -> None:
         super().__init__(
             f"the prompt has {tokens} tokens but the model's context holds {limit} "
-            f"(VLLM_MAX_MODEL_LEN), leaving no room for a reply; shorten the messages"
+            f"(VLLM_MAX_MODEL_LEN), leaving no room for a reply; shorten {shorten}"
         )
         self.tokens = tokens
         self.limit = limit
@@ -81,3 +81,11 @@ def fit(
     if len(ids) >= max_model_len:
         raise PromptTooLong(len(ids), max_model_len)
     return Prompt(ids, min(max_tokens, max_model_len - len(ids)), dropped)
+
+
+def raw(tokenizer: Any, text: str, max_model_len: int, max_tokens: int) -> Prompt:
+    """A raw prompt as the tokenizer encodes it (with its usual BOS, as ``vllm serve``'s completions)."""
+    ids = list(tokenizer.encode(text))
+    if len(ids) >= max_model_len:
+        raise PromptTooLong(len(ids), max_model_len, "the prompt")
+    return Prompt(ids, min(max_tokens, max_model_len - len(ids)), 0)

@@ -1,8 +1,9 @@
-"""The tools, free of any protocol: ``chat_completion``, ``model_info``, ``end_session``.
+"""The tools, free of any protocol: ``chat_completion``, ``complete``, ``model_info``, ``end_session``.
 
 ``protocol/server.py`` maps these onto MCP. Here live the argument and result models (their
-JSON schemas are what ``tools/list`` declares), admission control (a bound on
-generations in flight and on calls waiting), session turns, and progress pacing.
+JSON schemas are what ``tools/list`` declares; the generation arguments both generating tools
+share are in ``generation.py``), each call's life (admission, time budget, shutdown), and
+session turns. Admission and pacing are in ``admission.py``, the errors in ``errors.py``.
 """
 
 from __future__ import annotations
@@ -11,44 +12,31 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vllm_mcp import prompts
-from vllm_mcp.config import Settings, check_top_k
-from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected, Sampling
+from vllm_mcp import generation, prompts, structured
+from vllm_mcp.admission import Admission, ProgressPacer, ProgressSender
+from vllm_mcp.config import Settings
+from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected
+from vllm_mcp.errors import InvalidArguments, OutOfTime, ServerBusy, ShuttingDown, ToolError
+from vllm_mcp.generation import TIME_LIMIT, GenerationArguments, GenerationResult, Timings, Usage
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
 
-ProgressSender = Callable[[str, int, int], Awaitable[None]]
-"""``(new_text, tokens_so_far, max_tokens)``, called at a bounded rate."""
+__all__ = [
+    "Admission",
+    "InvalidArguments",
+    "ProgressPacer",
+    "ServerBusy",
+    "ShuttingDown",
+    "ToolError",
+    "Tools",
+]
 
-
-class ToolError(Exception):
-    """A call that fails with a message meant for the caller (an ``isError`` result)."""
-
-    outcome = "error"
-
-
-class InvalidArguments(ToolError):
-    outcome = "invalid"
-
-
-class ServerBusy(ToolError):
-    outcome = "busy"
-
-
-class ShuttingDown(ToolError):
-    pass
-
-
-class OutOfTime(Exception):
-    """The call's time budget ran out before generation began (queued or model loading)."""
-
-
-TIME_LIMIT = "time_limit"
+R = TypeVar("R")
 
 
 # --- argument and result models -------------------------------------------------------
@@ -61,10 +49,8 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ChatArguments(BaseModel):
-    """Arguments of ``chat_completion``; unset sampling values take the server defaults."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ChatArguments(GenerationArguments):
+    """Arguments of ``chat_completion``: the shared generation arguments plus the conversation."""
 
     messages: list[ChatMessage] = Field(
         min_length=1, description="The new messages of this turn (system, user, assistant)."
@@ -75,50 +61,23 @@ class ChatArguments(BaseModel):
         max_length=256,
         description="Keep the conversation under this id: earlier turns are prepended.",
     )
-    temperature: float | None = Field(None, ge=0.0, le=2.0, description="0-2; 0 is greedy.")
-    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate (>= 1).")
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling, (0, 1].")
-    top_k: int | None = Field(None, description="Top-k sampling: -1 (off) or >= 1.")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Same seed + same input = same output.")
-    min_tokens: int | None = Field(
-        None, ge=0, description="Generate at least this many tokens (ignores end of text)."
-    )
-    timeout_s: float | None = Field(
-        None,
-        gt=0.0,
-        description="Seconds this call may take, queueing included; then the text so far is "
-        "returned with finish_reason 'time_limit'. Capped at the server's VLLM_MCP_MAX_CALL_SECONDS.",
-    )
-
-    @field_validator("top_k")
-    @classmethod
-    def _top_k(cls, v: int | None) -> int | None:
-        return v if v is None else check_top_k(v)
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
+class CompleteArguments(GenerationArguments):
+    """Arguments of ``complete``: a raw prompt, no chat template (base models, code, few-shot)."""
+
+    prompt: str = Field(min_length=1, description="The text to continue, given to the model as is.")
 
 
-class Timings(BaseModel):
-    time_to_first_token_s: float | None = Field(description="Seconds until the first token.")
-    total_s: float = Field(description="Seconds for the whole call, queueing included.")
-    queued_s: float = Field(description="Seconds spent waiting for a generation slot.")
-
-
-class ChatResult(BaseModel):
-    text: str
-    finish_reason: str | None = Field(
-        description="'stop', 'length', 'abort', or 'time_limit' (the call's time budget ran out)."
-    )
-    model: str
+class ChatResult(GenerationResult):
     session_id: str | None
-    usage: Usage
-    timings: Timings
     dropped_history_messages: int = Field(
         0, description="Oldest session messages left out so the prompt fits the context."
     )
+
+
+class CompleteResult(GenerationResult):
+    pass
 
 
 class ModelInfo(BaseModel):
@@ -144,6 +103,7 @@ class ModelInfo(BaseModel):
     max_concurrency: int
     max_call_seconds: float | None
     uptime_s: float
+    adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
 
 
 class EndSessionArguments(BaseModel):
@@ -192,76 +152,9 @@ def parse_arguments(model: type[BaseModel], arguments: dict[str, Any] | None) ->
                 msg = "unknown argument"
             elif err["type"] == "missing":
                 msg = "required argument is missing"
-            problems.append(f"{where}: {msg}")
+            # A check across arguments (model validator) names them in its message already.
+            problems.append(f"{where}: {msg}" if err["loc"] else msg)
         raise InvalidArguments("invalid arguments: " + "; ".join(problems)) from None
-
-
-# --- admission ---------------------------------------------------------------------------
-
-
-class Admission:
-    """At most ``limit`` generations at once, at most ``max_queue`` calls waiting."""
-
-    def __init__(self, limit: int, max_queue: int) -> None:
-        self.limit = limit
-        self.max_queue = max_queue
-        self._slots = asyncio.Semaphore(limit)
-        self.in_flight = 0
-        self.waiting = 0
-
-    @contextlib.asynccontextmanager
-    async def slot(self, timeout: float | None = None) -> Any:
-        """A generation slot; ``OutOfTime`` if none frees within ``timeout`` seconds."""
-        if self._slots.locked() and self.waiting >= self.max_queue:
-            raise ServerBusy(
-                f"server busy: {self.in_flight} calls generating and {self.waiting} waiting "
-                f"(VLLM_MCP_MAX_CONCURRENCY={self.limit}, VLLM_MCP_MAX_QUEUE={self.max_queue}); "
-                "retry later"
-            )
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(self._slots.acquire(), timeout)
-        except asyncio.TimeoutError:
-            raise OutOfTime from None
-        finally:
-            self.waiting -= 1
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._slots.release()
-
-
-class ProgressPacer:
-    """Coalesces token deltas so one call sends at most one notification per interval.
-
-    The first delta goes out at once (it is the caller's time to first token).
-    """
-
-    def __init__(self, send: ProgressSender, total: int, interval: float) -> None:
-        self._send = send
-        self._total = total
-        self._interval = interval
-        self._pending = ""
-        self._tokens = 0
-        self._sent_tokens = 0
-        self._last = float("-inf")
-
-    async def add(self, text: str, tokens: int) -> None:
-        self._pending += text
-        self._tokens = tokens
-        if time.monotonic() - self._last >= self._interval:
-            await self.flush()
-
-    async def flush(self) -> None:
-        # A token can decode to no text (an end-of-text or special token): its count still
-        # goes out, so the last notification's progress is the call's real token count.
-        if not self._pending and self._tokens == self._sent_tokens:
-            return
-        text, self._pending = self._pending, ""
-        self._last, self._sent_tokens = time.monotonic(), self._tokens
-        await self._send(text, self._tokens, self._total)
 
 
 # --- the service ----------------------------------------------------------------------------
@@ -280,7 +173,7 @@ class Tools:
         self.stopping = False
         self._hard_stop = asyncio.Event()
         self._ids = itertools.count(1)
-        self._calls: set[asyncio.Task[ChatResult]] = set()
+        self._calls: set[asyncio.Task[Any]] = set()
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -303,7 +196,7 @@ class Tools:
         *,
         caller: str | None = None,
     ) -> ChatResult:
-        """One reply. ``caller`` (an authenticated HTTP caller's name) scopes its session ids."""
+        """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
         too_long = [
             i for i, m in enumerate(args.messages) if len(m.content) > self.settings.max_content_chars
@@ -313,13 +206,28 @@ class Tools:
                 f"invalid arguments: messages[{too_long[0]}].content: longer than "
                 f"{self.settings.max_content_chars} characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
+        return await self._guarded(self._chat(args, progress, session_key(caller, args.session_id)))
+
+    async def complete(
+        self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
+    ) -> CompleteResult:
+        args: CompleteArguments = parse_arguments(CompleteArguments, arguments)
+        if len(args.prompt) > self.settings.max_content_chars:
+            raise InvalidArguments(
+                f"invalid arguments: prompt: longer than {self.settings.max_content_chars} "
+                "characters (VLLM_MCP_MAX_CONTENT_CHARS)"
+            )
+        return await self._guarded(self._complete(args, progress))
+
+    async def _guarded(self, work: Coroutine[Any, Any, R]) -> R:
+        """Run one call's work as its own task, so the end of the shutdown grace can cancel it."""
         if self._hard_stop.is_set():
+            work.close()
             # New requests are refused by the transport once a shutdown starts; a call it
             # accepted just before (its request read before end of input) still runs.
             raise ShuttingDown("server is shutting down; no new calls are accepted")
-        # One inner task per call, so that the end of the shutdown grace can cancel
-        # it; a cancellation of the caller (notifications/cancelled) reaches it too.
-        inner = asyncio.create_task(self._chat(args, progress, session_key(caller, args.session_id)))
+        # A cancellation of the caller (notifications/cancelled) reaches the inner task too.
+        inner = asyncio.create_task(work)
         self._calls.add(inner)
         try:
             return await inner
@@ -338,27 +246,12 @@ class Tools:
             return limit
         return requested
 
-    async def _chat(
-        self, args: ChatArguments, progress: ProgressSender | None, key: str | None
-    ) -> ChatResult:
-        started = time.monotonic()
-        budget = self.time_budget(args.timeout_s)
-        deadline = None if budget is None else started + budget
-        try:
-            return await self._chat_in_time(args, progress, key, started, deadline)
-        except OutOfTime:
-            # Nothing was generated (queued or loading all along): nothing is stored in
-            # the session, so the caller can send the same turn again.
-            return self._result(args, "", TIME_LIMIT, 0, 0, started, time.monotonic() - started, None, 0)
+    @contextlib.asynccontextmanager
+    async def _ready_slot(self, started: float, deadline: float | None) -> AsyncIterator[float]:
+        """A generation slot and a loaded model, within the call's deadline; yields seconds queued.
 
-    async def _chat_in_time(
-        self,
-        args: ChatArguments,
-        progress: ProgressSender | None,
-        key: str | None,
-        started: float,
-        deadline: float | None,
-    ) -> ChatResult:
+        Raises ``OutOfTime`` when the deadline passes first.
+        """
         async with self.admission.slot(_left(deadline)):
             queued = time.monotonic() - started
             self.metrics.set_queued(self.admission.waiting)
@@ -366,19 +259,44 @@ class Tools:
                 await asyncio.wait_for(self.engine.wait_ready(), _left(deadline))
             except asyncio.TimeoutError:
                 raise OutOfTime from None
-            if key is None:
-                return await self._turn(args, [], progress, started, queued, deadline)
-            async with self.sessions.lock(key):
-                history = self.sessions.history(key)
-                result = await self._turn(args, history, progress, started, queued, deadline)
-                # A turn cut by the time limit is stored as the caller received it.
-                self.sessions.append(
-                    key,
-                    [m.model_dump() for m in args.messages],
-                    {"role": "assistant", "content": result.text},
-                )
-                self.metrics.set_sessions(len(self.sessions))
-                return result
+            yield queued
+
+    def _nothing_in_time(self, args: GenerationArguments, started: float) -> dict[str, Any]:
+        """The result fields of a call whose budget ran out before its first token."""
+        total = round(time.monotonic() - started, 6)
+        return {
+            "text": "",
+            "finish_reason": TIME_LIMIT,
+            "model": self.engine.model_name,
+            "adapter": args.adapter,
+            "usage": Usage(prompt_tokens=0, completion_tokens=0),
+            "timings": Timings(time_to_first_token_s=None, total_s=total, queued_s=total),
+        }
+
+    async def _chat(
+        self, args: ChatArguments, progress: ProgressSender | None, key: str | None
+    ) -> ChatResult:
+        started = time.monotonic()
+        deadline = _deadline(started, self.time_budget(args.timeout_s))
+        try:
+            async with self._ready_slot(started, deadline) as queued:
+                if key is None:
+                    return await self._turn(args, [], progress, started, queued, deadline)
+                async with self.sessions.lock(key):
+                    history = self.sessions.history(key)
+                    result = await self._turn(args, history, progress, started, queued, deadline)
+                    # A turn cut by the time limit is stored as the caller received it.
+                    self.sessions.append(
+                        key,
+                        [m.model_dump() for m in args.messages],
+                        {"role": "assistant", "content": result.text},
+                    )
+                    self.metrics.set_sessions(len(self.sessions))
+                    return result
+        except OutOfTime:
+            # Nothing was generated (queued or loading all along): nothing is stored in the
+            # session, so the caller can send the same turn again.
+            return ChatResult(**self._nothing_in_time(args, started), session_id=args.session_id)
 
     async def _turn(
         self,
@@ -387,10 +305,9 @@ class Tools:
         progress: ProgressSender | None,
         started: float,
         queued: float,
-        deadline: float | None = None,
+        deadline: float | None,
     ) -> ChatResult:
-        s = self.settings
-        max_tokens = args.max_tokens or s.default_max_tokens
+        max_tokens = args.max_tokens or self.settings.default_max_tokens
         assert self.engine.max_model_len is not None
         try:
             prompt = prompts.fit(
@@ -402,88 +319,75 @@ class Tools:
             )
         except prompts.PromptTooLong as e:
             raise InvalidArguments(str(e)) from None
-        sampling = Sampling(
-            max_tokens=prompt.max_tokens,
-            temperature=s.default_temperature if args.temperature is None else args.temperature,
-            top_p=args.top_p or s.default_top_p,
-            top_k=s.default_top_k if args.top_k is None else args.top_k,
-            seed=args.seed,
-            min_tokens=min(args.min_tokens or 0, prompt.max_tokens),
+        fields = await self._generate(
+            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline
         )
-        pacer = ProgressPacer(progress, prompt.max_tokens, s.progress_interval) if progress else None
-        parts: list[str] = []
-        tokens = 0
-        first: float | None = None
-        finish: str | None = None
-        request_id = f"mcp-{next(self._ids)}"
+        return ChatResult(
+            **fields, session_id=args.session_id, dropped_history_messages=prompt.dropped_messages
+        )
 
-        async def consume() -> None:
-            nonlocal first, tokens, finish
-            async for delta in self.engine.generate(prompt.token_ids, sampling, request_id):
-                if first is None and delta.new_tokens:
-                    first = time.monotonic() - started
-                parts.append(delta.text)
-                tokens += delta.new_tokens
-                finish = delta.finish_reason or finish
-                if pacer and (delta.text or delta.new_tokens):
-                    await pacer.add(delta.text, tokens)
-
+    async def _complete(self, args: CompleteArguments, progress: ProgressSender | None) -> CompleteResult:
+        started = time.monotonic()
+        deadline = _deadline(started, self.time_budget(args.timeout_s))
         try:
-            if deadline is None:
-                await consume()
-            else:
-                # Cancelling the generator at the deadline aborts the vLLM request.
+            async with self._ready_slot(started, deadline) as queued:
+                max_tokens = args.max_tokens or self.settings.default_max_tokens
+                assert self.engine.max_model_len is not None
                 try:
-                    await asyncio.wait_for(consume(), _left(deadline))
-                except asyncio.TimeoutError:
-                    if not tokens:
-                        raise OutOfTime from None  # nothing to keep: as if never started
-                    finish = TIME_LIMIT
+                    prompt = prompts.raw(
+                        self.engine.tokenizer, args.prompt, self.engine.max_model_len, max_tokens
+                    )
+                except prompts.PromptTooLong as e:
+                    raise InvalidArguments(str(e)) from None
+                fields = await self._generate(
+                    args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline
+                )
+                return CompleteResult(**fields)
+        except OutOfTime:
+            return CompleteResult(**self._nothing_in_time(args, started))
+
+    async def _generate(
+        self,
+        args: GenerationArguments,
+        prompt_ids: list[int],
+        max_tokens: int,
+        progress: ProgressSender | None,
+        started: float,
+        queued: float,
+        deadline: float | None,
+    ) -> dict[str, Any]:
+        """One engine request for any tool; returns the ``GenerationResult`` fields."""
+        try:
+            params = generation.sampling(args, self.settings, max_tokens)
+        except generation.UnknownAdapter as e:
+            raise InvalidArguments(f"invalid arguments: {e}") from None
+        pacer = ProgressPacer(progress, max_tokens, self.settings.progress_interval) if progress else None
+        request_id = f"mcp-{next(self._ids)}"
+        try:
+            out = await generation.stream(
+                self.engine, prompt_ids, params, request_id, started, pacer.add if pacer else None, deadline
+            )
             if pacer:
                 await pacer.flush()
         except PromptRejected as e:
-            raise InvalidArguments(f"vLLM rejected the request: {e}") from None
-        if first is not None:
-            self.metrics.observe_ttft(first)
-        self.metrics.add_tokens(len(prompt.token_ids), tokens)
-        return self._result(
-            args,
-            "".join(parts),
-            finish,
-            len(prompt.token_ids),
-            tokens,
-            started,
-            queued,
-            first,
-            prompt.dropped_messages,
-        )
-
-    def _result(
-        self,
-        args: ChatArguments,
-        text: str,
-        finish: str | None,
-        prompt_tokens: int,
-        tokens: int,
-        started: float,
-        queued: float,
-        first: float | None,
-        dropped: int,
-    ) -> ChatResult:
-        return ChatResult(
-            text=text,
-            finish_reason=finish,
-            model=self.engine.model_name,
-            session_id=args.session_id,
-            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens),
-            timings=Timings(
+            raise InvalidArguments(f"vLLM rejected the request: {str(e).strip()}") from None
+        if out.first_token_s is not None:
+            self.metrics.observe_ttft(out.first_token_s)
+        self.metrics.add_tokens(len(prompt_ids), out.tokens)
+        try:
+            fields = generation.result_fields(args, self.engine.model_name, out, max_tokens)
+        except structured.IncompleteJson as e:
+            raise ToolError(str(e)) from None
+        return {
+            **fields,
+            "usage": Usage(prompt_tokens=len(prompt_ids), completion_tokens=out.tokens),
+            "timings": Timings(
                 # Microseconds are plenty; more digits are noise on the wire.
-                time_to_first_token_s=None if first is None else round(first, 6),
+                time_to_first_token_s=None if out.first_token_s is None else round(out.first_token_s, 6),
                 total_s=round(time.monotonic() - started, 6),
                 queued_s=round(queued, 6),
             ),
-            dropped_history_messages=dropped,
-        )
+        }
 
     def model_info(self, arguments: dict[str, Any] | None = None) -> ModelInfo:
         parse_arguments(NoArguments, arguments)
@@ -512,6 +416,7 @@ class Tools:
             max_concurrency=s.max_concurrency,
             max_call_seconds=s.max_call_seconds,
             uptime_s=round(time.monotonic() - self.started, 3),
+            adapters=list(s.lora_modules),
         )
 
     def end_session(self, arguments: dict[str, Any] | None, *, caller: str | None = None) -> EndSessionResult:
@@ -519,6 +424,18 @@ class Tools:
         ended = self.sessions.end(session_key(caller, args.session_id))
         self.metrics.set_sessions(len(self.sessions))
         return EndSessionResult(session_id=args.session_id, ended=ended)
+
+
+def engine_error_message(error: BaseException) -> str:
+    if isinstance(error, EngineDead):
+        return f"{error}; the server will exit so its supervisor restarts it"
+    if isinstance(error, EngineUnavailable):
+        return str(error)
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+def _deadline(started: float, budget: float | None) -> float | None:
+    return None if budget is None else started + budget
 
 
 def _left(deadline: float | None) -> float | None:
@@ -534,11 +451,3 @@ def session_key(caller: str | None, session_id: str | None) -> str | None:
     if session_id is None or caller is None:
         return session_id
     return f"{caller}\x1f{session_id}"
-
-
-def engine_error_message(error: BaseException) -> str:
-    if isinstance(error, EngineDead):
-        return f"{error}; the server will exit so its supervisor restarts it"
-    if isinstance(error, EngineUnavailable):
-        return str(error)
-    return f"internal error: {type(error).__name__}: {error}"

@@ -49,7 +49,7 @@ def test_every_request_gets_exactly_one_line(raw: RawServer) -> None:
     assert sorted(m["id"] for m in new) == [10, 11, 12]
     assert all("method" not in m for m in new)
     tools = {t["name"] for t in raw.response(10)["result"]["tools"]}
-    assert tools == {"chat_completion", "model_info", "end_session"}
+    assert tools == {"chat_completion", "complete", "model_info", "end_session"}
     assert raw.response(11)["result"] == {}
 
 

@@ -65,7 +65,7 @@ def test_initialize_negotiates_the_sdk_clients_version(client: McpClient) -> Non
 
 def test_tools_list_declares_input_and_output_schemas(client: McpClient) -> None:
     tools = {t.name: t for t in client.submit(client.session.list_tools()).result(30).tools}
-    assert set(tools) == {"chat_completion", "model_info", "end_session"}
+    assert set(tools) == {"chat_completion", "complete", "model_info", "end_session"}
     chat = tools["chat_completion"]
     assert chat.input_schema["required"] == ["messages"]
     props = chat.input_schema["properties"]

@@ -12,9 +12,10 @@ from vllm_mcp.config import Settings
 @click.option("--revision", help="Branch, tag or commit to pin (default: main).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
-    """Download MODEL (default: VLLM_MODEL_NAME) into the cache; 'embedded' converts the
-    embedded model. A failed download exits 1, a bad setting 2."""
-    from vllm_mcp.prefetch import prefetch_for_settings
+    """Download MODEL (default: VLLM_MODEL_NAME, and then the VLLM_MCP_LORA_MODULES adapters)
+    into the cache; 'embedded' converts the embedded model. A failed download exits 1, a bad
+    setting 2."""
+    from vllm_mcp.prefetch import prefetch_adapters, prefetch_for_settings
 
     settings = Settings.load()
     result = prefetch_for_settings(settings, model, revision, progress=not quiet)  # PrefetchError: exit 1
@@ -22,3 +23,6 @@ def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
     click.echo(f"commit: {result.commit or '-'}")
     click.echo(f"path:   {result.path}")
     click.echo(f"files:  {len(result.files)}")
+    if model is None:  # the configured model: its LoRA adapters too
+        for name, fetched in prefetch_adapters(settings, progress=not quiet):  # PrefetchError: exit 1
+            click.echo(f"adapter {name}: {fetched.path} ({fetched.commit or 'local'})")

@@ -4,12 +4,13 @@ Every check yields one line, ok / warn / FAIL, and a failure carries the fix. Th
 system is reached only through ``Probes`` (probes.py), so parsing is tested on recorded
 output from real machines. vLLM itself is never imported here: versions come from
 package metadata, and ``--smoke`` goes through ``vllm_mcp.engine``. The checks live by
-subject: gpu.py, host.py, model.py, gateway.py, smoke.py; report.py formats them.
+subject: gpu.py, host.py, model.py, adapters.py, gateway.py, smoke.py; report.py formats them.
 """
 
 from __future__ import annotations
 
 from vllm_mcp.config import Settings
+from vllm_mcp.doctor.adapters import check_adapters
 from vllm_mcp.doctor.gateway import check_gateway
 from vllm_mcp.doctor.gpu import GpuProbe, check_gpu_memory, check_gpus, check_parallel, probe_gpus
 from vllm_mcp.doctor.host import (
@@ -60,6 +61,9 @@ def run_checks(p: Probes | None = None, smoke: bool = False) -> Report:
     checks.append(model)
     if facts is not None:
         checks += [check_context(settings, facts), check_memory(settings, facts, gpu, p)]
+    adapters = check_adapters(settings, facts, p)
+    if adapters is not None:
+        checks.append(adapters)
     checks += [
         check_token(settings, p),
         check_disk(settings, facts, p),

@@ -20,11 +20,14 @@ from mcp.shared.exceptions import MCPError
 
 from vllm_mcp import __version__
 from vllm_mcp.engine import EngineUnavailable
+from vllm_mcp.generation import GenerationResult
 from vllm_mcp.protocol.auth import caller_of
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.tools import (
     ChatArguments,
     ChatResult,
+    CompleteArguments,
+    CompleteResult,
     EndSessionArguments,
     EndSessionResult,
     ModelInfo,
@@ -42,10 +45,22 @@ TOOLS = [
         description=(
             "Generate a reply from the served model. Pass session_id to continue a "
             "conversation: earlier turns are remembered. Send _meta.progressToken to "
-            "receive the reply as it is generated (progress notifications carry the new text)."
+            "receive the reply as it is generated (progress notifications carry the new text). "
+            "json_schema, choice or regex constrain the reply; adapter picks a LoRA adapter."
         ),
         input_schema=schema(ChatArguments, "validation"),
         output_schema=schema(ChatResult, "serialization"),
+    ),
+    types.Tool(
+        name="complete",
+        title="Raw completion",
+        description=(
+            "Continue a raw prompt, without the chat template: for base models, code completion "
+            "and few-shot prompts. Same sampling, stop, structured-output, adapter, logprobs and "
+            "streaming as chat_completion."
+        ),
+        input_schema=schema(CompleteArguments, "validation"),
+        output_schema=schema(CompleteResult, "serialization"),
     ),
     types.Tool(
         name="model_info",
@@ -64,6 +79,7 @@ TOOLS = [
         annotations=types.ToolAnnotations(destructive_hint=True, idempotent_hint=True),
     ),
 ]
+TOOL_NAMES = tuple(t.name for t in TOOLS)
 
 
 def build_server(tools: Tools) -> Server[Any]:
@@ -72,11 +88,10 @@ def build_server(tools: Tools) -> Server[Any]:
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         name = params.name
-        if name not in ("chat_completion", "model_info", "end_session"):
+        if name not in TOOL_NAMES:
             raise MCPError(
                 code=INVALID_PARAMS,
-                message=f"Unknown tool: {name!r}; this server offers "
-                "chat_completion, model_info and end_session",
+                message=f"Unknown tool: {name!r}; this server offers {', '.join(TOOL_NAMES)}",
             )
         drop_gateway_arguments(params.arguments)
         started = time.monotonic()
@@ -84,9 +99,12 @@ def build_server(tools: Tools) -> Server[Any]:
         tools.metrics.request_started(name)
         outcome = "error"
         try:
-            if name == "chat_completion":
+            if name in ("chat_completion", "complete"):
                 send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
-                result: Any = await tools.chat_completion(params.arguments, send, caller=caller)
+                if name == "chat_completion":
+                    result: Any = await tools.chat_completion(params.arguments, send, caller=caller)
+                else:  # no session, so no caller namespace
+                    result = await tools.complete(params.arguments, send)
             elif name == "model_info":
                 result = tools.model_info(params.arguments)
             else:
@@ -107,7 +125,7 @@ def build_server(tools: Tools) -> Server[Any]:
     return Server(
         "vllm-mcp",
         version=__version__,
-        instructions="Chat with the vLLM model this server runs: call chat_completion.",
+        instructions="Use the vLLM model this server runs: chat_completion, or complete for a raw prompt.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
@@ -149,8 +167,8 @@ def _progress_sender(ctx: Any) -> Callable[[str, int, int], Any]:
 
 
 def _ok(result: Any) -> types.CallToolResult:
-    data = result.model_dump(mode="json")
-    text = data["text"] if isinstance(result, ChatResult) else json.dumps(data)
+    data = result.model_dump(mode="json", by_alias=True)
+    text = data["text"] if isinstance(result, GenerationResult) else json.dumps(data)
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=data)
 
 

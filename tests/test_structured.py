@@ -1,0 +1,44 @@
+"""Unit tests of the structured-output checks (no engine: the e2e tests run the constraints)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vllm_mcp import structured
+
+
+def test_one_constraint_at_most() -> None:
+    assert structured.constraint(None, None, None) is None
+    assert structured.constraint({"type": "object"}, None, None) == structured.Constraint(
+        "json", {"type": "object"}
+    )
+    assert structured.constraint(None, ["a"], None) == structured.Constraint("choice", ["a"])
+    with pytest.raises(ValueError, match="json_schema and choice and regex cannot be combined"):
+        structured.constraint({}, ["a"], "a")
+
+
+@pytest.mark.parametrize(
+    ("schema", "where"),
+    [
+        ({"type": "objekt"}, "json_schema.type: "),
+        ({"properties": {"a": {"type": 5}}}, "json_schema.properties.a.type: "),
+        ({"required": "name"}, "json_schema.required: 'name' is not of type 'array'"),
+        ({"type": "string", "maxLength": -1}, "json_schema.maxLength: -1 is less than the minimum of 0"),
+    ],
+)
+def test_an_invalid_schema_names_the_place(schema: dict, where: str) -> None:
+    problem = structured.schema_problem(schema)
+    assert problem is not None and problem.startswith(where), problem
+    assert problem.endswith("(not a valid JSON Schema)")
+
+
+def test_a_valid_schema_passes() -> None:
+    assert structured.schema_problem({"type": "object", "properties": {"a": {"enum": [1, 2]}}}) is None
+
+
+def test_a_cut_reply_says_why() -> None:
+    assert structured.parse_reply('{"a": 1}', "stop", 10) == {"a": 1}
+    with pytest.raises(structured.IncompleteJson, match=r"reached max_tokens \(10\); raise max_tokens"):
+        structured.parse_reply('{"a": ', "length", 10)
+    with pytest.raises(structured.IncompleteJson, match="a stop string ended it"):
+        structured.parse_reply('{"a": ', "stop", 10)

@@ -1,0 +1,85 @@
+"""Admission and pacing: how many calls generate at once, and how often one call reports.
+
+``Admission`` bounds generations in flight (``VLLM_MCP_MAX_CONCURRENCY``) and calls waiting
+(``VLLM_MCP_MAX_QUEUE``); beyond both a call is told the server is busy rather than queued
+without end. ``ProgressPacer`` coalesces token deltas so one call sends at most one progress
+notification per ``VLLM_MCP_PROGRESS_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from vllm_mcp.errors import OutOfTime, ServerBusy
+
+ProgressSender = Callable[[str, int, int], Awaitable[None]]
+"""``(new_text, tokens_so_far, max_tokens)``, called at a bounded rate."""
+
+
+class Admission:
+    """At most ``limit`` generations at once, at most ``max_queue`` calls waiting."""
+
+    def __init__(self, limit: int, max_queue: int) -> None:
+        self.limit = limit
+        self.max_queue = max_queue
+        self._slots = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, timeout: float | None = None) -> Any:
+        """A generation slot; ``OutOfTime`` if none frees within ``timeout`` seconds."""
+        if self._slots.locked() and self.waiting >= self.max_queue:
+            raise ServerBusy(
+                f"server busy: {self.in_flight} calls generating and {self.waiting} waiting "
+                f"(VLLM_MCP_MAX_CONCURRENCY={self.limit}, VLLM_MCP_MAX_QUEUE={self.max_queue}); "
+                "retry later"
+            )
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise OutOfTime from None
+        finally:
+            self.waiting -= 1
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+
+
+class ProgressPacer:
+    """Coalesces token deltas so one call sends at most one notification per interval.
+
+    The first delta goes out at once (it is the caller's time to first token).
+    """
+
+    def __init__(self, send: ProgressSender, total: int, interval: float) -> None:
+        self._send = send
+        self._total = total
+        self._interval = interval
+        self._pending = ""
+        self._tokens = 0
+        self._sent_tokens = 0
+        self._last = float("-inf")
+
+    async def add(self, text: str, tokens: int) -> None:
+        self._pending += text
+        self._tokens = tokens
+        if time.monotonic() - self._last >= self._interval:
+            await self.flush()
+
+    async def flush(self) -> None:
+        # A token can decode to no text (an end-of-text or special token): its count still
+        # goes out, so the last notification's progress is the call's real token count.
+        if not self._pending and self._tokens == self._sent_tokens:
+            return
+        text, self._pending = self._pending, ""
+        self._last, self._sent_tokens = time.monotonic(), self._tokens
+        await self._send(text, self._tokens, self._total)

@@ -1,0 +1,39 @@
+"""What a tool call can fail with, in one place (httpx's ``_exceptions.py`` is the model).
+
+A ``ToolError`` becomes an ``isError`` result whose text is the message, so every message is
+a sentence for the caller that names what is wrong and how to fix it::
+
+    ToolError               the call failed; outcome "error"
+    ├── InvalidArguments    a bad argument, named; outcome "invalid"
+    ├── ServerBusy          VLLM_MCP_MAX_CONCURRENCY and VLLM_MCP_MAX_QUEUE are full; "busy"
+    └── ShuttingDown        the server stopped taking calls, or its grace ran out
+    OutOfTime               internal: a call's time budget ran out before it generated anything
+                            (the caller gets an empty reply with finish_reason "time_limit")
+
+The engine's own failures (``EngineUnavailable``, ``EngineDead``, ``PromptRejected``) live in
+``vllm_mcp.engine``, next to the code that raises them.
+"""
+
+from __future__ import annotations
+
+
+class ToolError(Exception):
+    """A call that fails with a message meant for the caller (an ``isError`` result)."""
+
+    outcome = "error"
+
+
+class InvalidArguments(ToolError):
+    outcome = "invalid"
+
+
+class ServerBusy(ToolError):
+    outcome = "busy"
+
+
+class ShuttingDown(ToolError):
+    pass
+
+
+class OutOfTime(Exception):
+    """The call's time budget ran out before generation began (queued or model loading)."""

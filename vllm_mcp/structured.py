@@ -1,0 +1,77 @@
+"""Structured output: which constraint a call asks for, checked before it reaches the engine.
+
+vLLM constrains decoding itself (``StructuredOutputsParams``, xgrammar first): a reply can only
+be text the JSON schema, choice list or regular expression allows, even from a model that
+knows nothing of JSON. Here a schema is checked against the JSON Schema meta-schema so a
+mistake gets an error that points at it; a constraint the backend cannot compile comes back
+from vLLM as its own error. No vLLM import here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One constraint: ``json`` (a schema object), ``choice`` (strings) or ``regex``."""
+
+    kind: Literal["json", "choice", "regex"]
+    value: Any
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """What is wrong with a JSON Schema, naming where, or None when it is valid."""
+    from jsonschema import exceptions, validators
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except exceptions.SchemaError as e:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.path)
+        return f"json_schema{where}: {e.message} (not a valid JSON Schema)"
+    return None
+
+
+def constraint(
+    json_schema: dict[str, Any] | None, choice: list[str] | None, regex: str | None
+) -> Constraint | None:
+    """The one constraint asked for; ``ValueError`` if several are, or the schema is invalid."""
+    given = [
+        k for k, v in (("json_schema", json_schema), ("choice", choice), ("regex", regex)) if v is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} cannot be combined: give at most one constraint")
+    if json_schema is not None:
+        problem = schema_problem(json_schema)
+        if problem:
+            raise ValueError(problem)
+        return Constraint("json", json_schema)
+    if choice is not None:
+        return Constraint("choice", list(choice))
+    if regex is not None:
+        return Constraint("regex", regex)
+    return None
+
+
+class IncompleteJson(ValueError):
+    """The reply ended before the constrained JSON value was complete."""
+
+
+def parse_reply(text: str, finish_reason: str | None, max_tokens: int) -> Any:
+    """The JSON value of a schema-constrained reply.
+
+    Constrained decoding only produces prefixes of valid JSON; a reply stops short of a whole
+    value only when something else ended it first (``max_tokens``, a ``stop`` string, an abort).
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        why = {
+            "length": f"it reached max_tokens ({max_tokens}); raise max_tokens",
+            "stop": "a stop string ended it; drop stop strings the JSON may contain",
+        }.get(finish_reason or "", f"it ended early (finish_reason {finish_reason!r})")
+        raise IncompleteJson(
+            f"the reply is not a complete JSON value: {why}. Partial reply: {text!r}"
+        ) from None
