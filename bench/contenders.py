@@ -303,9 +303,10 @@ def vllm_serve_command(settings: Any, port: int) -> tuple[list[str], dict[str, s
     """
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    from vllm_mcp.engine import build_engine_args, resolve_model
+    from vllm_mcp.engine import build_engine_args
+    from vllm_mcp.model_source import for_engine
 
-    model, _ = resolve_model(settings)
+    model, _ = for_engine(settings)
     args = build_engine_args(settings, model)
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     defaults = AsyncEngineArgs(model=model)

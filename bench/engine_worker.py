@@ -24,7 +24,8 @@ from bench.workload import Workload, messages
 async def main(config: dict[str, Any]) -> dict[str, Any]:
     from vllm_mcp import prompts
     from vllm_mcp.config import Settings
-    from vllm_mcp.engine import build_engine_args, prepare_process_environment, resolve_model
+    from vllm_mcp.engine import build_engine_args, prepare_process_environment
+    from vllm_mcp.model_source import for_engine
 
     settings = Settings.load()
     prepare_process_environment(settings)  # the server's own vLLM environment
@@ -35,7 +36,7 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
 
     workload = Workload.from_dict(config["workload"])
     t0 = time.perf_counter()
-    model, _ = resolve_model(settings)
+    model, _ = for_engine(settings)
     llm = await asyncio.to_thread(AsyncLLM.from_engine_args, build_engine_args(settings, model))
     tokenizer = llm.get_tokenizer()
     if asyncio.iscoroutine(tokenizer):

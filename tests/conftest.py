@@ -1,12 +1,41 @@
-"""Fixtures shared by unit and end-to-end tests."""
+"""Fixtures shared by unit and end-to-end tests.
+
+The suite runs the same whatever the caller exported: the settings' variables (and the
+Hugging Face ones, which huggingface_hub reads once, at import) are removed before any test
+module is imported, and again around every test; a test sets what it needs with monkeypatch.
+End-to-end servers get their environment from ``tests.support.serve_env``.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import ROOT, make_tiny_model
+
+CALLER_PREFIXES = ("VLLM_", "HF_", "HUGGING_FACE", "TRANSFORMERS_OFFLINE")
+
+
+def _callers_variables() -> list[str]:
+    return [name for name in os.environ if name.startswith(CALLER_PREFIXES)]
+
+
+# Before huggingface_hub is imported by any test module: it turns HF_HUB_OFFLINE, HF_HOME and
+# HF_ENDPOINT into constants then.
+for _name in _callers_variables():
+    del os.environ[_name]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No VLLM_*, HF_* or token variable from outside (or from an earlier test) reaches a test."""
+    for name in _callers_variables():
+        monkeypatch.delenv(name)
+    yield
+
 
 MODELS = ROOT / ".cache" / "test-models"
 AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")

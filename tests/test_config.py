@@ -18,7 +18,15 @@ from click.testing import CliRunner
 
 from tests.fakehub import FakeHub, FakeRepo
 from vllm_mcp.cli import cli
-from vllm_mcp.config import ConfigError, read_config_file, read_fluidmcp_config, validate
+from vllm_mcp.config import (
+    ConfigError,
+    Settings,
+    check_top_k,
+    read_config_file,
+    read_fluidmcp_config,
+    unknown_engine_args,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
@@ -59,8 +67,6 @@ def test_types_ranges_and_typos_are_all_reported_at_once() -> None:
 
 
 def test_contradictions() -> None:
-    tokens = validate({"VLLM_MAX_MODEL_LEN": "512", "VLLM_DEFAULT_MAX_TOKENS": "512"})
-    assert any("VLLM_DEFAULT_MAX_TOKENS (512) must be below" in p for p in tokens.problems)
     tp = validate({"VLLM_TENSOR_PARALLEL_SIZE": "4"}, gpu_count=2)
     assert any("needs 4 GPUs but 2 are visible" in p for p in tp.problems)
     assert validate({"VLLM_TENSOR_PARALLEL_SIZE": "4"}, gpu_count=None).ok  # no GPU info
@@ -68,6 +74,50 @@ def test_contradictions() -> None:
         {"VLLM_TENSOR_PARALLEL_SIZE": "4", "VLLM_DISTRIBUTED_EXECUTOR_BACKEND": "ray"}, gpu_count=2
     )
     assert ray.ok
+
+
+@pytest.mark.parametrize("default", ["512", "600"])
+def test_a_default_reply_as_long_as_the_context_is_a_warning_not_a_refusal(default: str) -> None:
+    # Each call's reply is capped to the room its prompt leaves (prompts.fit), so this serves:
+    # refusing it made a supervisor restart the server in a loop (issue 12).
+    env = {"VLLM_MAX_MODEL_LEN": "512", "VLLM_DEFAULT_MAX_TOKENS": default}
+    settings = Settings.load(environ=env)
+    [warning] = settings.warnings()
+    assert f"VLLM_DEFAULT_MAX_TOKENS ({default}) is not below VLLM_MAX_MODEL_LEN (512)" in warning
+    assert "set VLLM_DEFAULT_MAX_TOKENS below 512" in warning
+    result = validate(env)
+    assert result.ok and result.warnings == [warning]
+    # VLLM_MAX_MODEL_LEN=512 alone (default reply 512) used to refuse to start.
+    assert Settings.load(environ={"VLLM_MAX_MODEL_LEN": "512"}).warnings()
+
+
+def test_no_warning_when_the_reply_fits_or_the_context_is_unknown() -> None:
+    assert Settings.load(environ={"VLLM_MAX_MODEL_LEN": "513"}).warnings() == []
+    assert Settings.load(environ={}).warnings() == []
+    # The model's own context, when doctor knows it, counts where VLLM_MAX_MODEL_LEN is unset.
+    [warning] = Settings.load(environ={}).warnings(model_context=256)
+    assert "the model's context (256)" in warning
+    assert Settings.load(environ={"VLLM_MAX_MODEL_LEN": "1024"}).warnings(model_context=256) == []
+
+
+def test_top_k_is_one_rule_for_the_default_and_each_call() -> None:
+    assert check_top_k(-1) == -1 and check_top_k(40) == 40
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=r"-1 \(disabled\) or >= 1"):
+            check_top_k(bad)
+    result = validate({"VLLM_DEFAULT_TOP_K": "0"})
+    assert result.problems == ["invalid VLLM_DEFAULT_TOP_K='0': must be -1 (disabled) or >= 1"]
+
+
+def test_engine_arguments_are_checked_against_the_names_given() -> None:
+    known = frozenset({"enforce_eager", "max_num_seqs"})
+    env = {"VLLM_MCP_ENGINE_ARGS": '{"enforce_eagr": true, "max_num_seqs": 4}'}
+    result = validate(env, engine_arg_names=known)
+    assert result.problems == [
+        "VLLM_MCP_ENGINE_ARGS: unknown engine argument 'enforce_eagr'; did you mean 'enforce_eager'?"
+    ]
+    assert validate(env).ok  # without vLLM's names, not checked
+    assert unknown_engine_args({"zzz": 1}, known) == ["VLLM_MCP_ENGINE_ARGS: unknown engine argument 'zzz'"]
 
 
 # --- config files --------------------------------------------------------------------------
@@ -180,6 +230,17 @@ def test_validate_environment_and_usage_errors(runner: CliRunner, tmp_path: Path
     assert ok.exit_code == 0 and ok.output == "environment: valid\n"
     bad = runner.invoke(cli, ["config", "validate"], env=clean_env(VLLM_MCP_MAX_QUEUE="-1"))
     assert bad.exit_code == 1 and "VLLM_MCP_MAX_QUEUE='-1'" in bad.output
+    # A combination that only limits calls is shown, and does not fail.
+    limited = runner.invoke(cli, ["config", "validate"], env=clean_env(VLLM_MAX_MODEL_LEN="512"))
+    assert limited.exit_code == 0, limited.output
+    assert limited.output.startswith(
+        "environment: valid\nenvironment: warning: VLLM_DEFAULT_MAX_TOKENS (512)"
+    )
+    # VLLM_MCP_ENGINE_ARGS keys are checked against vLLM's engine arguments, as serve does.
+    typo = runner.invoke(
+        cli, ["config", "validate"], env=clean_env(VLLM_MCP_ENGINE_ARGS='{"enforce_eagr": 1}')
+    )
+    assert typo.exit_code == 1 and "did you mean 'enforce_eager'?" in typo.output
     missing = runner.invoke(cli, ["config", "validate", str(tmp_path / "nope.env")])
     assert missing.exit_code == 2
     assert runner.invoke(cli, ["config", "validate", "a", "b"]).exit_code == 2

@@ -151,6 +151,16 @@ def _engine_names() -> frozenset[str]:
         return frozenset()
 
 
+def _engine_arg_names() -> frozenset[str]:
+    """vLLM's engine arguments, for VLLM_MCP_ENGINE_ARGS (empty without vLLM: not checked)."""
+    try:
+        from vllm_mcp.engine import engine_arg_names
+
+        return engine_arg_names()
+    except ImportError:
+        return frozenset()
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--smoke", is_flag=True, help="Also start the engine and generate a few tokens.")
@@ -168,7 +178,8 @@ def doctor(as_json: bool, smoke: bool, root: Path) -> None:
     """
     from vllm_mcp.doctor import Probes, run_checks
 
-    report = run_checks(Probes(engine_names=_engine_names, root=root), smoke=smoke)
+    probes = Probes(engine_names=_engine_names, engine_arg_names=_engine_arg_names, root=root)
+    report = run_checks(probes, smoke=smoke)
     click.echo(report.to_json() if as_json else report.to_text())
     sys.exit(1 if report.failed else 0)
 
@@ -202,9 +213,9 @@ def config_validate(path: Path | None) -> None:
     from vllm_mcp.doctor import probe_gpus
 
     gpu_count = len(probe_gpus().gpus) or None
-    names = _engine_names()
+    names, arg_names = _engine_names(), _engine_arg_names()
     if path is None:
-        results = [validate(engine_names=names, gpu_count=gpu_count)]
+        results = [validate(engine_names=names, engine_arg_names=arg_names, gpu_count=gpu_count)]
     else:
         try:
             sets = read_config_file(path)
@@ -213,7 +224,9 @@ def config_validate(path: Path | None) -> None:
                 click.echo(line)
             sys.exit(1)
         results = [
-            validate({}, values, engine_names=names, gpu_count=gpu_count, label=label)
+            validate(
+                {}, values, engine_names=names, engine_arg_names=arg_names, gpu_count=gpu_count, label=label
+            )
             for label, values in sets.items()
         ]
     for result in results:
@@ -221,6 +234,8 @@ def config_validate(path: Path | None) -> None:
             click.echo(f"{result.label}: valid")
         for problem in result.problems:
             click.echo(f"{result.label}: {problem}")
+        for warning in result.warnings:
+            click.echo(f"{result.label}: warning: {warning}")
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 

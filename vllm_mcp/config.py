@@ -2,7 +2,14 @@
 
 Every setting has an environment variable (the seed's ``VLLM_*`` names, ours
 ``VLLM_MCP_*``) and a ``serve`` option. ``Settings.load`` is the only code that
-reads the environment; everything else receives a ``Settings``.
+turns the environment into settings; everything else receives a ``Settings``. The
+environment is read here twice more, never for a setting's value: ``validate`` looks
+at every name in it for typos, and ``child_environment`` copies it for a child.
+
+Each validation rule lives here once. A combination that only limits what calls get
+(a default reply longer than the context, say) is a warning (``Settings.warnings``),
+shown by ``doctor`` and ``config validate`` and logged by ``serve``; only what cannot
+serve at all is refused, so a supervisor does not restart the server in a loop.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 EMBEDDED_MODEL = "embedded"
@@ -183,9 +189,7 @@ class Settings(BaseModel):
     @field_validator("default_top_k")
     @classmethod
     def _top_k(cls, v: int) -> int:
-        if v != -1 and v < 1:
-            raise ValueError("must be -1 (disabled) or >= 1")
-        return v
+        return check_top_k(v)
 
     @field_validator("log_level", "dtype", "log_format", mode="before")
     @classmethod
@@ -221,14 +225,26 @@ class Settings(BaseModel):
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        if self.max_model_len is not None and self.default_max_tokens >= self.max_model_len:
-            raise ValueError(
-                f"VLLM_DEFAULT_MAX_TOKENS ({self.default_max_tokens}) must be below "
-                f"VLLM_MAX_MODEL_LEN ({self.max_model_len}), or no prompt would fit"
+    def warnings(self, model_context: int | None = None) -> list[str]:
+        """Combinations that serve, but limit what calls get; each a sentence naming the variables.
+
+        ``model_context`` is the model's own context length, when known (doctor reads it).
+        """
+        out = []
+        context = self.max_model_len or model_context
+        if context is not None and self.default_max_tokens >= context:
+            which = (
+                f"VLLM_MAX_MODEL_LEN ({context})"
+                if self.max_model_len
+                else f"the model's context ({context})"
             )
-        return self
+            out.append(
+                f"VLLM_DEFAULT_MAX_TOKENS ({self.default_max_tokens}) is not below {which}: a call "
+                "that does not set max_tokens gets its reply capped to the room its prompt leaves, "
+                "and loses its session history to make that room; "
+                f"set VLLM_DEFAULT_MAX_TOKENS below {context}"
+            )
+        return out
 
     # --- construction ----------------------------------------------------------
 
@@ -397,6 +413,7 @@ class Validation:
     settings: Settings | None
     sources: dict[str, Source]
     problems: list[str]
+    warnings: list[str]
 
     @property
     def ok(self) -> bool:
@@ -408,13 +425,16 @@ def validate(
     file_values: Mapping[str, str] | None = None,
     *,
     engine_names: frozenset[str] = frozenset(),
+    engine_arg_names: frozenset[str] = frozenset(),
     gpu_count: int | None = None,
     label: str = "environment",
 ) -> Validation:
     """Type and range checks (``Settings.load``), unknown names, and contradictions.
 
-    ``gpu_count`` is the number of GPUs visible on this machine, or None when there
-    are none or it is unknown (the parallelism check is then skipped).
+    ``engine_names`` are the variables vLLM reads, ``engine_arg_names`` its engine
+    arguments (``VLLM_MCP_ENGINE_ARGS`` keys are not checked when empty). ``gpu_count``
+    is the number of GPUs visible on this machine, or None when there are none or it is
+    unknown (the parallelism check is then skipped).
     """
     environ = os.environ if environ is None else environ
     problems: list[str] = []
@@ -426,16 +446,49 @@ def validate(
         problems.extend(e.lines)
     names = sorted(set(environ) | set(file_values or {}))
     problems.extend(str(u) for u in unknown_names(names, engine_names))
-    if settings is not None and gpu_count:
-        needed = settings.tensor_parallel_size * settings.pipeline_parallel_size
-        if needed > gpu_count and settings.distributed_executor_backend != "ray":
-            problems.append(
-                f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
-                f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
-                f"GPUs but {gpu_count} are visible; lower it, or use "
-                "VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray across several nodes"
-            )
-    return Validation(label, settings, sources, problems)
+    warnings: list[str] = []
+    if settings is not None:
+        if engine_arg_names:
+            problems.extend(unknown_engine_args(settings.engine_args, engine_arg_names))
+        parallel = parallel_problem(settings, gpu_count)
+        if parallel:
+            problems.append(parallel)
+        warnings = settings.warnings()
+    return Validation(label, settings, sources, problems, warnings)
+
+
+def parallel_problem(settings: Settings, gpu_count: int | None) -> str | None:
+    """Tensor x pipeline parallelism needs more GPUs than are visible (vLLM would not start).
+
+    None when it fits, when ``gpu_count`` is unknown, or with Ray, whose other nodes may bring GPUs.
+    """
+    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    if not gpu_count or needed <= gpu_count or settings.distributed_executor_backend == "ray":
+        return None
+    return (
+        f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
+        f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
+        f"GPUs but {gpu_count} are visible; lower it, or use "
+        "VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray across several nodes"
+    )
+
+
+def unknown_engine_args(engine_args: Mapping[str, Any], known: frozenset[str]) -> list[str]:
+    """A line for each ``VLLM_MCP_ENGINE_ARGS`` key that is no vLLM engine argument (``known``)."""
+    out = []
+    for name in engine_args:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            out.append(f"VLLM_MCP_ENGINE_ARGS: unknown engine argument {name!r}{hint}")
+    return out
+
+
+def check_top_k(value: int) -> int:
+    """Top-k is -1 (off) or at least 1: the rule for the default and for each call."""
+    if value != -1 and value < 1:
+        raise ValueError("must be -1 (disabled) or >= 1")
+    return value
 
 
 _OUR_ENV_PREFIXES = ("VLLM_", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN")

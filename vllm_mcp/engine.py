@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import difflib
 import enum
 import importlib.metadata
 import logging
@@ -21,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllm_mcp import embedded, lifeline
-from vllm_mcp.config import EMBEDDED_MODEL, Settings
+from vllm_mcp import lifeline, model_source
+from vllm_mcp.config import Settings, unknown_engine_args
 
 log = logging.getLogger(__name__)
 
@@ -162,23 +161,20 @@ def vllm_version() -> str:
     return "unknown"
 
 
-def resolve_model(settings: Settings) -> tuple[str, str]:
-    """(path or hub id given to vLLM, name shown to users)."""
-    if settings.model_name == EMBEDDED_MODEL:
-        return str(embedded.prepare_embedded_model(settings.cache_dir)), embedded.DISPLAY_NAME
-    return settings.model_name, settings.model_name
+def engine_arg_names() -> frozenset[str]:
+    """The names ``VLLM_MCP_ENGINE_ARGS`` may use: vLLM's engine arguments."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
 
 
 def build_engine_args(settings: Settings, model: str) -> Any:
     """``AsyncEngineArgs`` from the settings; unknown pass-through names are a clear error."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
-    for name in settings.engine_args:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise EngineUnavailable(f"VLLM_MCP_ENGINE_ARGS: unknown engine argument {name!r}{hint}")
+    unknown = unknown_engine_args(settings.engine_args, engine_arg_names())
+    if unknown:
+        raise EngineUnavailable("; ".join(unknown))
     kwargs: dict[str, Any] = {
         "model": model,
         "dtype": settings.dtype,
@@ -221,7 +217,7 @@ class Engine:
         """Load the model; never raises (the failure is kept and reported to callers)."""
         started = time.monotonic()
         try:
-            model, self.model_name = await asyncio.to_thread(resolve_model, self.settings)
+            model, self.model_name = await asyncio.to_thread(model_source.for_engine, self.settings)
             from vllm.platforms import current_platform
             from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -375,11 +371,3 @@ def _root_cause(lines: Sequence[str]) -> str | None:
         if any(m in stripped for m in _CAUSE_MARKERS):
             return stripped[-500:]
     return None
-
-
-def model_dir_hint(settings: Settings) -> Path | None:
-    """A local checkpoint directory when the model is one (for doctor and prefetch)."""
-    if settings.model_name == EMBEDDED_MODEL:
-        return embedded.checkpoint_dir(settings.cache_dir)
-    path = Path(settings.model_name)
-    return path if path.is_dir() else None

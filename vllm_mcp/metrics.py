@@ -27,7 +27,6 @@ from vllm_mcp import __version__
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("ok", "error", "invalid", "busy", "cancelled")
 ENGINE_STATES = ("loading", "ready", "failed", "stopped")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)

@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_mcp.config import EMBEDDED_MODEL, Settings
+from vllm_mcp import model_source
+from vllm_mcp.config import Settings
+from vllm_mcp.model_source import explain_hub_error
 
 # Small top-level files vLLM or transformers may read besides the weights.
 _SIDE_FILES = (
@@ -92,82 +94,6 @@ def select_files(repo_files: Iterable[str], index_weights: Iterable[str] | None 
     return sorted(set(side) | set(weights))
 
 
-def explain_hub_error(error: BaseException, model: str, revision: str | None, has_token: bool) -> str:
-    """Map huggingface_hub's exceptions to one actionable line."""
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    if isinstance(error, LocalEntryNotFoundError) and isinstance(error.__cause__, Exception):
-        # snapshot_download wraps the hub's real answer; explain that, not "not cached".
-        return explain_hub_error(error.__cause__, model, revision, has_token)
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    if isinstance(error, GatedRepoError):
-        if has_token:
-            return (
-                f"{model} is gated and the token's account has no access: accept its terms "
-                f"at https://huggingface.co/{model}"
-            )
-        return (
-            f"{model} is gated: accept its terms at https://huggingface.co/{model} and set "
-            "HUGGING_FACE_HUB_TOKEN"
-        )
-    if isinstance(error, RepositoryNotFoundError):
-        hint = "" if has_token else "; if it is private, set HUGGING_FACE_HUB_TOKEN"
-        if status == 401 and has_token:
-            hint = "; or the token is invalid"
-        return f"model {model} not found on the Hugging Face hub{hint}"
-    if isinstance(error, RevisionNotFoundError):
-        return f"revision {revision!r} not found in {model}: use a branch, tag or commit hash"
-    if isinstance(error, HFValidationError):
-        return f"{model!r} is not a valid Hugging Face model id (expected owner/name)"
-    if isinstance(error, OfflineModeIsEnabled | LocalEntryNotFoundError):
-        return (
-            f"cannot download {model}: HF_HUB_OFFLINE is set or the hub is unreachable, "
-            "and it is not in the cache"
-        )
-    if isinstance(error, HfHubHTTPError):
-        if status in (401, 403):
-            return f"the Hugging Face hub refused access to {model} ({status}): check the token"
-        return f"the Hugging Face hub answered {status} for {model}; retry later"
-    if _is_cut(error):
-        return (
-            f"the download of {model} was interrupted ({type(error).__name__}): run prefetch "
-            "again; it resumes from what is already downloaded"
-        )
-    if is_network_error(error):
-        return (
-            f"cannot reach the Hugging Face hub to download {model} "
-            f"({type(error).__name__}): check the network, proxy or HF_ENDPOINT"
-        )
-    if isinstance(error, OSError):
-        return f"cannot write the model to the cache: {error.strerror or error}"
-    return f"prefetch of {model} failed: {type(error).__name__}"
-
-
-def _is_cut(error: BaseException) -> bool:
-    """The hub answered, then the connection broke mid-transfer (httpx or httpx2)."""
-    return any(
-        c.__name__ in ("RemoteProtocolError", "ReadError", "ReadTimeout") and c.__module__.startswith("httpx")
-        for c in type(error).__mro__
-    )
-
-
-def is_network_error(error: BaseException) -> bool:
-    """No answer from the hub: offline mode, refused, timed out, DNS (httpx or httpx2)."""
-    if isinstance(error, ConnectionError | TimeoutError):
-        return True
-    return any(
-        c.__name__ == "TransportError" and c.__module__.startswith("httpx") for c in type(error).__mro__
-    )
-
-
 def prefetch(
     model: str,
     *,
@@ -226,7 +152,13 @@ def prefetch_for_settings(
 ) -> PrefetchResult:
     """``prefetch MODEL`` with the token and cache from the settings; 'embedded' converts."""
     model = model or settings.model_name
-    if model == EMBEDDED_MODEL:
+    try:
+        source = model_source.locate(model, settings.cache_dir)
+    except model_source.ModelNotFound as e:
+        raise PrefetchError(
+            f"{e}: give a Hugging Face model id, a checkpoint directory or 'embedded'"
+        ) from None
+    if source.kind == "embedded":
         if revision:
             raise PrefetchError("the embedded model has no revisions; drop --revision")
         from vllm_mcp import embedded
@@ -242,8 +174,7 @@ def prefetch_for_settings(
         return PrefetchResult(
             embedded.DISPLAY_NAME, None, path, tuple(sorted(f.name for f in path.iterdir()))
         )
-    local = Path(model).expanduser()
-    if local.is_dir():
-        return PrefetchResult(model, None, local, tuple(sorted(f.name for f in local.iterdir())))
+    if source.path is not None:
+        return PrefetchResult(model, None, source.path, tuple(sorted(f.name for f in source.path.iterdir())))
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     return prefetch(model, revision=revision, token=token, progress=progress, endpoint=endpoint)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vllm_mcp import prompts
-from vllm_mcp.config import Settings
+from vllm_mcp.config import Settings, check_top_k
 from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected, Sampling
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
@@ -80,9 +80,7 @@ class ChatArguments(BaseModel):
     @field_validator("top_k")
     @classmethod
     def _top_k(cls, v: int | None) -> int | None:
-        if v is not None and v != -1 and v < 1:
-            raise ValueError("must be -1 (disabled) or >= 1")
-        return v
+        return v if v is None else check_top_k(v)
 
 
 class Usage(BaseModel):

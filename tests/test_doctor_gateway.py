@@ -1,0 +1,189 @@
+"""doctor's gateway audit (issue 7), token and address list, on an install staged by the real
+deploy/install.sh."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.doctor_support import ROOT, invoke
+from vllm_mcp import config
+from vllm_mcp.doctor import Check, Probes, Report
+from vllm_mcp.doctor import gateway as gateway_module
+
+# --- the deployed gateway: token and address list (issue 7) ---------------------------------
+
+DROPIN = "etc/systemd/system/vllm-mcp-gateway.service.d/network.conf"
+UNIT = "etc/systemd/system/vllm-mcp-gateway.service"
+GATEWAY_ENV = "etc/vllm-mcp/gateway.env"
+
+
+def install(root: Path, allow_from: str = "10.0.0.5 192.168.10.0/24") -> str:
+    """The real deploy/install.sh into ``root`` (no venv, no users, no systemctl); the token."""
+    env = {**os.environ, "DESTDIR": str(root), "SKIP_VENV": "1", "VARIANT": "cpu", "ALLOW_FROM": allow_from}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "install.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    token = [
+        line.split("=", 1)[1]
+        for line in (root / GATEWAY_ENV).read_text().splitlines()
+        if line.startswith("FMCP_BEARER_TOKEN=")
+    ]
+    assert len(token) == 1 and len(token[0]) >= 32
+    return token[0]
+
+
+def gateway(root: Path, environ: dict[str, str] | None = None) -> Check:
+    check = gateway_module.check_gateway(Probes(root=root, environ=environ or {}))
+    assert check.name == "gateway"
+    return check
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (old, text)
+    path.write_text(text.replace(old, new))
+
+
+def shown(check: Check) -> str:
+    return Report([check]).to_text() + Report([check]).to_json()
+
+
+def test_gateway_without_a_unit_is_skipped(tmp_path: Path) -> None:
+    check = gateway(tmp_path)
+    assert check.status == "ok" and "no gateway unit installed" in check.message
+
+
+def test_gateway_fresh_install_passes_and_never_shows_the_token(tmp_path: Path) -> None:
+    token = install(tmp_path)
+    check = gateway(tmp_path)
+    assert check.status == "ok", check
+    assert "localhost, 10.0.0.5, 192.168.10.0/24" in check.message
+    assert check.details["token_set"] is True and check.details["secure_mode"] is True
+    assert check.details["environment_files"] == ["/etc/vllm-mcp/gateway.env", "-/etc/vllm-mcp/vllm-mcp.env"]
+    assert token not in shown(check)
+
+
+@pytest.mark.parametrize(
+    "old, new, says",
+    [
+        ("FMCP_BEARER_TOKEN=", "# FMCP_BEARER_TOKEN=", "no bearer token"),  # line gone
+        ("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=false", "without authentication"),
+        ("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=True", "without authentication"),  # FluidMCP wants 'true'
+    ],
+)
+def test_gateway_without_token_warns(tmp_path: Path, old: str, new: str, says: str) -> None:
+    token = install(tmp_path)
+    edit(tmp_path / GATEWAY_ENV, old, new)
+    check = gateway(tmp_path)
+    assert check.status == "warn" and says in check.message, check
+    assert check.fix and ("rotate-token.sh" in check.fix or "FMCP_SECURE_MODE=true" in check.fix)
+    assert token not in shown(check)
+
+
+def test_gateway_with_an_empty_token_warns(tmp_path: Path) -> None:
+    token = install(tmp_path)
+    edit(tmp_path / GATEWAY_ENV, f"FMCP_BEARER_TOKEN={token}", "FMCP_BEARER_TOKEN=")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "no bearer token" in check.message
+    assert check.details["token_set"] is False
+
+
+def test_gateway_env_file_is_the_one_the_unit_names(tmp_path: Path) -> None:
+    install(tmp_path)
+    moved = tmp_path / "etc/vllm-mcp/other.env"
+    (tmp_path / GATEWAY_ENV).rename(moved)
+    assert gateway(tmp_path).status == "warn"  # the named file is missing: the unit cannot start
+    assert "missing" in gateway(tmp_path).message
+    edit(
+        tmp_path / UNIT,
+        "EnvironmentFile=/etc/vllm-mcp/gateway.env",
+        "EnvironmentFile=/etc/vllm-mcp/other.env",
+    )
+    assert gateway(tmp_path).status == "ok"
+
+
+@pytest.mark.parametrize("opened", ["any", "0.0.0.0/0", "::/0", "10.0.0.5 0.0.0.0/0"])
+def test_gateway_with_an_open_address_list_warns(tmp_path: Path, opened: str) -> None:
+    install(tmp_path, allow_from="10.0.0.5")
+    edit(tmp_path / DROPIN, "IPAddressAllow=localhost 10.0.0.5", f"IPAddressAllow=localhost {opened}")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "lets everyone in" in check.message, check
+    assert "ALLOW_FROM" in (check.fix or "")
+
+
+def test_gateway_deny_list_reset_or_removed_warns(tmp_path: Path) -> None:
+    install(tmp_path)
+    dropin = tmp_path / DROPIN
+    # An empty IPAddressDeny= in the drop-in clears the unit's IPAddressDeny=any.
+    edit(dropin, "IPAddressDeny=any", "IPAddressDeny=")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "no IPAddressDeny=any" in check.message
+    # Without the drop-in the unit's own rules apply: localhost only, which is fine.
+    dropin.unlink()
+    check = gateway(tmp_path)
+    assert check.status == "ok" and check.details["ip_address_allow"] == ["localhost"]
+    edit(tmp_path / UNIT, "IPAddressDeny=any\n", "")
+    assert "no IPAddressDeny=any" in gateway(tmp_path).message
+
+
+def test_gateway_token_on_the_command_line_warns(tmp_path: Path) -> None:
+    install(tmp_path)
+    edit(tmp_path / UNIT, "config.json --file", "config.json --file --secure --token s3cret-visible")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "command line" in check.message
+    assert "s3cret-visible" not in shown(check)
+
+
+def test_gateway_as_the_service_user_uses_the_environment_systemd_gave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ExecStartPre runs as User=vllm-mcp: the root-only gateway.env cannot be read (root reads
+    # everything, so the refusal is simulated), but systemd put its variables in the environment.
+    install(tmp_path)
+    real = config.read_env_file
+
+    def as_service_user(path: Path) -> dict[str, str]:
+        if path.name == "gateway.env":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(config, "read_env_file", as_service_user)
+    given = {"FMCP_SECURE_MODE": "true", "FMCP_BEARER_TOKEN": "from-systemd-abc"}
+    check = gateway(tmp_path, given)
+    assert check.status == "ok" and "from-systemd-abc" not in shown(check)
+    check = gateway(tmp_path, {"FMCP_SECURE_MODE": "true"})
+    assert check.status == "warn" and "no bearer token" in check.message
+    check = gateway(tmp_path, {})  # an operator without root: not checked, and says so
+    assert check.status == "warn" and "cannot read /etc/vllm-mcp/gateway.env" in check.message
+    assert "sudo" in (check.fix or "")
+
+
+def test_unit_parsing_follows_systemd() -> None:
+    unit = "[Unit]\nIPAddressDeny=ignored\n[Service]\n# c\n; c\nIPAddressAllow=localhost \\\n  10.0.0.1\n"
+    dropin = "[Service]\nIPAddressAllow=\nIPAddressAllow=10.0.0.2\nIPAddressAllow=10.0.0.3\n"
+    entries = gateway_module.parse_unit_service([unit, dropin])
+    assert gateway_module.address_list(entries, "IPAddressDeny") == []
+    assert gateway_module.address_list(entries[:1], "IPAddressAllow") == ["localhost", "10.0.0.1"]
+    assert gateway_module.address_list(entries, "IPAddressAllow") == ["10.0.0.2", "10.0.0.3"]
+
+
+def test_doctor_root_option_warnings_do_not_fail_the_unit_start(tmp_path: Path) -> None:
+    # The unit runs `vllm-mcp doctor` as ExecStartPre: a warning must not stop the gateway.
+    token = install(tmp_path)
+    env = {"HF_HUB_OFFLINE": "1", "VLLM_MCP_CACHE_DIR": str(tmp_path / "cache")}
+    result = invoke("doctor", "--json", "--root", str(tmp_path), env=env)
+    ok = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["gateway"]
+    assert ok["status"] == "ok", ok
+    assert token not in result.stdout + result.stderr
+    edit(tmp_path / GATEWAY_ENV, f"FMCP_BEARER_TOKEN={token}", "FMCP_BEARER_TOKEN=")
+    result = invoke("doctor", "--root", str(tmp_path), env=env)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("warn  gateway"))
+    assert "no bearer token" in line
+    assert result.exit_code == (1 if "\nFAIL " in "\n" + result.stdout else 0)
+    assert invoke("doctor", "--root", str(tmp_path / "nowhere")).exit_code == 2
