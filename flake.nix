@@ -138,19 +138,19 @@
             fi
             ${pkgs.coreutils}/bin/chmod 0600 "$f"
           '';
-          # The HTTP server's token file: made once, 0640 root:vllm-mcp; the server reads it by
+          # The HTTP server's token file: made once, 0600 vllm-mcp; the server reads it by
           # path and re-reads it when it changes (rotation without a restart).
           makeHttpTokens = pkgs.writeShellScript "vllm-mcp-http-tokens" ''
             set -eu
             f=${cfg.httpTokenFile}
             if ! ${pkgs.gnugrep}/bin/grep -q '[^[:space:]]' "$f" 2>/dev/null; then
-              umask 027
+              umask 077
               ${pkgs.coreutils}/bin/mkdir -p "$(dirname "$f")"
               ${python}/bin/python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$f.tmp"
               ${pkgs.coreutils}/bin/mv "$f.tmp" "$f"
             fi
-            ${pkgs.coreutils}/bin/chown root:vllm-mcp "$f"
-            ${pkgs.coreutils}/bin/chmod 0640 "$f"
+            ${pkgs.coreutils}/bin/chown vllm-mcp:vllm-mcp "$f"
+            ${pkgs.coreutils}/bin/chmod 0600 "$f"
           '';
           fluidConfig = pkgs.writeText "fluidmcp-config.json" (builtins.toJSON {
             mcpServers.vllm = {
@@ -277,7 +277,7 @@
             httpTokenFile = lib.mkOption {
               type = lib.types.path;
               default = "/etc/vllm-mcp/http-tokens";
-              description = "The HTTP server's bearer token, or one name:token per line (made if missing; 0640 root:vllm-mcp).";
+              description = "The HTTP server's bearer token, or one name:token per line (made if missing; 0600, owned by vllm-mcp).";
             };
             gatewayEnvironmentFile = lib.mkOption {
               type = lib.types.path;

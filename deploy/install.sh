@@ -164,10 +164,10 @@ if [ "$GATEWAY" = http ]; then
     tokens=$(at "$HTTP_TOKENS")
     if ! grep -q '[^[:space:]]' "$tokens" 2>/dev/null; then
         write_http_tokens "$HTTP_TOKENS" "$(new_token)"
-        say "generated the bearer token in $HTTP_TOKENS (root and the service only)"
+        say "generated the bearer token in $HTTP_TOKENS (readable by root and the service only)"
     fi
-    chmod 0640 "$tokens"
-    if live; then chown "root:$SERVICE_USER" "$tokens"; fi
+    chmod 0600 "$tokens"
+    if live; then chown "$SERVICE_USER:$SERVICE_USER" "$tokens"; fi
 else
     if [ -z "$(current_token)" ]; then
         write_gateway_env "$GATEWAY_ENV" "$(new_token)"

@@ -93,17 +93,18 @@ write_gateway_env() {
 }
 
 # Write the HTTP server's token file: exactly $2 (one token, or name:token lines). Atomic
-# (rename: the server sees the old file or the new one, never half of one), 0640, owned by
-# root and readable by the service's group, because the server re-reads it by path while it
-# runs (rotation without a restart). The tokens never reach stdout.
+# (rename: the server sees the old file or the new one, never half of one), 0600 and owned by
+# the service's user: the server re-reads it by path while it runs (rotation without a
+# restart), and it warns about a token file that anyone else may read. The service cannot
+# change it (ProtectSystem=strict makes /etc read-only to it). The tokens never reach stdout.
 write_http_tokens() {
     local file tmp
     file=$(at "$1")
     mkdir -p "$(dirname "$file")"
     tmp=$(mktemp "$file.XXXXXX")
-    chmod 0640 "$tmp"
+    chmod 0600 "$tmp"
     printf '%s\n' "$2" >"$tmp"
-    if live; then chown "root:$SERVICE_USER" "$tmp"; fi
+    if live; then chown "$SERVICE_USER:$SERVICE_USER" "$tmp"; fi
     mv -f "$tmp" "$file"
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Replace the bearer token without reinstalling. The new token is written, never printed.
 #
-# GATEWAY=http (vllm-mcp-http.service): /etc/vllm-mcp/http-tokens (0640 root:vllm-mcp). The
+# GATEWAY=http (vllm-mcp-http.service): /etc/vllm-mcp/http-tokens (0600 vllm-mcp). The
 #   server re-reads the file when it changes, so nothing restarts and calls in flight go on.
 #   A file of name:token lines (one per caller) needs --caller NAME: that caller's line is
 #   replaced, or added, and every other caller keeps its token.
@@ -37,7 +37,12 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$caller" ]; then
     [ "$gateway" = http ] || die "--caller needs GATEWAY=http: FluidMCP knows one token only"
-    case "$caller" in "" | *[!A-Za-z0-9._-]*) die "a caller name may use only letters, digits and ._-" ;; esac
+    case "$caller" in
+    [A-Za-z0-9]*) ;;
+    *) die "a caller name starts with a letter or digit" ;;
+    esac
+    case "$caller" in *[!A-Za-z0-9._-]*) die "a caller name may use only letters, digits and ._-" ;; esac
+    [ "${#caller}" -le 64 ] || die "a caller name has at most 64 characters"
 fi
 
 if [ "$from_stdin" = 1 ]; then
@@ -60,14 +65,16 @@ fi
 
 file=$(at "$HTTP_TOKENS")
 [ -f "$file" ] || die "$HTTP_TOKENS does not exist; run deploy/install.sh first"
-lines=$(grep -v '^[[:space:]]*$' "$file" || true)
+lines=$(grep -v -e '^[[:space:]]*$' -e '^[[:space:]]*#' "$file" || true)
+comments=$(grep -e '^[[:space:]]*#' "$file" || true) # kept, at the top
 named=$(printf '%s\n' "$lines" | grep -c ':' || true)
 total=$(printf '%s\n' "$lines" | grep -c . || true)
 if [ -z "$caller" ]; then
     [ "$named" -eq 0 ] || die "$HTTP_TOKENS names its callers; rotate one with --caller NAME"
     [ "$total" -le 1 ] || die "$HTTP_TOKENS holds $total unnamed tokens; keep one, or name them (name:token)"
     [ "$token" != "$lines" ] || die "the new token equals the old one"
-    write_http_tokens "$HTTP_TOKENS" "$token"
+    write_http_tokens "$HTTP_TOKENS" "${comments:+$comments
+}$token"
     say "new token written to $HTTP_TOKENS; the server picks it up without a restart"
 else
     [ "$named" -eq "$total" ] ||
@@ -76,7 +83,8 @@ else
     old=$(printf '%s\n' "$lines" | sed -n "s/$pattern//p")
     [ "$token" != "$old" ] || die "the new token equals the old one"
     rest=$(printf '%s\n' "$lines" | grep -v "$pattern" || true)
-    write_http_tokens "$HTTP_TOKENS" "${rest:+$rest
+    write_http_tokens "$HTTP_TOKENS" "${comments:+$comments
+}${rest:+$rest
 }$caller:$token"
     if [ -n "$old" ]; then what="replaced"; else what="added"; fi
     say "$what caller $caller's token in $HTTP_TOKENS; the server picks it up without a restart"

@@ -251,9 +251,9 @@ def test_install_lays_out_the_host_for_http_by_default(tmp_path: Path) -> None:
     # No FluidMCP pieces.
     assert not (units / FLUID_UNIT).exists() and not (etc / "fluidmcp").exists()
     assert not (etc / "gateway.env").exists()
-    # The token: one random line, 0640 (root writes, the service's group reads), never printed.
+    # The token: one random line, 0600 (root writes, the service reads), never printed.
     tokens = etc / "http-tokens"
-    assert tokens.stat().st_mode & 0o777 == 0o640
+    assert tokens.stat().st_mode & 0o777 == 0o600
     (token,) = tokens.read_text().splitlines()
     assert len(token) >= 40 and re.fullmatch(r"[A-Za-z0-9_\-]+", token)
     assert token not in result.stdout + result.stderr
@@ -431,7 +431,7 @@ def test_rotate_http_token_rewrites_the_file_in_place_of_a_restart(tmp_path: Pat
     new = current_token(tmp_path)
     assert new != old and len(new) >= 40
     assert new not in result.stdout + result.stderr and "without a restart" in result.stdout
-    assert tokens.stat().st_mode & 0o777 == 0o640
+    assert tokens.stat().st_mode & 0o777 == 0o600
     assert {k: v for k, v in tree(tmp_path).items() if k != "etc/vllm-mcp/http-tokens"} == everything_else
     assert not list(tokens.parent.glob("http-tokens.*")), "temporary file left behind"
     chosen = "C" * 30
@@ -448,17 +448,18 @@ def test_rotate_http_token_of_one_caller_keeps_the_others(tmp_path: Path) -> Non
     # An unnamed token cannot be given a name by accident.
     result = run("rotate-token.sh", tmp_path, "--caller", "alice")
     assert result.returncode != 0 and "unnamed token" in result.stderr
-    tokens.write_text("alice:" + "a" * 30 + "\nalice2:" + "b" * 30 + "\n")
+    tokens.write_text("# our callers\nalice:" + "a" * 30 + "\n\nalice2:" + "b" * 30 + "\n")
     result = run("rotate-token.sh", tmp_path)  # which one?
     assert result.returncode != 0 and "--caller NAME" in result.stderr
     ok(run("rotate-token.sh", tmp_path, "--caller", "alice"))
-    lines = dict(line.split(":", 1) for line in tokens.read_text().splitlines())
+    assert tokens.read_text().startswith("# our callers\n")  # the operator's comment stays
+    lines = dict(line.split(":", 1) for line in tokens.read_text().splitlines()[1:])
     assert set(lines) == {"alice", "alice2"}
     assert lines["alice"] != "a" * 30 and len(lines["alice"]) >= 40 and lines["alice2"] == "b" * 30
     ok(run("rotate-token.sh", tmp_path, "--caller", "bob.ci"))
-    lines = dict(line.split(":", 1) for line in tokens.read_text().splitlines())
+    lines = dict(line.split(":", 1) for line in tokens.read_text().splitlines()[1:])
     assert set(lines) == {"alice", "alice2", "bob.ci"} and lines["alice2"] == "b" * 30
-    for bad in ("", "has space", "x:y"):
+    for bad in ("", "has space", "x:y", "-dash", "n" * 65):
         assert run("rotate-token.sh", tmp_path, "--caller", bad).returncode != 0
     assert run("rotate-token.sh", tmp_path, "--caller").returncode != 0
 

@@ -117,13 +117,13 @@ def test_http_with_an_empty_token_file_warns(tmp_path: Path, content: str, says:
     assert "rotate-token.sh" in (check.fix or "")
 
 
-def test_http_token_file_missing_or_world_readable_warns(tmp_path: Path) -> None:
+def test_http_token_file_missing_or_open_to_others_warns(tmp_path: Path) -> None:
     token = install_http(tmp_path)
     tokens = tmp_path / HTTP_TOKENS
-    tokens.chmod(0o644)
+    tokens.chmod(0o640)  # the server warns about group access too
     check = gateway(tmp_path)
-    assert check.status == "warn" and "readable by every user" in check.message
-    assert "chmod 0640" in (check.fix or "") and token not in shown(check)
+    assert check.status == "warn" and "open to users other than its owner (mode 640)" in check.message
+    assert "chmod 0600" in (check.fix or "") and token not in shown(check)
     tokens.unlink()
     check = gateway(tmp_path)
     assert check.status == "warn" and "is missing" in check.message

@@ -202,9 +202,9 @@ def _check_http(p: Probes) -> Check:
             if not tokens:
                 problems.append(f"no bearer token: {token_file} is empty, so every call is refused")
                 fixes.append("generate one with deploy/rotate-token.sh")
-            if mode & 0o007:
-                problems.append(f"{token_file} is readable by every user on this host")
-                fixes.append(f"chmod 0640 {token_file} (owner root, group vllm-mcp)")
+            if mode & 0o077:
+                problems.append(f"{token_file} is open to users other than its owner (mode {mode & 0o777:o})")
+                fixes.append(f"chmod 0600 {token_file} (owner vllm-mcp, as deploy/install.sh makes it)")
     for name in env:
         if name.startswith("VLLM_MCP_HTTP_TOKEN") and name != "VLLM_MCP_HTTP_TOKEN_FILE":
             problems.append(
