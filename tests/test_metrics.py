@@ -115,7 +115,7 @@ def test_write_replaces_the_file_atomically_with_mode_0644(tmp_path: Path) -> No
         os.umask(old_umask)
     # ... still reads the old file whole: the new one was renamed over it, not rewritten.
     assert b'outcome="ok"' not in old and old.endswith(b"\n")
-    assert b'vllm_mcp_requests_total{model="org/tiny-model",outcome="ok"' in path.read_bytes()
+    assert b'vllm_mcp_requests_total{caller="",model="org/tiny-model",outcome="ok"' in path.read_bytes()
     assert path.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm_mcp.prom"]  # no temporary left
 

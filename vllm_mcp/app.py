@@ -24,12 +24,13 @@ from vllm_mcp.config import Settings
 from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
+from vllm_mcp.protocol.transport import TransportSetupError
 from vllm_mcp.sessions import open_store
 from vllm_mcp.tools import Tools
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ENGINE_DIED = 0, 1
+EXIT_OK, EXIT_ENGINE_DIED, EXIT_CONFIG = 0, 1, 2
 
 
 @dataclass
@@ -97,6 +98,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
                 return
 
     transport.on_eof = lambda: begin_shutdown("end of input")
+    transport.health = lambda: "stopping" if shutdown.started else engine.state.value
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, begin_shutdown, f"signal {signal.Signals(sig).name}")
 
@@ -127,6 +129,9 @@ def run(settings: Settings) -> int:
     prepare_process_environment(settings)
     try:
         code = asyncio.run(_serve(settings, pump))
+    except TransportSetupError as e:  # before the engine starts: a configuration problem
+        log.critical(str(e))
+        code = EXIT_CONFIG
     except Exception as e:  # last line of defence: one clear log line, no traceback on stdout
         log.critical("server failed", extra={"error": f"{type(e).__name__}: {e}"})
         code = 70

@@ -15,8 +15,10 @@ serve at all is refused, so a supervisor does not restart the server in a loop.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,24 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 EMBEDDED_MODEL = "embedded"
+
+# A host name, an IPv4 address or a bracketed IPv6 address, with an optional port.
+_HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 
 Source = Literal["default", "environment", "option", "file"]
 
@@ -150,7 +167,7 @@ class Settings(BaseModel):
         4 * 1024 * 1024,
         alias="VLLM_MCP_MAX_MESSAGE_BYTES",
         ge=1024,
-        description="Largest JSON-RPC line accepted on stdin.",
+        description="Largest JSON-RPC message accepted: a stdin line, or an HTTP request body (413).",
     )
     max_content_chars: int = Field(
         200_000,
@@ -186,6 +203,34 @@ class Settings(BaseModel):
         description="Seconds between two writes of the metrics textfile.",
     )
 
+    # --- transport (ours) --------------------------------------------------------
+    transport: Literal["stdio", "http"] = Field(
+        "stdio",
+        alias="VLLM_MCP_TRANSPORT",
+        description="'stdio' (one client that spawns us) or 'http' (MCP Streamable HTTP, many clients).",
+    )
+    http_host: str = Field(
+        "127.0.0.1",
+        alias="VLLM_MCP_HTTP_HOST",
+        min_length=1,
+        description="Address the HTTP transport listens on; anything but loopback needs a token file.",
+    )
+    http_port: int = Field(
+        8000, alias="VLLM_MCP_HTTP_PORT", ge=0, le=65535, description="TCP port of the HTTP transport."
+    )
+    http_token_file: Path | None = Field(
+        None,
+        alias="VLLM_MCP_HTTP_TOKEN_FILE",
+        description="File of bearer tokens (one 'token' or 'name:token' per line), re-read when it "
+        "changes; HTTP clients must send one.",
+    )
+    http_allowed_hosts: str | None = Field(
+        None,
+        alias="VLLM_MCP_HTTP_ALLOWED_HOSTS",
+        description="Comma-separated Host header values the HTTP transport accepts besides the "
+        "address it listens on (DNS-rebinding protection); '*' accepts any.",
+    )
+
     @field_validator("default_top_k")
     @classmethod
     def _top_k(cls, v: int) -> int:
@@ -219,11 +264,42 @@ class Settings(BaseModel):
         "log_file",
         "session_store",
         "metrics_textfile",
+        "http_token_file",
+        "http_allowed_hosts",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _host_list(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        entries = [e.strip() for e in v.split(",") if e.strip()]
+        bad = [e for e in entries if e != "*" and not _HOST_ENTRY.fullmatch(e)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not a host name, host:port or '*' (comma-separated, e.g. "
+                "'mcp.example.org,10.0.0.5:8000')"
+            )
+        return ",".join(entries) or None
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        """``VLLM_MCP_HTTP_ALLOWED_HOSTS`` as a list."""
+        return self.http_allowed_hosts.split(",") if self.http_allowed_hosts else []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.transport == "http" and self.http_token_file is None and not is_loopback(self.http_host):
+            raise ValueError(
+                f"VLLM_MCP_HTTP_HOST={self.http_host} is not a loopback address, so the HTTP transport "
+                "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send); "
+                "refusing to serve without authentication"
+            )
+        return self
 
     def warnings(self, model_context: int | None = None) -> list[str]:
         """Combinations that serve, but limit what calls get; each a sentence naming the variables.

@@ -218,8 +218,9 @@ class Engine:
         started = time.monotonic()
         try:
             model, self.model_name = await asyncio.to_thread(model_source.for_engine, self.settings)
-            from vllm.platforms import current_platform
-            from vllm.v1.engine.async_llm import AsyncLLM
+            # Importing vLLM takes seconds: in a thread, so the transport answers meanwhile
+            # (an HTTP health check included).
+            current_platform, AsyncLLM = await asyncio.to_thread(_import_vllm)
 
             self.device = str(current_platform.device_type)
             args = build_engine_args(self.settings, model)
@@ -371,3 +372,10 @@ def _root_cause(lines: Sequence[str]) -> str | None:
         if any(m in stripped for m in _CAUSE_MARKERS):
             return stripped[-500:]
     return None
+
+
+def _import_vllm() -> tuple[Any, Any]:
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return current_platform, AsyncLLM

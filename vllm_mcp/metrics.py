@@ -76,8 +76,8 @@ class Metrics:
 
         self._requests = Counter(
             "vllm_mcp_requests",
-            "Tool calls finished, by tool and outcome.",
-            ["model", "tool", "outcome"],
+            "Tool calls finished, by tool, outcome and caller (the HTTP token file's name; '' without).",
+            ["model", "tool", "outcome", "caller"],
             registry=r,
         )
         self._latency = Histogram(
@@ -160,9 +160,9 @@ class Metrics:
     def request_started(self, tool: str) -> None:
         self._in_flight.inc()
 
-    def request_finished(self, tool: str, outcome: str, seconds: float) -> None:
+    def request_finished(self, tool: str, outcome: str, seconds: float, caller: str | None = None) -> None:
         self._in_flight.dec()
-        self._requests.labels(model=self._model, tool=tool, outcome=outcome).inc()
+        self._requests.labels(model=self._model, tool=tool, outcome=outcome, caller=caller or "").inc()
         self._latency.labels(model=self._model, tool=tool).observe(seconds)
 
     def observe_ttft(self, seconds: float) -> None:

@@ -275,8 +275,13 @@ class Tools:
     # --- tools -----------------------------------------------------------------------------
 
     async def chat_completion(
-        self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
+        self,
+        arguments: dict[str, Any] | None,
+        progress: ProgressSender | None = None,
+        *,
+        caller: str | None = None,
     ) -> ChatResult:
+        """One reply. ``caller`` (an authenticated HTTP caller's name) scopes its session ids."""
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
         too_long = [
             i for i, m in enumerate(args.messages) if len(m.content) > self.settings.max_content_chars
@@ -292,7 +297,7 @@ class Tools:
             raise ShuttingDown("server is shutting down; no new calls are accepted")
         # One inner task per call, so that the end of the shutdown grace can cancel
         # it; a cancellation of the caller (notifications/cancelled) reaches it too.
-        inner = asyncio.create_task(self._chat(args, progress))
+        inner = asyncio.create_task(self._chat(args, progress, session_key(caller, args.session_id)))
         self._calls.add(inner)
         try:
             return await inner
@@ -304,19 +309,21 @@ class Tools:
         finally:
             self._calls.discard(inner)
 
-    async def _chat(self, args: ChatArguments, progress: ProgressSender | None) -> ChatResult:
+    async def _chat(
+        self, args: ChatArguments, progress: ProgressSender | None, key: str | None
+    ) -> ChatResult:
         started = time.monotonic()
         async with self.admission.slot():
             queued = time.monotonic() - started
             self.metrics.set_queued(self.admission.waiting)
             await self.engine.wait_ready()
-            if args.session_id is None:
+            if key is None:
                 return await self._turn(args, [], progress, started, queued)
-            async with self.sessions.lock(args.session_id):
-                history = self.sessions.history(args.session_id)
+            async with self.sessions.lock(key):
+                history = self.sessions.history(key)
                 result = await self._turn(args, history, progress, started, queued)
                 self.sessions.append(
-                    args.session_id,
+                    key,
                     [m.model_dump() for m in args.messages],
                     {"role": "assistant", "content": result.text},
                 )
@@ -417,11 +424,21 @@ class Tools:
             uptime_s=round(time.monotonic() - self.started, 3),
         )
 
-    def end_session(self, arguments: dict[str, Any] | None) -> EndSessionResult:
+    def end_session(self, arguments: dict[str, Any] | None, *, caller: str | None = None) -> EndSessionResult:
         args: EndSessionArguments = parse_arguments(EndSessionArguments, arguments)
-        ended = self.sessions.end(args.session_id)
+        ended = self.sessions.end(session_key(caller, args.session_id))
         self.metrics.set_sessions(len(self.sessions))
         return EndSessionResult(session_id=args.session_id, ended=ended)
+
+
+def session_key(caller: str | None, session_id: str | None) -> str | None:
+    """Where a caller's session lives in the store: each authenticated caller has its own
+    namespace, so one cannot read or end another's conversation by guessing its id. The
+    caller still sees its own ``session_id``; without authentication (stdio) the key is the id.
+    """
+    if session_id is None or caller is None:
+        return session_id
+    return f"{caller}\x1f{session_id}"
 
 
 def engine_error_message(error: BaseException) -> str:

@@ -5,19 +5,30 @@
 - ``transport``: the ``Transport`` base class the process life cycle (``vllm_mcp.app``)
   drives: serve until told to stop, refuse new calls, report what is still in flight.
 - ``stdio``: newline-delimited JSON-RPC on stdin/stdout, for gateways that spawn us.
+- ``http``: MCP Streamable HTTP (the SDK's app under uvicorn) for many clients at once;
+  ``auth``: its bearer tokens, read from a file, one caller per token.
 - ``client``: the MCP client behind ``vllm-mcp chat``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vllm_mcp.protocol.server import build_server
 from vllm_mcp.protocol.transport import Transport
+
+if TYPE_CHECKING:
+    from vllm_mcp.config import Settings
 
 __all__ = ["Transport", "build_server", "make_transport"]
 
 
-def make_transport(settings: object) -> Transport:
-    """The transport ``settings`` ask for (stdio today)."""
+def make_transport(settings: Settings) -> Transport:
+    """The transport ``settings`` ask for (``VLLM_MCP_TRANSPORT``)."""
+    if settings.transport == "http":
+        from vllm_mcp.protocol.http import HttpTransport
+
+        return HttpTransport(settings)
     from vllm_mcp.protocol.stdio import StdioTransport
 
-    return StdioTransport(settings.max_message_bytes)  # type: ignore[attr-defined]
+    return StdioTransport(settings.max_message_bytes)

@@ -20,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from vllm_mcp import __version__
 from vllm_mcp.engine import EngineUnavailable
+from vllm_mcp.protocol.auth import caller_of
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.tools import (
     ChatArguments,
@@ -78,16 +79,17 @@ def build_server(tools: Tools) -> Server[Any]:
                 "chat_completion, model_info and end_session",
             )
         started = time.monotonic()
+        caller = caller_of(ctx)
         tools.metrics.request_started(name)
         outcome = "error"
         try:
             if name == "chat_completion":
                 send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
-                result: Any = await tools.chat_completion(params.arguments, send)
+                result: Any = await tools.chat_completion(params.arguments, send, caller=caller)
             elif name == "model_info":
                 result = tools.model_info(params.arguments)
             else:
-                result = tools.end_session(params.arguments)
+                result = tools.end_session(params.arguments, caller=caller)
             outcome = "ok"
             return _ok(result)
         except ToolError as e:
@@ -99,7 +101,7 @@ def build_server(tools: Tools) -> Server[Any]:
             outcome = "cancelled"
             raise
         finally:
-            tools.metrics.request_finished(name, outcome, time.monotonic() - started)
+            tools.metrics.request_finished(name, outcome, time.monotonic() - started, caller)
 
     return Server(
         "vllm-mcp",

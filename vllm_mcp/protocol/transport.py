@@ -22,11 +22,17 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR =
 SERVER_SHUTTING_DOWN = -32000
 
 
+class TransportSetupError(RuntimeError):
+    """The transport cannot start (a port in use, an unusable token file); one clear line."""
+
+
 class Transport(abc.ABC):
     """Carries MCP messages between clients and the one SDK ``Server``."""
 
     #: Called when the peer closes its side (stdio end of input); the app then shuts down.
     on_eof: Callable[[], None] = staticmethod(lambda: None)
+    #: The server's state for health checks ("loading", "ready", "failed", "stopping", ...).
+    health: Callable[[], str] = staticmethod(lambda: "ready")
 
     @abc.abstractmethod
     async def serve(self, server: Any) -> None:

@@ -1,0 +1,315 @@
+"""MCP Streamable HTTP at ``http://HOST:PORT/mcp``, for many clients at once.
+
+The official SDK does the protocol (``Server.streamable_http_app``: both eras, sessions,
+SSE, Host/Origin checks, body limit, bearer authentication) and uvicorn serves it. This
+module adds what a production service needs around it:
+
+- ``GET /healthz``: 200 once the model is ready, 503 with the state before and after;
+- a gate in front of ``/mcp`` that counts calls in flight (for the shutdown drain) and,
+  once a shutdown starts, refuses new requests with 503;
+- an HTTP client that disconnects in the middle of a call cancels that call, so its
+  vLLM request is aborted (the SDK's 2025-era transport otherwise lets it run on);
+- one listening socket, bound before the engine starts, so a port in use is one clear
+  error rather than a traceback after a minute of model loading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Generator
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vllm_mcp.config import Settings, is_loopback
+from vllm_mcp.protocol.auth import TokenFileVerifier
+from vllm_mcp.protocol.transport import SERVER_SHUTTING_DOWN, Transport, TransportSetupError
+
+log = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+HEALTH_PATH = "/healthz"
+_EXCHANGE = "vllm_mcp.exchange"
+CLIENT_DISCONNECTED = -32001
+
+
+class HttpSetupError(TransportSetupError):
+    """The HTTP transport cannot start (port in use, token file unusable)."""
+
+
+def security_settings(host: str, extra_hosts: list[str]) -> TransportSecuritySettings:
+    """Host/Origin checks against DNS rebinding: loopback names, the bound address, the extras.
+
+    A wildcard bind (0.0.0.0, ::) names no host of its own; without
+    ``VLLM_MCP_HTTP_ALLOWED_HOSTS`` it then accepts any Host (the bearer token still
+    guards it, and a browser on a rebound name has no token to send).
+    """
+    if "*" in extra_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    wildcard = host in ("0.0.0.0", "::", "[::]", "")
+    if not wildcard and not is_loopback(host):
+        names.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    if wildcard and not extra_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts: list[str] = []
+    for name in names:
+        hosts += [name, f"{name}:*"]
+    for entry in extra_hosts:
+        # An entry without a port allows any port; "host:port" only that one.
+        has_port = entry.rsplit("]", 1)[-1].count(":") == 1 if entry.startswith("[") else ":" in entry
+        hosts += [entry] if has_port else [entry, f"{entry}:*"]
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, or ``HttpSetupError`` naming the address and the setting to change."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise HttpSetupError(f"cannot listen on {host}: {e.strerror} (VLLM_MCP_HTTP_HOST)") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise HttpSetupError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (set VLLM_MCP_HTTP_HOST / VLLM_MCP_HTTP_PORT)"
+        ) from None
+    return sock
+
+
+class _Exchange:
+    """One POST to /mcp: the tool calls it carries are cancelled if its client goes away."""
+
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.scopes: set[anyio.CancelScope] = set()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        for scope in list(self.scopes):
+            scope.cancel()
+
+
+class _DisconnectCancels:
+    """SDK server middleware: a ``tools/call`` runs in a scope its HTTP exchange can cancel."""
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        request = getattr(ctx, "request", None)
+        scope = getattr(request, "scope", None)
+        exchange = scope.get(_EXCHANGE) if isinstance(scope, dict) else None
+        if exchange is None or ctx.request_id is None or ctx.method != "tools/call":
+            return await call_next(ctx)
+        with anyio.CancelScope() as cancel:
+            exchange.scopes.add(cancel)
+            try:
+                if exchange.disconnected:
+                    cancel.cancel()
+                return await call_next(ctx)
+            finally:
+                exchange.scopes.discard(cancel)
+        raise MCPError(code=CLIENT_DISCONNECTED, message="the client disconnected; the call was cancelled")
+
+
+class _Gate:
+    """In front of the SDK's app: counts calls in flight and refuses new ones while stopping."""
+
+    def __init__(self, app: ASGIApp, transport: HttpTransport) -> None:
+        self.app = app
+        self.transport = transport
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") != MCP_PATH:
+            await self.app(scope, receive, send)
+            return
+        t = self.transport
+        if not t.intake_open:
+            receive = await self._refuse_if_request(scope, receive, send)
+            if receive is None:
+                return
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange()
+        scope[_EXCHANGE] = exchange
+
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                exchange.disconnect()
+            return message
+
+        t._started()
+        try:
+            await self.app(scope, watched, send)
+        finally:
+            t._finished()
+
+    async def _refuse_if_request(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """While stopping: 503 for anything that would start work; notifications still pass."""
+        if scope["method"] == "POST":
+            body, more = b"", True
+            limit = self.transport.max_message_bytes
+            while more and len(body) <= limit:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return None
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            with contextlib.suppress(ValueError, RecursionError):
+                obj = json.loads(body)
+                if isinstance(obj, dict) and "id" not in obj:  # a notification or stray response
+                    replayed = False
+
+                    async def replay() -> Message:
+                        nonlocal replayed
+                        if not replayed:
+                            replayed = True
+                            return {"type": "http.request", "body": body, "more_body": False}
+                        return await receive()
+
+                    return replay
+        error = {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": SERVER_SHUTTING_DOWN, "message": "server is shutting down; request refused"},
+        }
+        await JSONResponse(error, status_code=503, headers={"Retry-After": "5"})(scope, receive, send)
+        return None
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server without its signal handlers: ``vllm_mcp.app`` owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HttpTransport(Transport):
+    """MCP Streamable HTTP served by uvicorn, for every client over one SDK ``Server``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.max_message_bytes = settings.max_message_bytes
+        self.intake_open = True
+        self._in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._uvicorn: Any = None
+        self._closing = False
+        self.verifier: TokenFileVerifier | None = None
+        if settings.http_token_file is not None:
+            from vllm_mcp.protocol.auth import TokenFileError
+
+            try:
+                self.verifier = TokenFileVerifier(settings.http_token_file)
+            except TokenFileError as e:
+                raise HttpSetupError(str(e)) from None
+        self.socket = bind_socket(settings.http_host, settings.http_port)
+        self.port = int(self.socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.settings.http_host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self.port}{MCP_PATH}"
+
+    def build_app(self, server: Any) -> ASGIApp:
+        s = self.settings
+        auth = None
+        if self.verifier is not None:
+            # The SDK wires BearerAuthBackend + RequireAuthMiddleware only with AuthSettings;
+            # no OAuth routes are made (no provider, no resource_server_url).
+            auth = AuthSettings(issuer_url=self.url.removesuffix(MCP_PATH), resource_server_url=None)
+        server.middleware.append(_DisconnectCancels())
+        app = server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            host=s.http_host,
+            transport_security=security_settings(s.http_host, s.allowed_hosts),
+            max_request_body_size=s.max_message_bytes,
+            auth=auth,
+            token_verifier=self.verifier,
+            custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
+        )
+        return _Gate(app, self)
+
+    async def _health(self, request: Request) -> JSONResponse:
+        state = self.health()
+        return JSONResponse({"state": state}, status_code=200 if state == "ready" else 503)
+
+    async def serve(self, server: Any) -> None:
+        config = uvicorn.Config(
+            self.build_app(server),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            server_header=False,
+            proxy_headers=False,
+            ws="none",
+            timeout_graceful_shutdown=3,
+            timeout_keep_alive=30,
+        )
+        self._uvicorn = _Uvicorn(config)
+        self._uvicorn.should_exit = self._closing
+        log.info(
+            "serving MCP over HTTP",
+            extra={
+                "url": self.url,
+                "health": self.url.removesuffix(MCP_PATH) + HEALTH_PATH,
+                "auth": "bearer token file" if self.verifier else "none (loopback only)",
+                "callers": self.verifier.caller_names if self.verifier else [],
+            },
+        )
+        try:
+            await self._uvicorn.serve(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    # --- what the life cycle drives ----------------------------------------------
+
+    def stop_intake(self) -> None:
+        self.intake_open = False
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def wait_drained(self) -> None:
+        await self._drained.wait()
+
+    def close(self) -> None:
+        self._closing = True
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def _started(self) -> None:
+        self._in_flight += 1
+        self._drained.clear()
+
+    def _finished(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._drained.set()
