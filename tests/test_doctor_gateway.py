@@ -107,14 +107,23 @@ def test_http_counts_named_callers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content, says",
-    [("", "no bearer token"), ("\n  \n", "no bearer token"), ("alice:\n", "no bearer token")],
+    [
+        ("", "no token in it"),
+        ("\n  \n# only a comment\n", "no token in it"),
+        ("alice:\n", "http-tokens:1: a token must be printable ASCII"),
+        ("alice:" + "a" * 40 + "\nbob:short\n", "http-tokens:2: token shorter than 16"),
+        ("alice:" + "a" * 40 + "\nalice:" + "b" * 40 + "\n", "caller 'alice' appears twice"),
+    ],
 )
 def test_http_with_an_empty_token_file_warns(tmp_path: Path, content: str, says: str) -> None:
     install_http(tmp_path)
     (tmp_path / HTTP_TOKENS).write_text(content)
     check = gateway(tmp_path)
-    assert check.status == "warn" and says in check.message, check
+    assert check.status == "warn" and "no usable bearer token" in check.message and says in check.message, (
+        check
+    )
     assert "rotate-token.sh" in (check.fix or "")
+    assert "a" * 40 not in shown(check) and "b" * 40 not in shown(check)
 
 
 def test_http_token_file_missing_or_open_to_others_warns(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from vllm_mcp import config
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check
+from vllm_mcp.protocol.auth import TokenFileError, parse_tokens
 
 GATEWAY_UNIT = "/etc/systemd/system/vllm-mcp-gateway.service"
 GATEWAY_ENV = "/etc/vllm-mcp/gateway.env"
@@ -183,7 +184,7 @@ def _check_http(p: Probes) -> Check:
         path = _under(p.root, token_file)
         try:
             mode = path.stat().st_mode
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             problems.append(f"{token_file} is missing, so every call is refused")
             fixes.append("run deploy/install.sh: it writes the file with a new token")
@@ -198,10 +199,11 @@ def _check_http(p: Probes) -> Check:
             problems.append(f"{token_file} cannot be read: {type(e).__name__}")
             fixes.append(f"write one token, or one name:token per line, into {token_file}")
         else:
-            tokens = sum(1 for line in lines if line.rpartition(":")[2].strip())
-            if not tokens:
-                problems.append(f"no bearer token: {token_file} is empty, so every call is refused")
-                fixes.append("generate one with deploy/rotate-token.sh")
+            try:  # the server's own reading of the file; its errors never quote a token
+                tokens = len(parse_tokens(text, token_file))
+            except TokenFileError as e:
+                problems.append(f"no usable bearer token, so every call is refused: {e}")
+                fixes.append(f"generate one with deploy/rotate-token.sh, or correct {token_file}")
             if mode & 0o077:
                 problems.append(f"{token_file} is open to users other than its owner (mode {mode & 0o777:o})")
                 fixes.append(f"chmod 0600 {token_file} (owner vllm-mcp, as deploy/install.sh makes it)")
