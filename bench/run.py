@@ -24,8 +24,9 @@ from bench.workload import Workload
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SMOKE = Workload(num_prompts=32, max_tokens=32, concurrencies=(1, 16), overhead_calls=50)
-# `vllm serve` takes ~50 s to start here; the smoke run leaves it out to stay under 3 minutes.
-SMOKE_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,sequential"
+# `vllm serve` takes ~50 s to start here, and FluidMCP as long as a server: the smoke run
+# leaves them out to stay near 3 minutes.
+SMOKE_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,sequential,vllm-mcp-http"
 ALL_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,vllm-serve,sequential,vllm-mcp-http,fluidmcp"
 
 

@@ -67,6 +67,11 @@ def test_smoke_run_measures_every_contender_and_beats_the_sequential_server(tmp_
     # (the SDK's stdio_client delays delivery on this machine: README.md, Performance).
     at16 = next(r for r in results["ratios"] if r["concurrency"] == 16 and r["client"] == "vllm-mcp-pipe")
     assert at16["mcp_vs_sequential"] >= 3, proc.stderr[-3000:]
+    # The same concurrency reaches HTTP clients (issue 11): streamed, with the token on.
+    http = next(r for r in results["ratios"] if r["concurrency"] == 16 and r["client"] == "vllm-mcp-http")
+    assert http["mcp_vs_sequential"] >= 3, proc.stderr[-3000:]
+    http16 = results["contenders"]["vllm-mcp-http"]["levels"]["stream"][-1]
+    assert http16["ttft_ms"]["p50"] is not None and http16["tokens_per_chunk"] is not None
 
 
 def test_unit_sse_messages_reads_events_as_the_mcp_http_contender_sees_them() -> None:
