@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import psutil
 
 from bench import report
 from bench.contenders import log_dir
+from bench.models import make_tiny_model, serve_env
 from bench.registry import CONTENDERS
 from bench.workload import Workload
 
@@ -32,9 +32,6 @@ ALL_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,vllm-serve,sequential,vllm-mcp-h
 
 def model_env(model: str, dtype: str | None, max_model_len: int, kv_cache_gib: int) -> dict[str, str]:
     """The `vllm-mcp serve` environment (offline, enforce_eager) for the tiny model, 'embedded' or a path."""
-    sys.path.insert(0, str(ROOT))
-    from tests.support import make_tiny_model, serve_env
-
     if model == "tiny":
         target: str = str(make_tiny_model(ROOT / ".cache" / "test-models" / "tiny-llama"))
         dtype = dtype or "float32"

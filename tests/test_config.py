@@ -7,9 +7,8 @@ in no output of doctor, config show, config validate or a failing prefetch.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +21,11 @@ from vllm_mcp.config import (
     ConfigError,
     Settings,
     check_top_k,
-    read_config_file,
-    read_fluidmcp_config,
     unknown_engine_args,
     validate,
 )
+from vllm_mcp.config_files import read_config_file, read_fluidmcp_config
 
-ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
 VLLM_OWN = frozenset({"VLLM_LOGGING_STREAM", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_USE_V1"})
 
@@ -274,19 +271,24 @@ def hub() -> Iterator[FakeHub]:
     h.stop()
 
 
-def test_token_appears_in_no_output(hub: FakeHub, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "HF_", "HUGGING_FACE"))}
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT),
-            "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN,
-            "HF_ENDPOINT": hub.url,
-            "HF_HOME": str(tmp_path / "hf"),
-            "VLLM_MCP_CACHE_DIR": str(tmp_path / "cache"),
-            "VLLM_LOG_LEVEL": "DEBUG",
-            "VLLM_MODEL_NAME": "org/gated",
-        }
-    )
+def test_token_appears_in_no_output(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # In this process, so vLLM and torch are imported once; tests/e2e/test_secrets.py runs the
+    # same commands as real processes. huggingface_hub read HF_ENDPOINT and HF_HOME at import:
+    # its constants are pointed at the loopback hub and a fresh cache instead.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    caplog.set_level(logging.DEBUG)
+    env = {
+        "HUGGING_FACE_HUB_TOKEN": FAKE_TOKEN,
+        "VLLM_MCP_CACHE_DIR": str(tmp_path / "cache"),
+        "VLLM_LOG_LEVEL": "DEBUG",
+        "VLLM_MODEL_NAME": "org/gated",
+    }
     bad = tmp_path / "bad.env"
     bad.write_text(f"HUGGING_FACE_HUB_TOKEN={FAKE_TOKEN}\nVLLM_DTYPE=half\n")
     commands = [
@@ -301,15 +303,10 @@ def test_token_appears_in_no_output(hub: FakeHub, tmp_path: Path) -> None:
     ]
     seen_rejected = False
     for args in commands:
-        proc = subprocess.run(
-            [sys.executable, "-m", "vllm_mcp", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=300,
-        )
-        assert FAKE_TOKEN not in proc.stdout + proc.stderr, args
-        assert "FAKEfakeFAKE" not in proc.stdout + proc.stderr, args
-        seen_rejected |= "rejected" in proc.stdout  # doctor did send it to whoami
+        result = CliRunner().invoke(cli, args, env=env)
+        shown = result.stdout + result.stderr + caplog.text + repr([r.__dict__ for r in caplog.records])
+        assert FAKE_TOKEN not in shown, args
+        assert "FAKEfakeFAKE" not in shown, args
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        seen_rejected |= "rejected" in result.stdout  # doctor did send it to whoami
     assert seen_rejected

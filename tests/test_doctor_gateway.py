@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.doctor_support import ROOT, invoke
-from vllm_mcp import config
+from vllm_mcp import config_files
 from vllm_mcp.doctor import Check, Probes, Report
 from vllm_mcp.doctor import gateway as gateway_module
 
@@ -284,14 +284,14 @@ def test_gateway_as_the_service_user_uses_the_environment_systemd_gave(
     # ExecStartPre runs as User=vllm-mcp: the root-only gateway.env cannot be read (root reads
     # everything, so the refusal is simulated), but systemd put its variables in the environment.
     install(tmp_path)
-    real = config.read_env_file
+    real = config_files.read_env_file
 
     def as_service_user(path: Path) -> dict[str, str]:
         if path.name == "gateway.env":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(config, "read_env_file", as_service_user)
+    monkeypatch.setattr(config_files, "read_env_file", as_service_user)
     given = {"FMCP_SECURE_MODE": "true", "FMCP_BEARER_TOKEN": "from-systemd-abc"}
     check = gateway(tmp_path, given)
     assert check.status == "ok" and "from-systemd-abc" not in shown(check)

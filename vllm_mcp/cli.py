@@ -209,7 +209,8 @@ def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
 @click.argument("path", required=False, type=click.Path(path_type=Path, exists=True, dir_okay=False))
 def config_validate(path: Path | None) -> None:
     """Validate the environment, or PATH: an env file or a FluidMCP config JSON."""
-    from vllm_mcp.config import ConfigError, read_config_file, validate
+    from vllm_mcp.config import ConfigError, validate
+    from vllm_mcp.config_files import read_config_file
     from vllm_mcp.doctor import probe_gpus
 
     gpu_count = len(probe_gpus().gpus) or None

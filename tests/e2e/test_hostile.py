@@ -158,7 +158,12 @@ def server(tiny_model: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def ledger(server: RawServer) -> Any:
+    """The server's ledger, after ``initialize`` and with the model loaded: every test starts here."""
     book = Ledger(server)
+    reply = server.initialize()
+    Ledger.server_ids.add(0)
+    assert reply["result"]["serverInfo"]["name"] == "vllm-mcp"
+    ready(book)
     yield book
     COUNT_FILE.parent.mkdir(parents=True, exist_ok=True)
     COUNT_FILE.write_text(json.dumps({"cases": book.cases, "requests_with_id": len(book.expected)}))
@@ -184,15 +189,21 @@ def ready(ledger: Ledger) -> None:
 # --- the cases --------------------------------------------------------------------------
 
 
-def test_requests_before_initialize_are_refused_but_answered(ledger: Ledger) -> None:
-    ledger.tool("model_info", {}, expect=INVALID_PARAMS)
-    ledger.request("tools/list", expect=INVALID_PARAMS)
-    ledger.request("ping", expect="result")  # ping is allowed at any time
-    ledger.request("no/such/method", expect=NO_METHOD)
-    ledger.settle()
-    reply = ledger.server.initialize()
-    Ledger.server_ids.add(0)
-    assert reply["result"]["serverInfo"]["name"] == "vllm-mcp"
+def test_requests_before_initialize_are_refused_but_answered(tmp_path: Path) -> None:
+    # A server of its own, still uninitialised; its model is never loaded (the answers before
+    # initialize do not need it), so no engine starts.
+    server = RawServer(serve_env(tmp_path / "no-model"))
+    try:
+        book = Ledger(server)
+        book.tool("model_info", {}, expect=INVALID_PARAMS)
+        book.request("tools/list", expect=INVALID_PARAMS)
+        book.request("ping", expect="result")  # ping is allowed at any time
+        book.request("no/such/method", expect=NO_METHOD)
+        book.settle()
+        reply = server.initialize()
+        assert reply["result"]["serverInfo"]["name"] == "vllm-mcp"
+    finally:
+        server.close(timeout=60)
 
 
 def test_broken_lines_and_odd_ids(ledger: Ledger) -> None:
@@ -489,41 +500,46 @@ METHOD = st.sampled_from(["ping", "tools/call", "tools/list", "initialize", "res
 )
 
 
-@settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(
-    shape=st.sampled_from(["request", "notification", "object", "bytes", "text"]),
-    method=METHOD,
-    params=PARAMS,
-    extra=st.dictionaries(st.sampled_from(["jsonrpc", "result", "error", "x"]), JSON, max_size=2),
-    raw=st.binary(max_size=64),
-    text=st.text(max_size=64),
-)
-def test_generated_messages(
-    ledger: Ledger, shape: str, method: Any, params: Any, extra: dict[str, Any], raw: bytes, text: str
-) -> None:
+def test_generated_messages(ledger: Ledger) -> None:
     L = ledger
-    if shape in ("request", "notification"):
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, **extra}
-        if params is not None:
-            msg["params"] = params
-        if shape == "request":
-            rid = L.new_id("str")
-            msg["id"] = rid
-            L.send(msg, rid, None)
+
+    @settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(
+        shape=st.sampled_from(["request", "notification", "object", "bytes", "text"]),
+        method=METHOD,
+        params=PARAMS,
+        extra=st.dictionaries(st.sampled_from(["jsonrpc", "result", "error", "x"]), JSON, max_size=2),
+        raw=st.binary(max_size=64),
+        text=st.text(max_size=64),
+    )
+    def send(shape: str, method: Any, params: Any, extra: dict[str, Any], raw: bytes, text: str) -> None:
+        if shape in ("request", "notification"):
+            msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, **extra}
+            if params is not None:
+                msg["params"] = params
+            if shape == "request":
+                rid = L.new_id("str")
+                msg["id"] = rid
+                L.send(msg, rid, None)
+            else:
+                msg.pop("id", None)
+                L.send(msg)
+        elif shape == "object":
+            L.send(json.dumps({"method": method, "params": params, **extra}))
+        elif shape == "bytes":
+            L.send(raw.replace(b"\n", b" "))
         else:
-            msg.pop("id", None)
-            L.send(msg)
-    elif shape == "object":
-        L.send(json.dumps({"method": method, "params": params, **extra}))
-    elif shape == "bytes":
-        L.send(raw.replace(b"\n", b" "))
-    else:
-        L.send(text.replace("\n", " ").replace("\r", " ").encode("utf-8", "surrogatepass"))
+            L.send(text.replace("\n", " ").replace("\r", " ").encode("utf-8", "surrogatepass"))
+
+    before = L.cases
+    send()
+    assert L.cases - before >= 100  # hypothesis did generate cases
+    L.settle(timeout=180)  # each generated request answered exactly once, stdout nothing but JSON-RPC
+    assert L.server.proc.poll() is None
 
 
 def test_after_all_that_the_server_still_answers_correctly(ledger: Ledger) -> None:
     L = ledger
-    L.settle(timeout=180)  # the generated cases: each request answered exactly once
     rid = L.tool("chat_completion", chat("still there?", max_tokens=5, min_tokens=5, seed=3), "result")
     L.request("tools/list", expect="result")
     L.settle()

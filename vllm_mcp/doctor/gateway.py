@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from vllm_mcp import config
+from vllm_mcp import config, config_files
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check
 from vllm_mcp.protocol.auth import TokenFileError, parse_tokens
@@ -114,7 +114,7 @@ def _environment(
     for spec in files:
         optional, path = spec.startswith("-"), spec.removeprefix("-")
         try:
-            env.update(config.read_env_file(_under(p.root, path)))
+            env.update(config_files.read_env_file(_under(p.root, path)))
         except FileNotFoundError:
             if not optional:
                 problems.append(f"{path} is missing, so the service cannot start")
