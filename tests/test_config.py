@@ -310,3 +310,43 @@ def test_token_appears_in_no_output(
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         seen_rejected |= "rejected" in result.stdout  # doctor did send it to whoami
     assert seen_rejected
+
+
+# --- the HTTP transport's settings -------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_http_needs_no_token_file(host: str) -> None:
+    s = Settings.load(environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_HOST": host})
+    assert s.transport == "http" and s.http_token_file is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "mcp.example.org"])
+def test_http_off_loopback_without_a_token_file_is_refused(host: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        Settings.load(environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_HOST": host})
+    assert "VLLM_MCP_HTTP_TOKEN_FILE" in str(e.value) and host in str(e.value)
+    ok = Settings.load(
+        environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_HOST": host, "VLLM_MCP_HTTP_TOKEN_FILE": "/t"}
+    )
+    assert str(ok.http_token_file) == "/t"
+    # The rule is about HTTP: a stdio server never listens.
+    assert Settings.load(environ={"VLLM_MCP_HTTP_HOST": host}).transport == "stdio"
+
+
+def test_config_validate_reports_an_unauthenticated_public_bind() -> None:
+    from vllm_mcp.config import validate
+
+    result = validate({"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_HOST": "0.0.0.0"})
+    assert not result.ok
+    assert any("refusing to serve without authentication" in p for p in result.problems)
+
+
+def test_allowed_hosts_are_a_checked_list() -> None:
+    s = Settings.load(environ={"VLLM_MCP_HTTP_ALLOWED_HOSTS": " mcp.example.org, 10.0.0.5:8000 ,,[::1]"})
+    assert s.allowed_hosts == ["mcp.example.org", "10.0.0.5:8000", "[::1]"]
+    assert Settings.load(environ={"VLLM_MCP_HTTP_ALLOWED_HOSTS": ""}).allowed_hosts == []
+    with pytest.raises(ConfigError, match=r"VLLM_MCP_HTTP_ALLOWED_HOSTS.*'http://x' is not a host name"):
+        Settings.load(environ={"VLLM_MCP_HTTP_ALLOWED_HOSTS": "http://x"})
+    with pytest.raises(ConfigError, match="VLLM_MCP_TRANSPORT"):
+        Settings.load(environ={"VLLM_MCP_TRANSPORT": "websocket"})

@@ -109,3 +109,10 @@ def test_pacer_sends_the_first_delta_at_once_then_coalesces() -> None:
 
     asyncio.run(scenario())
     assert sent == [("Hel", 1, 50), ("lo, world", 5, 50)]
+
+
+def test_session_keys_are_namespaced_per_caller() -> None:
+    assert tools.session_key(None, "s") == "s"  # stdio, or HTTP without tokens: as before
+    assert tools.session_key("alice", None) is None
+    assert tools.session_key("alice", "s") != tools.session_key("bob", "s")
+    assert tools.session_key("alice", "s") != "s"

@@ -50,7 +50,8 @@ def cli() -> None:
 @cli.command()
 @_settings_options
 def serve(**options: Any) -> None:
-    """Serve MCP over stdin/stdout (one JSON-RPC message per line).
+    """Serve MCP over stdin/stdout (one JSON-RPC message per line), or over HTTP with
+    --transport http (MCP Streamable HTTP at http://HOST:PORT/mcp; docs/http.md).
 
     Every option can also be set by its environment variable; options win.
     """
@@ -67,6 +68,12 @@ def serve(**options: Any) -> None:
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed for a reproducible answer.")
 @click.option("--model", help="Model to serve (VLLM_MODEL_NAME); default: embedded.")
+@click.option("--url", help="Ask a running `serve --transport http` at this URL (e.g. http://HOST:8000/mcp).")
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --url: a file holding the bearer token (its first 'token' or 'name:token' line).",
+)
 def chat(
     question: str,
     system: str | None,
@@ -74,10 +81,24 @@ def chat(
     temperature: float | None,
     seed: int | None,
     model: str | None,
+    url: str | None,
+    token_file: Path | None,
 ) -> None:
-    """Ask one QUESTION: starts `vllm-mcp serve` over stdio and streams the answer."""
+    """Ask one QUESTION: starts `vllm-mcp serve` over stdio (or asks --url) and streams the answer."""
     from vllm_mcp.protocol import client
 
+    if url is not None:
+        result = _chat_url(
+            question,
+            url,
+            token_file,
+            system=system,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+        _chat_footer(result)
+        return
     settings = load_settings({"model_name": model})  # fail fast, before the child starts
     # A person reads this terminal, not a log: the server's log (vLLM's warnings and
     # progress bars included) goes to a file, shown only when something fails.
@@ -122,6 +143,37 @@ def chat(
     except Exception as e:
         fail(f"chat failed: {type(e).__name__}: {e}")
     log_file.unlink(missing_ok=True)
+    _chat_footer(result)
+
+
+def _chat_url(question: str, url: str, token_file: Path | None, **sampling: Any) -> dict[str, Any]:
+    """`chat --url`: one question to a running HTTP server; the token only ever read from a file."""
+    from vllm_mcp.protocol import client
+    from vllm_mcp.protocol.auth import TokenFileError, read_client_token
+
+    try:
+        token = read_client_token(token_file) if token_file else None
+    except TokenFileError as e:
+        click.echo(f"vllm-mcp: {e}", err=True)
+        sys.exit(2)
+
+    def show(text: str) -> None:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+
+    try:
+        return asyncio.run(client.chat_url(question, url, token, show, **sampling))
+    except client.ChatFailed as e:
+        message = str(e)
+    except Exception as e:
+        message = f"chat failed: {type(e).__name__}: {e}"
+    if token:
+        message = message.replace(token, "<token>")
+    click.echo(f"vllm-mcp: {message}", err=True)
+    sys.exit(1)
+
+
+def _chat_footer(result: dict[str, Any]) -> None:
     click.echo()
     usage = result.get("usage", {})
     timings = result.get("timings", {})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.httpserver import (
     ACCEPT,
     HttpServer,
+    env_without_tokens,
     http_client,
     initialize_body,
     mcp_client,
@@ -393,3 +396,33 @@ def test_no_token_in_any_output(served: Any) -> None:
     for token in [*served.tokens.values(), "w" * 40]:
         assert token.encode() not in output
     assert b"serving MCP over HTTP" in output
+
+
+# --- vllm-mcp chat --url ---------------------------------------------------------------------
+
+
+def chat_url(served: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_mcp", "chat", "--url", served.url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_without_tokens(),
+    )
+
+
+def test_chat_url_asks_the_running_server_with_streaming(served: Any, tmp_path: Path) -> None:
+    token_file = tmp_path / "bob.token"
+    token_file.write_text(served.tokens["bob"] + "\n")
+    done = chat_url(served, "--token-file", str(token_file), "--max-tokens", "7", "--seed", "3", "hello")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()  # the streamed answer
+    assert ": 7 tokens, first token after" in done.stderr
+    assert served.tokens["bob"] not in done.stdout + done.stderr
+
+
+def test_chat_url_without_a_token_says_why_it_failed(served: Any) -> None:
+    done = chat_url(served, "hello")
+    assert done.returncode == 1
+    assert "401 Unauthorized: give --token-file" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,8 +1,11 @@
-"""The MCP client behind ``vllm-mcp chat``: one question, the answer streamed."""
+"""The MCP client behind ``vllm-mcp chat``: one question, the answer streamed.
+
+Over stdio it starts its own server; with ``--url`` it asks a running HTTP server.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
@@ -10,6 +13,46 @@ import mcp_types as types
 
 class ChatFailed(RuntimeError):
     """The server answered with an error; the message is for the user."""
+
+
+def _arguments(
+    question: str, system: str | None, max_tokens: int | None, temperature: float | None, seed: int | None
+) -> dict[str, Any]:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": question})
+    arguments: dict[str, Any] = {"messages": messages}
+    for key, value in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed)):
+        if value is not None:
+            arguments[key] = value
+    return arguments
+
+
+async def _ask(
+    call_tool: Callable[..., Awaitable[Any]],
+    arguments: dict[str, Any],
+    on_text: Callable[[str], None],
+    timeout: float,
+) -> dict[str, Any]:
+    """One chat_completion call with progress; the reply streamed to ``on_text``."""
+    streamed: list[str] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        if message:
+            streamed.append(message)
+            on_text(message)
+
+    result = await call_tool(
+        "chat_completion", arguments, read_timeout_seconds=timeout, progress_callback=progress
+    )
+    text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+    if result.is_error:
+        raise ChatFailed(text)
+    data = dict(result.structured_content or {})
+    full = data.get("text", text)
+    seen = "".join(streamed)
+    if full.startswith(seen) and len(full) > len(seen):
+        on_text(full[len(seen) :])  # whatever the last notification did not carry
+    return data
 
 
 async def chat_once(
@@ -29,33 +72,75 @@ async def chat_once(
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=server_command[0], args=server_command[1:], env=env)
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": question})
-    arguments: dict[str, Any] = {"messages": messages}
-    for key, value in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed)):
-        if value is not None:
-            arguments[key] = value
-    streamed: list[str] = []
-
-    async def progress(done: float, total: float | None, message: str | None) -> None:
-        if message:
-            streamed.append(message)
-            on_text(message)
-
+    arguments = _arguments(question, system, max_tokens, temperature, seed)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
-        result = await session.call_tool(
-            "chat_completion",
-            arguments,
-            read_timeout_seconds=timeout,
-            progress_callback=progress,
-        )
-    text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
-    if result.is_error:
-        raise ChatFailed(text)
-    data = dict(result.structured_content or {})
-    full = data.get("text", text)
-    seen = "".join(streamed)
-    if full.startswith(seen) and len(full) > len(seen):
-        on_text(full[len(seen) :])  # whatever the last notification did not carry
-    return data
+        return await _ask(session.call_tool, arguments, on_text, timeout)
+
+
+async def chat_url(
+    question: str,
+    url: str,
+    token: str | None,
+    on_text: Callable[[str], None],
+    *,
+    system: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
+    timeout: float = 900.0,
+) -> dict[str, Any]:
+    """Ask a running ``vllm-mcp serve --transport http`` at ``url``, the reply streamed."""
+    import httpx2
+    from mcp.client.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    arguments = _arguments(question, system, max_tokens, temperature, seed)
+    refused: list[int] = []  # the SDK turns an HTTP error into "Server returned an error response"
+
+    async def note(response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            refused.append(response.status_code)
+
+    http = httpx2.AsyncClient(
+        headers=headers, timeout=httpx2.Timeout(30, read=timeout), event_hooks={"response": [note]}
+    )
+    try:
+        async with http, Client(streamable_http_client(url, http_client=http)) as client:  # type: ignore[arg-type]
+            return await _ask(client.call_tool, arguments, on_text, timeout)
+    except Exception as e:
+        problem = _http_problem(e, refused)
+        if problem:
+            raise ChatFailed(f"{url}: {problem}") from None
+        raise
+
+
+def _http_problem(error: BaseException, refused: list[int]) -> str | None:
+    """A one-line reason for the usual failures of a remote server (never the token)."""
+    import httpx2
+
+    for status in refused:
+        if status in _STATUS_HINTS:
+            return _STATUS_HINTS[status]
+    errors = [error]
+    while errors:
+        e = errors.pop()
+        group = getattr(e, "exceptions", None)  # an exception group (3.10: the backport)
+        if isinstance(group, (list, tuple)):
+            errors.extend(group)
+            continue
+        if isinstance(e, httpx2.HTTPStatusError):
+            status = e.response.status_code
+            return _STATUS_HINTS.get(status, f"HTTP {status}")
+        if isinstance(e, httpx2.ConnectError):
+            return "cannot connect: is `vllm-mcp serve --transport http` running there?"
+        errors.extend(x for x in (e.__cause__, e.__context__) if x is not None and x is not e)
+    return None
+
+
+_STATUS_HINTS = {
+    401: "401 Unauthorized: give --token-file, a file holding a token the server accepts",
+    421: "421: the server does not accept this host name (VLLM_MCP_HTTP_ALLOWED_HOSTS)",
+    503: "503: the server is loading its model or shutting down; try again shortly",
+}
