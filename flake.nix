@@ -1,4 +1,4 @@
-# vllm-mcp on Nix: a package, a dev shell, an app and a NixOS module for the gateway.
+# vllm-mcp on Nix: a package, a dev shell, an app and a NixOS module for the service.
 #
 # nixpkgs is pinned to one commit in the URL itself, so `nix flake lock` on a networked
 # machine resolves exactly that tree and only adds its narHash (not computable here: no
@@ -13,7 +13,7 @@
 # tests/test_deploy.py fails when the versions below disagree with pyproject.toml,
 # environment*.yml and the locks.
 {
-  description = "vllm-mcp: a vLLM model behind the Model Context Protocol, with its FluidMCP gateway";
+  description = "vllm-mcp: a vLLM model behind the Model Context Protocol, over stdio or HTTP";
 
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/b2a3852bd078e68dd2b3dfa8c00c67af1f0a7d20"; # nixos-25.05
 
@@ -117,14 +117,15 @@
         '';
       };
 
-      # services.vllm-mcp-gateway: the hardening, token and address rules of
-      # systemd/vllm-mcp-gateway.service.
+      # services.vllm-mcp-gateway: vllm-mcp as a service, with the hardening, token and address
+      # rules of systemd/vllm-mcp-http.service (gateway = "http", the default: `vllm-mcp serve
+      # --transport http` itself) or of systemd/vllm-mcp-gateway.service (gateway = "fluidmcp").
       nixosModules.default = { config, lib, pkgs, ... }:
         let
           cfg = config.services.vllm-mcp-gateway;
           setup = setupEnv cfg.variant;
           envDir = "/var/lib/vllm-mcp";
-          # The bearer token: made once, 0600 root, read by FluidMCP from its environment.
+          # FluidMCP's bearer token: made once, 0600 root, read by FluidMCP from its environment.
           makeToken = pkgs.writeShellScript "vllm-mcp-gateway-token" ''
             set -eu
             f=${cfg.gatewayEnvironmentFile}
@@ -135,6 +136,20 @@
               printf 'FMCP_SECURE_MODE=true\nFMCP_BEARER_TOKEN=%s\n' "$t" > "$f.tmp"
               ${pkgs.coreutils}/bin/mv "$f.tmp" "$f"
             fi
+            ${pkgs.coreutils}/bin/chmod 0600 "$f"
+          '';
+          # The HTTP server's token file: made once, 0600 vllm-mcp; the server reads it by
+          # path and re-reads it when it changes (rotation without a restart).
+          makeHttpTokens = pkgs.writeShellScript "vllm-mcp-http-tokens" ''
+            set -eu
+            f=${cfg.httpTokenFile}
+            if ! ${pkgs.gnugrep}/bin/grep -q '[^[:space:]]' "$f" 2>/dev/null; then
+              umask 077
+              ${pkgs.coreutils}/bin/mkdir -p "$(dirname "$f")"
+              ${python}/bin/python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$f.tmp"
+              ${pkgs.coreutils}/bin/mv "$f.tmp" "$f"
+            fi
+            ${pkgs.coreutils}/bin/chown vllm-mcp:vllm-mcp "$f"
             ${pkgs.coreutils}/bin/chmod 0600 "$f"
           '';
           fluidConfig = pkgs.writeText "fluidmcp-config.json" (builtins.toJSON {
@@ -149,10 +164,100 @@
             install -D -m 0644 ${./examples/fluidmcp/packages/vllm-mcp/vllm/0.1.0/metadata.json} \
               $out/vllm-mcp/vllm/${versions.vllm-mcp}/metadata.json
           '';
+          environment = {
+            HOME = envDir;
+            HF_HOME = "/var/cache/vllm-mcp/huggingface";
+            XDG_CACHE_HOME = "/var/cache/vllm-mcp";
+            VLLM_CACHE_ROOT = "/var/cache/vllm-mcp/vllm";
+            VLLM_MCP_CACHE_DIR = "/var/cache/vllm-mcp/models";
+            VLLM_MCP_LOG_FILE = "/var/log/vllm-mcp/server.log";
+            VLLM_MCP_METRICS_TEXTFILE = "${envDir}/metrics/vllm_mcp.prom";
+            VLLM_NO_USAGE_STATS = "1";
+            PYTHONUNBUFFERED = "1";
+            # NixOS puts the NVIDIA driver's libcuda here.
+            LD_LIBRARY_PATH = "/run/opengl-driver/lib";
+          };
+          # Both units' life cycle and sandbox, setting for setting (tests/test_systemd.py
+          # holds the two systemd/ units to the same).
+          hardened = {
+            Type = "exec";
+            User = "vllm-mcp";
+            Group = "vllm-mcp";
+            WorkingDirectory = "/run/vllm-mcp";
+            Restart = "on-failure";
+            RestartSec = 15;
+            KillMode = "mixed";
+            TimeoutStopSec = 45;
+            TimeoutStartSec = 900;
+            RuntimeDirectory = "vllm-mcp";
+            StateDirectory = [ "vllm-mcp" "vllm-mcp/metrics" ];
+            CacheDirectory = "vllm-mcp";
+            LogsDirectory = "vllm-mcp";
+            ProtectSystem = "strict";
+            ProtectHome = true;
+            PrivateTmp = true;
+            PrivateMounts = true;
+            UMask = "0027";
+            DevicePolicy = "closed";
+            DeviceAllow = [
+              "char-nvidia-frontend rw"
+              "char-nvidia rw"
+              "char-nvidia-uvm rw"
+              "char-nvidia-caps rw"
+              "char-nvidia-nvswitch rw"
+            ];
+            IPAddressDeny = "any";
+            IPAddressAllow = [ "localhost" ] ++ cfg.allowFrom;
+            RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+            NoNewPrivileges = true;
+            CapabilityBoundingSet = "";
+            AmbientCapabilities = "";
+            PrivateUsers = true;
+            RestrictSUIDSGID = true;
+            RemoveIPC = true;
+            KeyringMode = "private";
+            LockPersonality = true;
+            RestrictRealtime = true;
+            RestrictNamespaces = true;
+            ProtectClock = true;
+            ProtectHostname = true;
+            ProtectKernelTunables = true;
+            ProtectKernelModules = true;
+            ProtectKernelLogs = true;
+            ProtectControlGroups = true;
+            ProtectProc = "invisible";
+            SystemCallArchitectures = "native";
+            SystemCallFilter = [
+              "@system-service"
+              "~@privileged @mount @swap @reboot @raw-io @module @obsolete @cpu-emulation @debug"
+            ];
+            SystemCallErrorNumber = "EPERM";
+          };
+          common = {
+            wantedBy = [ "multi-user.target" ];
+            requires = [ "vllm-mcp-env.service" ];
+            after = [ "vllm-mcp-env.service" "network-online.target" ];
+            startLimitIntervalSec = 600;
+            startLimitBurst = 5;
+          };
         in
         {
           options.services.vllm-mcp-gateway = {
-            enable = lib.mkEnableOption "the FluidMCP gateway serving vllm-mcp";
+            enable = lib.mkEnableOption "vllm-mcp serving MCP over HTTP";
+            gateway = lib.mkOption {
+              type = lib.types.enum [ "http" "fluidmcp" ];
+              default = "http";
+              description = ''
+                "http": `vllm-mcp serve --transport http` itself (MCP Streamable HTTP at /mcp;
+                concurrent calls are batched). "fluidmcp": the FluidMCP 0.1.0 gateway in front of
+                `vllm-mcp serve` over stdio (POST /vllm/mcp; one call at a time).
+              '';
+            };
+            port = lib.mkOption {
+              type = lib.types.port;
+              default = 8099;
+              description = "Port of the HTTP server (gateway = \"http\"); FluidMCP always uses 8099.";
+            };
             variant = lib.mkOption {
               type = lib.types.enum [ "gpu" "cpu" ];
               default = "gpu";
@@ -162,12 +267,17 @@
               type = lib.types.listOf lib.types.str;
               default = [ ];
               example = [ "10.0.0.5" "192.168.10.0/24" ];
-              description = "Addresses or networks, besides localhost, that may reach port 8099.";
+              description = "Addresses or networks, besides localhost, that may reach the port.";
             };
             environmentFile = lib.mkOption {
               type = lib.types.path;
               default = "/etc/vllm-mcp/vllm-mcp.env";
               description = "Root-only env file with the model settings and HUGGING_FACE_HUB_TOKEN.";
+            };
+            httpTokenFile = lib.mkOption {
+              type = lib.types.path;
+              default = "/etc/vllm-mcp/http-tokens";
+              description = "The HTTP server's bearer token, or one name:token per line (made if missing; 0600, owned by vllm-mcp).";
             };
             gatewayEnvironmentFile = lib.mkOption {
               type = lib.types.path;
@@ -176,116 +286,75 @@
             };
           };
 
-          config = lib.mkIf cfg.enable {
-            assertions = [{
-              assertion = lib.all (a: !(builtins.elem a [ "any" "0.0.0.0/0" "::/0" ])) cfg.allowFrom;
-              message = "services.vllm-mcp-gateway.allowFrom must list clients, not everyone";
-            }];
+          config = lib.mkIf cfg.enable (lib.mkMerge [
+            {
+              assertions = [{
+                assertion = lib.all (a: !(builtins.elem a [ "any" "0.0.0.0/0" "::/0" ])) cfg.allowFrom;
+                message = "services.vllm-mcp-gateway.allowFrom must list clients, not everyone";
+              }];
 
-            users.users.vllm-mcp = { isSystemUser = true; group = "vllm-mcp"; home = envDir; };
-            users.groups.vllm-mcp = { };
+              users.users.vllm-mcp = { isSystemUser = true; group = "vllm-mcp"; home = envDir; };
+              users.groups.vllm-mcp = { };
 
-            # Builds the locked environment (needs PyPI once per lock), then fetches the model.
-            systemd.services.vllm-mcp-env = {
-              description = "vllm-mcp: locked Python environment";
-              wants = [ "network-online.target" ];
-              after = [ "network-online.target" ];
-              serviceConfig = {
-                Type = "oneshot";
-                RemainAfterExit = true;
-                User = "vllm-mcp";
-                StateDirectory = "vllm-mcp";
-                ExecStart = "${pkgs.bash}/bin/bash -c '${setup}/bin/vllm-mcp-setup-env ${envDir} > ${envDir}/current-env'";
+              # Builds the locked environment (needs PyPI once per lock), then fetches the model.
+              systemd.services.vllm-mcp-env = {
+                description = "vllm-mcp: locked Python environment";
+                wants = [ "network-online.target" ];
+                after = [ "network-online.target" ];
+                serviceConfig = {
+                  Type = "oneshot";
+                  RemainAfterExit = true;
+                  User = "vllm-mcp";
+                  StateDirectory = "vllm-mcp";
+                  ExecStart = "${pkgs.bash}/bin/bash -c '${setup}/bin/vllm-mcp-setup-env ${envDir} > ${envDir}/current-env'";
+                };
               };
-            };
+            }
 
-            systemd.services.vllm-mcp-gateway = {
-              description = "vLLM MCP gateway (FluidMCP serving vllm-mcp serve)";
-              wantedBy = [ "multi-user.target" ];
-              requires = [ "vllm-mcp-env.service" ];
-              after = [ "vllm-mcp-env.service" "network-online.target" ];
-              startLimitIntervalSec = 600;
-              startLimitBurst = 5;
-              environment = {
-                HOME = envDir;
-                HF_HOME = "/var/cache/vllm-mcp/huggingface";
-                XDG_CACHE_HOME = "/var/cache/vllm-mcp";
-                VLLM_CACHE_ROOT = "/var/cache/vllm-mcp/vllm";
-                VLLM_MCP_CACHE_DIR = "/var/cache/vllm-mcp/models";
-                VLLM_MCP_LOG_FILE = "/var/log/vllm-mcp/server.log";
-                VLLM_MCP_METRICS_TEXTFILE = "${envDir}/metrics/vllm_mcp.prom";
-                VLLM_NO_USAGE_STATS = "1";
-                MCP_INSTALLATION_DIR = "${packagesDir}";
-                PYTHONUNBUFFERED = "1";
-                # NixOS puts the NVIDIA driver's libcuda here.
-                LD_LIBRARY_PATH = "/run/opengl-driver/lib";
+            (lib.mkIf (cfg.gateway == "http") {
+              systemd.services.vllm-mcp-http = common // {
+                description = "vLLM MCP server (MCP Streamable HTTP)";
+                environment = environment // {
+                  VLLM_MCP_TRANSPORT = "http";
+                  VLLM_MCP_HTTP_HOST = "0.0.0.0";
+                  VLLM_MCP_HTTP_PORT = toString cfg.port;
+                  VLLM_MCP_HTTP_TOKEN_FILE = cfg.httpTokenFile;
+                };
+                script = ''
+                  venv=$(cat ${envDir}/current-env)
+                  export PATH="$venv/bin:$PATH"
+                  vllm-mcp doctor
+                  exec vllm-mcp serve --transport http
+                '';
+                # Readiness: the start completes once GET /healthz answers 200 (model loaded).
+                postStart = "${python}/bin/python3 ${./deploy/wait-healthy.py}";
+                serviceConfig = hardened // {
+                  # "+": runs as root, outside the sandbox, to make the token file.
+                  ExecStartPre = "+${makeHttpTokens}";
+                  EnvironmentFile = [ "-${cfg.environmentFile}" ];
+                };
               };
-              script = ''
-                venv=$(cat ${envDir}/current-env)
-                export PATH="$venv/bin:$PATH"
-                cp ${fluidConfig} /run/vllm-mcp/config.json
-                vllm-mcp doctor
-                exec fluidmcp run /run/vllm-mcp/config.json --file
-              '';
-              serviceConfig = {
-                Type = "exec";
-                User = "vllm-mcp";
-                Group = "vllm-mcp";
-                # "+": runs as root, outside the sandbox, to make the root-only token file.
-                ExecStartPre = "+${makeToken}";
-                EnvironmentFile = [ cfg.gatewayEnvironmentFile "-${cfg.environmentFile}" ];
-                WorkingDirectory = "/run/vllm-mcp";
-                Restart = "on-failure";
-                RestartSec = 15;
-                KillMode = "mixed";
-                TimeoutStopSec = 45;
-                TimeoutStartSec = 900;
-                RuntimeDirectory = "vllm-mcp";
-                StateDirectory = [ "vllm-mcp" "vllm-mcp/metrics" ];
-                CacheDirectory = "vllm-mcp";
-                LogsDirectory = "vllm-mcp";
-                ProtectSystem = "strict";
-                ProtectHome = true;
-                PrivateTmp = true;
-                PrivateMounts = true;
-                UMask = "0027";
-                DevicePolicy = "closed";
-                DeviceAllow = [
-                  "char-nvidia-frontend rw"
-                  "char-nvidia rw"
-                  "char-nvidia-uvm rw"
-                  "char-nvidia-caps rw"
-                  "char-nvidia-nvswitch rw"
-                ];
-                IPAddressDeny = "any";
-                IPAddressAllow = [ "localhost" ] ++ cfg.allowFrom;
-                RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
-                NoNewPrivileges = true;
-                CapabilityBoundingSet = "";
-                AmbientCapabilities = "";
-                PrivateUsers = true;
-                RestrictSUIDSGID = true;
-                RemoveIPC = true;
-                KeyringMode = "private";
-                LockPersonality = true;
-                RestrictRealtime = true;
-                RestrictNamespaces = true;
-                ProtectClock = true;
-                ProtectHostname = true;
-                ProtectKernelTunables = true;
-                ProtectKernelModules = true;
-                ProtectKernelLogs = true;
-                ProtectControlGroups = true;
-                ProtectProc = "invisible";
-                SystemCallArchitectures = "native";
-                SystemCallFilter = [
-                  "@system-service"
-                  "~@privileged @mount @swap @reboot @raw-io @module @obsolete @cpu-emulation @debug"
-                ];
-                SystemCallErrorNumber = "EPERM";
+            })
+
+            (lib.mkIf (cfg.gateway == "fluidmcp") {
+              systemd.services.vllm-mcp-gateway = common // {
+                description = "vLLM MCP gateway (FluidMCP serving vllm-mcp serve)";
+                environment = environment // { MCP_INSTALLATION_DIR = "${packagesDir}"; };
+                script = ''
+                  venv=$(cat ${envDir}/current-env)
+                  export PATH="$venv/bin:$PATH"
+                  cp ${fluidConfig} /run/vllm-mcp/config.json
+                  vllm-mcp doctor
+                  exec fluidmcp run /run/vllm-mcp/config.json --file
+                '';
+                serviceConfig = hardened // {
+                  # "+": runs as root, outside the sandbox, to make the root-only token file.
+                  ExecStartPre = "+${makeToken}";
+                  EnvironmentFile = [ cfg.gatewayEnvironmentFile "-${cfg.environmentFile}" ];
+                };
               };
-            };
-          };
+            })
+          ]);
         };
     };
 }

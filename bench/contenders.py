@@ -1,4 +1,4 @@
-"""The four contenders, each started on its own, fed the same workload, then stopped.
+"""The contenders, each started on its own, fed the same workload, then stopped.
 
 - ``engine``: vLLM's ``AsyncLLM`` driven directly in a child process (bench/engine_worker.py),
   built from the same ``Settings`` with ``vllm_mcp.engine.build_engine_args``; prompts are
@@ -8,6 +8,9 @@
 - ``vllm-serve``: vLLM's OpenAI server (what ``vllm serve`` runs) over loopback HTTP,
   streaming, with the same engine arguments, driven with aiohttp like ``vllm bench serve``.
 - ``sequential``: ``vllm-mcp serve`` with ``VLLM_MCP_MAX_CONCURRENCY=1``.
+
+The MCP-over-HTTP contenders (``vllm-mcp-http``, ``fluidmcp``) are in bench/mcp_http.py;
+bench/registry.py names them all.
 """
 
 from __future__ import annotations
@@ -428,12 +431,6 @@ class VllmServeContender(Contender):
             "health": await round_trips(lambda: get("/health"), n),
             "models_list": await round_trips(lambda: get("/v1/models"), n),
         }
-
-
-CONTENDERS: dict[str, type[Contender]] = {
-    c.name: c
-    for c in (EngineContender, McpContender, McpPipeContender, VllmServeContender, SequentialContender)
-}
 
 
 def log_dir() -> Path:

@@ -14,6 +14,8 @@ SERIES = [
     ("engine", "stream", "raw AsyncLLM"),
     ("vllm-serve", "stream", "vllm serve (HTTP, SSE)"),
     ("sequential", "stream", "vllm-mcp, concurrency 1"),
+    ("vllm-mcp-http", "stream", "vllm-mcp over Streamable HTTP (SSE)"),
+    ("fluidmcp", "no-stream", "FluidMCP gateway, vllm-mcp over stdio"),
 ]
 
 
@@ -26,7 +28,12 @@ def _div(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-CLIENTS = {"vllm-mcp": "SDK stdio_client", "vllm-mcp-pipe": "ClientSession over asyncio pipes"}
+CLIENTS = {
+    "vllm-mcp": "SDK stdio_client",
+    "vllm-mcp-pipe": "ClientSession over asyncio pipes",
+    "vllm-mcp-http": "Streamable HTTP, aiohttp",
+}
+STDIO_CLIENTS = ("vllm-mcp", "vllm-mcp-pipe")
 
 
 def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -35,6 +42,7 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     for c in results["workload"]["concurrencies"]:
         eng, vs = level(results, "engine", "stream", c), level(results, "vllm-serve", "stream", c)
         seq = level(results, "sequential", "stream", c)
+        fluid = level(results, "fluidmcp", "no-stream", c)
         for client in CLIENTS:
             mcp, off = level(results, client, "stream", c), level(results, client, "no-stream", c)
             if mcp is None:
@@ -47,6 +55,7 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "mcp_nostream_vs_engine": _div(_tput(off), _tput(eng)),
                     "mcp_vs_vllm_serve": _div(_tput(mcp), _tput(vs)),
                     "mcp_vs_sequential": _div(_tput(mcp), _tput(seq)),
+                    "mcp_vs_fluidmcp": _div(_tput(mcp), _tput(fluid)),
                     "ttft_p50_minus_engine_ms": _sub(_ttft(mcp, "p50"), _ttft(eng, "p50")),
                     "ttft_p50_minus_vllm_serve_ms": _sub(_ttft(mcp, "p50"), _ttft(vs, "p50")),
                 }
@@ -69,8 +78,30 @@ def _sub(a: float | None, b: float | None) -> float | None:
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and met / missed / not measured."""
     out: list[dict[str, Any]] = []
-    for client in CLIENTS:
+    for client in STDIO_CLIENTS:
         out += _targets(results, client)
+    return out + _http_targets(results)
+
+
+def _http_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #11's: the HTTP transport keeps up with `vllm serve` and leaves FluidMCP behind."""
+    client = "vllm-mcp-http"
+    by_c = {r["concurrency"]: r for r in results["ratios"] if r["client"] == client}
+    out: list[dict[str, Any]] = []
+    if not by_c:
+        return out
+
+    def add(name: str, value: float | None, ok: bool | None) -> None:
+        out.append({"target": f"{name} [{CLIENTS[client]}]", "client": client, "value": value, "met": ok})
+
+    for c in (16, 64):
+        r = by_c.get(c, {})
+        v = r.get("mcp_vs_vllm_serve")
+        add(f"output tok/s >= 1.0 x vllm serve at c={c}", v, None if v is None else v >= 1.0)
+        v = r.get("ttft_p50_minus_vllm_serve_ms")
+        add(f"TTFT p50 within 5 ms of vllm serve at c={c} (ms difference)", v, None if v is None else v <= 5)
+    v = by_c.get(16, {}).get("mcp_vs_fluidmcp")
+    add("output tok/s >= 5 x the FluidMCP gateway at c=16", v, None if v is None else v >= 5)
     return out
 
 
@@ -114,6 +145,11 @@ def _f(x: Any, digits: int = 1) -> str:
     return str(x)
 
 
+def _load(meta: dict[str, Any]) -> str:
+    load = meta.get("loadavg_at_start")
+    return " / ".join(f"{x:.1f}" for x in load) if load else "–"
+
+
 def markdown(results: dict[str, Any]) -> str:
     w, m = results["workload"], results["meta"]
     lines = [
@@ -121,19 +157,21 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"{w['max_tokens']} output tokens per request (fixed: min_tokens = max_tokens), "
         f"{w['num_prompts']} requests per level (at least {w['min_waves']} x concurrency), "
-        f"temperature {w['temperature']}; {m['cpu']}, {m['cpus']} CPUs; {m['started']}.",
+        f"temperature {w['temperature']}; {m['cpu']}, {m['cpus']} CPUs; {m['started']}; "
+        f"load average at start {_load(m)}.",
         "",
         "**Ratios of vllm-mcp (progress on) output tokens/s**, and TTFT p50 differences:",
         "",
         "| MCP client | concurrency | / engine | (progress off) / engine | / vllm serve | / sequential "
-        "| TTFT p50 − engine (ms) | TTFT p50 − vllm serve (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| / FluidMCP | TTFT p50 − engine (ms) | TTFT p50 − vllm serve (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(results["ratios"], key=lambda r: (r["client"], r["concurrency"])):
         lines.append(
             f"| {CLIENTS[r['client']]} | {r['concurrency']} | {_f(r['mcp_vs_engine'], 3)} "
             f"| {_f(r['mcp_nostream_vs_engine'], 3)} "
             f"| {_f(r['mcp_vs_vllm_serve'], 3)} | {_f(r['mcp_vs_sequential'], 2)} "
+            f"| {_f(r.get('mcp_vs_fluidmcp'), 2)} "
             f"| {_f(r['ttft_p50_minus_engine_ms'], 2)} | {_f(r['ttft_p50_minus_vllm_serve_ms'], 2)} |"
         )
     lines += [

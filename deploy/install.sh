@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Install vllm-mcp and its FluidMCP gateway as a systemd service on a bare-metal host.
+# Install vllm-mcp as a systemd service on a bare-metal host: by default
+# `vllm-mcp serve --transport http` itself (MCP Streamable HTTP on port 8099), or the
+# FluidMCP gateway in front of `vllm-mcp serve` over stdio.
 # Idempotent: a second run with the same settings changes nothing, and it never touches an
 # existing env file or token (upgrade.sh relies on that).
 #
 # Settings (environment variables):
+#   GATEWAY      http (default) or fluidmcp. Remembered in /etc/vllm-mcp/install.conf; a host
+#                installed by an older release (FluidMCP only) stays fluidmcp until told.
+#                Switching stops and removes the other unit; its token file stays.
 #   ALLOW_FROM   addresses or networks, besides localhost, that may reach the gateway,
 #                space-separated ("10.0.0.5 192.168.10.0/24"). Remembered in
 #                /etc/vllm-mcp/install.conf; set it again to change it, ALLOW_FROM= to clear it.
 #   VARIANT      gpu or cpu (default: gpu when nvidia-smi works)
 #   PYTHON       the Python 3.11 interpreter for the environment (default: python3)
-#   START=1      start (or restart) the gateway at the end
+#   START=1      start (or restart) the service at the end
 #   DESTDIR      stage into this directory instead of / (tests, packaging)
 #   SKIP_VENV=1  do not build the Python environment
 #   FRESH_VENV=1 build the environment anew even if it is current (upgrade.sh)
@@ -32,6 +37,13 @@ if [ -z "${VARIANT:-}" ]; then
     if nvidia-smi -L >/dev/null 2>&1; then VARIANT=gpu; else VARIANT=cpu; fi
 fi
 case "$VARIANT" in gpu | cpu) ;; *) die "VARIANT must be gpu or cpu, not '$VARIANT'" ;; esac
+PREVIOUS=$(installed_gateway)
+GATEWAY=${GATEWAY:-${PREVIOUS:-http}}
+case "$GATEWAY" in http | fluidmcp) ;; *) die "GATEWAY must be http or fluidmcp, not '$GATEWAY'" ;; esac
+UNIT=$(unit_of "$GATEWAY")
+if [ "$GATEWAY" = http ]; then OTHER=fluidmcp; else OTHER=http; fi
+OTHER_UNIT=$(unit_of "$OTHER")
+DROPIN=$(dropin_of "$UNIT")
 LOCK=${LOCK:-$HERE/requirements-$VARIANT.lock}
 [ -f "$LOCK" ] || die "no lock file $LOCK"
 
@@ -115,14 +127,28 @@ put() { # put SOURCE TARGET MODE
     install -D -m "$3" "$1" "$(at "$2")"
     owner_root "$(at "$2")"
 }
+# One server on port 8099: the other kind goes (stopped, disabled, unit and drop-in removed;
+# its token file is kept, as uninstall.sh keeps it).
+if [ -f "$(at "$UNITDIR/$OTHER_UNIT")" ]; then
+    systemctl_live disable --now "$OTHER_UNIT" >/dev/null 2>&1 || true
+    rm -f "$(at "$UNITDIR/$OTHER_UNIT")" "$(at "$(dropin_of "$OTHER_UNIT")")"
+    rmdir "$(at "$UNITDIR/$OTHER_UNIT.d")" 2>/dev/null || true
+    say "removed $OTHER_UNIT (GATEWAY=$GATEWAY replaces GATEWAY=$OTHER)"
+fi
 put "$SRC/systemd/$UNIT" "$UNITDIR/$UNIT" 0644
 put "$SRC/systemd/$PREFETCH_UNIT" "$UNITDIR/$PREFETCH_UNIT" 0644
-put "$SRC/examples/fluidmcp/config.json" "$ETC/fluidmcp/config.json" 0644
-put "$SRC/examples/fluidmcp/packages/vllm-mcp/vllm/0.1.0/metadata.json" \
-    "$ETC/fluidmcp/packages/vllm-mcp/vllm/0.1.0/metadata.json" 0644
-for f in requirements-gpu.lock requirements-cpu.lock requirements-embedded.lock vllm-mcp.env.template; do
+if [ "$GATEWAY" = fluidmcp ]; then
+    put "$SRC/examples/fluidmcp/config.json" "$ETC/fluidmcp/config.json" 0644
+    put "$SRC/examples/fluidmcp/packages/vllm-mcp/vllm/0.1.0/metadata.json" \
+        "$ETC/fluidmcp/packages/vllm-mcp/vllm/0.1.0/metadata.json" 0644
+else
+    rm -rf "$(at "$ETC/fluidmcp")"
+fi
+for f in requirements-gpu.lock requirements-cpu.lock requirements-embedded.lock vllm-mcp.env.template \
+    wait-healthy.py; do
     put "$HERE/$f" "$PREFIX/share/$f" 0644
 done
+mkdir -p "$(at "$ETC")"
 chmod 0755 "$(at "$ETC")"
 
 # Model settings: a template the first time, the operator's file ever after.
@@ -133,21 +159,31 @@ fi
 chmod 0600 "$(at "$MODEL_ENV")"
 owner_root "$(at "$MODEL_ENV")"
 
-# The gateway's bearer token: generated once, kept by later installs and upgrades.
-if [ -z "$(current_token)" ]; then
-    write_gateway_env "$GATEWAY_ENV" "$(new_token)"
-    say "generated the gateway token in $GATEWAY_ENV (root only)"
-elif ! grep -qx 'FMCP_SECURE_MODE=true' "$(at "$GATEWAY_ENV")"; then
-    write_gateway_env "$GATEWAY_ENV" "$(current_token)"
-    say "turned FluidMCP's secure mode back on in $GATEWAY_ENV"
+# The bearer token: generated once, kept by later installs and upgrades.
+if [ "$GATEWAY" = http ]; then
+    tokens=$(at "$HTTP_TOKENS")
+    if ! grep -q '[^[:space:]]' "$tokens" 2>/dev/null; then
+        write_http_tokens "$HTTP_TOKENS" "$(new_token)"
+        say "generated the bearer token in $HTTP_TOKENS (readable by root and the service only)"
+    fi
+    chmod 0600 "$tokens"
+    if live; then chown "$SERVICE_USER:$SERVICE_USER" "$tokens"; fi
+else
+    if [ -z "$(current_token)" ]; then
+        write_gateway_env "$GATEWAY_ENV" "$(new_token)"
+        say "generated the gateway token in $GATEWAY_ENV (root only)"
+    elif ! grep -qx 'FMCP_SECURE_MODE=true' "$(at "$GATEWAY_ENV")"; then
+        write_gateway_env "$GATEWAY_ENV" "$(current_token)"
+        say "turned FluidMCP's secure mode back on in $GATEWAY_ENV"
+    fi
+    chmod 0600 "$(at "$GATEWAY_ENV")"
+    owner_root "$(at "$GATEWAY_ENV")"
 fi
-chmod 0600 "$(at "$GATEWAY_ENV")"
-owner_root "$(at "$GATEWAY_ENV")"
 
 # Who may connect: localhost plus ALLOW_FROM, enforced by the unit itself.
 conf=$(at "$INSTALL_CONF")
-printf '# Written by deploy/install.sh; change with ALLOW_FROM="..." deploy/install.sh\nALLOW_FROM="%s"\n' \
-    "$ALLOW_FROM" >"$conf.tmp"
+printf '# Written by deploy/install.sh; change with ALLOW_FROM="..." or GATEWAY=... deploy/install.sh\nGATEWAY="%s"\nALLOW_FROM="%s"\n' \
+    "$GATEWAY" "$ALLOW_FROM" >"$conf.tmp"
 chmod 0644 "$conf.tmp"
 mv -f "$conf.tmp" "$conf"
 owner_root "$conf"
@@ -174,6 +210,10 @@ if [ "${START:-0}" = 1 ]; then
 else
     systemctl_live try-restart "$UNIT"
 fi
-say "installed ($VARIANT); gateway reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}"
-live && say "start it: systemctl start $UNIT; the token: sudo cat $GATEWAY_ENV"
+say "installed $UNIT ($VARIANT); reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}"
+if [ "$GATEWAY" = http ]; then
+    live && say "start it: systemctl start $UNIT; MCP endpoint http://<host>:8099/mcp; token: sudo cat $HTTP_TOKENS"
+else
+    live && say "start it: systemctl start $UNIT; the token: sudo cat $GATEWAY_ENV"
+fi
 exit 0

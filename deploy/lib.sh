@@ -9,10 +9,11 @@ DESTDIR=${DESTDIR:-}
 PREFIX=/opt/vllm-mcp
 ETC=/etc/vllm-mcp
 UNITDIR=/etc/systemd/system
-UNIT=vllm-mcp-gateway.service
+HTTP_UNIT=vllm-mcp-http.service
+FLUID_UNIT=vllm-mcp-gateway.service
 PREFETCH_UNIT=vllm-mcp-prefetch.service
-DROPIN=$UNITDIR/$UNIT.d/network.conf
 GATEWAY_ENV=$ETC/gateway.env
+HTTP_TOKENS=$ETC/http-tokens
 MODEL_ENV=$ETC/vllm-mcp.env
 INSTALL_CONF=$ETC/install.conf
 SERVICE_USER=vllm-mcp
@@ -23,6 +24,34 @@ die() { printf 'vllm-mcp: error: %s\n' "$*" >&2; exit 1; }
 
 # The path as seen from this process: $DESTDIR + the path on the target host.
 at() { printf '%s%s' "$DESTDIR" "$1"; }
+
+# GATEWAY=http: `vllm-mcp serve --transport http` in vllm-mcp-http.service.
+# GATEWAY=fluidmcp: the FluidMCP gateway running `vllm-mcp serve` (vllm-mcp-gateway.service).
+unit_of() {
+    case "$1" in
+    http) echo "$HTTP_UNIT" ;;
+    fluidmcp) echo "$FLUID_UNIT" ;;
+    *) die "GATEWAY must be http or fluidmcp, not '$1'" ;;
+    esac
+}
+dropin_of() { printf '%s/%s.d/network.conf' "$UNITDIR" "$1"; }
+
+# The gateway installed here: what the last install chose (install.conf), else the unit an
+# older release left (it knew only FluidMCP); nothing when nothing is installed.
+installed_gateway() {
+    local conf chosen=""
+    conf=$(at "$INSTALL_CONF")
+    if [ -f "$conf" ]; then
+        chosen=$(sed -n 's/^GATEWAY=//p' "$conf" | tr -d '"' | tail -n 1)
+    fi
+    if [ -n "$chosen" ]; then
+        echo "$chosen"
+    elif [ -f "$(at "$UNITDIR/$FLUID_UNIT")" ]; then
+        echo fluidmcp
+    elif [ -f "$(at "$UNITDIR/$HTTP_UNIT")" ]; then
+        echo http
+    fi
+}
 
 # True on a real host (no DESTDIR): only then users, ownership and systemctl are touched.
 live() { [ -z "$DESTDIR" ]; }
@@ -60,6 +89,22 @@ write_gateway_env() {
         fi
     } >"$tmp"
     owner_root "$tmp"
+    mv -f "$tmp" "$file"
+}
+
+# Write the HTTP server's token file: exactly $2 (one token, or name:token lines). Atomic
+# (rename: the server sees the old file or the new one, never half of one), 0600 and owned by
+# the service's user: the server re-reads it by path while it runs (rotation without a
+# restart), and it warns about a token file that anyone else may read. The service cannot
+# change it (ProtectSystem=strict makes /etc read-only to it). The tokens never reach stdout.
+write_http_tokens() {
+    local file tmp
+    file=$(at "$1")
+    mkdir -p "$(dirname "$file")"
+    tmp=$(mktemp "$file.XXXXXX")
+    chmod 0600 "$tmp"
+    printf '%s\n' "$2" >"$tmp"
+    if live; then chown "$SERVICE_USER:$SERVICE_USER" "$tmp"; fi
     mv -f "$tmp" "$file"
 }
 

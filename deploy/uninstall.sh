@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Remove vllm-mcp's units, gateway config and Python environment. The env files (token,
-# model settings), the model cache and the service user stay unless PURGE=1.
+# Remove vllm-mcp's units (the HTTP server's or the FluidMCP gateway's, whichever is there),
+# the gateway config and the Python environment. The env files and token files, the model
+# cache and the service user stay unless PURGE=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -11,16 +12,18 @@ if live && [ "$(id -u)" -ne 0 ]; then
     die "run as root (or set DESTDIR)"
 fi
 
-systemctl_live disable --now "$UNIT" "$PREFETCH_UNIT" >/dev/null 2>&1 || true
-rm -f "$(at "$UNITDIR/$UNIT")" "$(at "$UNITDIR/$PREFETCH_UNIT")" "$(at "$DROPIN")"
-rmdir "$(at "$UNITDIR/$UNIT.d")" 2>/dev/null || true
+systemctl_live disable --now "$HTTP_UNIT" "$FLUID_UNIT" "$PREFETCH_UNIT" >/dev/null 2>&1 || true
+for unit in "$HTTP_UNIT" "$FLUID_UNIT" "$PREFETCH_UNIT"; do
+    rm -f "$(at "$UNITDIR/$unit")" "$(at "$(dropin_of "$unit")")"
+    rmdir "$(at "$UNITDIR/$unit.d")" 2>/dev/null || true
+done
 rm -rf "$(at "$PREFIX")" "$(at "$ETC/fluidmcp")"
 systemctl_live daemon-reload
 
 if [ "${PURGE:-0}" = 1 ]; then
     rm -rf "$(at "$ETC")" "$(at /var/lib/vllm-mcp)" "$(at /var/cache/vllm-mcp)" "$(at /var/log/vllm-mcp)"
     if live && id "$SERVICE_USER" >/dev/null 2>&1; then userdel "$SERVICE_USER"; fi
-    say "removed everything, env files, token and model cache included"
+    say "removed everything, env files, tokens and model cache included"
 else
-    say "removed; kept $ETC (env files, token) and the model cache (PURGE=1 removes them)"
+    say "removed; kept $ETC (env files, tokens) and the model cache (PURGE=1 removes them)"
 fi

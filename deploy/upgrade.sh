@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Upgrade in place to this checkout: a fresh Python environment from the lock, the units
-# and gateway config of this release, then a restart. The env files, the token and the
-# ALLOW_FROM list are kept (install.sh never overwrites them). The old environment is
-# replaced only once the new one is complete.
+# and gateway config of this release, then a restart. The gateway choice (http or fluidmcp),
+# the env files, the tokens and the ALLOW_FROM list are kept (install.sh never overwrites
+# them); GATEWAY=http deploy/upgrade.sh moves a FluidMCP host to the HTTP server. The old
+# environment is replaced only once the new one is complete.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-[ -f "$(at "$GATEWAY_ENV")" ] || die "nothing installed under ${DESTDIR:-/}; run deploy/install.sh"
-FRESH_VENV=${FRESH_VENV:-1} START=0 "$HERE/install.sh"
-systemctl_live try-restart "$UNIT"
-say "upgraded; env files and token kept"
+installed=$(installed_gateway)
+[ -n "$installed" ] || die "nothing installed under ${DESTDIR:-/}; run deploy/install.sh"
+GATEWAY=${GATEWAY:-$installed} FRESH_VENV=${FRESH_VENV:-1} START=0 "$HERE/install.sh"
+unit=$(unit_of "$(installed_gateway)") # as install.sh recorded it
+systemctl_live try-restart "$unit"
+say "upgraded $unit; env files and tokens kept"

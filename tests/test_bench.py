@@ -67,3 +67,79 @@ def test_smoke_run_measures_every_contender_and_beats_the_sequential_server(tmp_
     # (the SDK's stdio_client delays delivery on this machine: README.md, Performance).
     at16 = next(r for r in results["ratios"] if r["concurrency"] == 16 and r["client"] == "vllm-mcp-pipe")
     assert at16["mcp_vs_sequential"] >= 3, proc.stderr[-3000:]
+    # The same concurrency reaches HTTP clients (issue 11): streamed, with the token on.
+    http = next(r for r in results["ratios"] if r["concurrency"] == 16 and r["client"] == "vllm-mcp-http")
+    assert http["mcp_vs_sequential"] >= 3, proc.stderr[-3000:]
+    http16 = results["contenders"]["vllm-mcp-http"]["levels"]["stream"][-1]
+    assert http16["ttft_ms"]["p50"] is not None and http16["tokens_per_chunk"] is not None
+
+
+def test_unit_sse_messages_reads_events_as_the_mcp_http_contender_sees_them() -> None:
+    """A real aiohttp server and client on loopback: JSON bodies, and SSE events with a
+    priming event (no data), multi-line data and CRLF line ends."""
+    import asyncio
+
+    from aiohttp import ClientSession, web
+
+    from bench.mcp_http import sse_messages
+
+    stream = (
+        b"id: 0\r\ndata:\r\n\r\n"  # a priming event, as the SDK's resumable streams send
+        b'event: message\r\ndata: {"jsonrpc": "2.0", "method": "notifications/progress",\r\n'
+        b'data:  "params": {"progress": 3}}\r\n\r\n'
+        b'event: message\ndata: {"jsonrpc": "2.0", "id": 7, "result": {}}\n\n'
+    )
+
+    async def sse(_: web.Request) -> web.Response:
+        return web.Response(body=stream, content_type="text/event-stream")
+
+    async def plain(_: web.Request) -> web.Response:
+        return web.json_response({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}})
+
+    async def main() -> tuple[list, list]:
+        app = web.Application()
+        app.add_routes([web.post("/sse", sse), web.post("/json", plain)])
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with ClientSession() as http:
+                async with http.post(f"http://127.0.0.1:{port}/sse") as r:
+                    events = [m async for m in sse_messages(r)]
+                async with http.post(f"http://127.0.0.1:{port}/json") as r:
+                    bodies = [m async for m in sse_messages(r)]
+        finally:
+            await runner.cleanup()
+        return events, bodies
+
+    events, bodies = asyncio.run(main())
+    assert [e.get("method") or e.get("id") for e in events] == ["notifications/progress", 7]
+    assert events[0]["params"] == {"progress": 3}
+    assert bodies == [{"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}]
+
+
+def test_unit_http_targets_compare_with_vllm_serve_and_fluidmcp() -> None:
+    from bench import report
+
+    def lvl(c: int, tput: float, ttft: float | None) -> dict:
+        return {"concurrency": c, "output_throughput": tput, "ttft_ms": {"p50": ttft}}
+
+    results = {
+        "workload": {"concurrencies": [16, 64]},
+        "contenders": {
+            "vllm-mcp-http": {"levels": {"stream": [lvl(16, 1000.0, 52.0), lvl(64, 1500.0, 90.0)]}},
+            "vllm-serve": {"levels": {"stream": [lvl(16, 990.0, 50.0), lvl(64, 1600.0, 80.0)]}},
+            "fluidmcp": {"levels": {"no-stream": [lvl(16, 150.0, None), lvl(64, 150.0, None)]}},
+        },
+    }
+    results["ratios"] = report.ratios(results)
+    met = {t["target"].split(" [")[0]: t["met"] for t in report.targets(results)}
+    assert met == {
+        "output tok/s >= 1.0 x vllm serve at c=16": True,
+        "TTFT p50 within 5 ms of vllm serve at c=16 (ms difference)": True,
+        "output tok/s >= 1.0 x vllm serve at c=64": False,
+        "TTFT p50 within 5 ms of vllm serve at c=64 (ms difference)": False,
+        "output tok/s >= 5 x the FluidMCP gateway at c=16": True,
+    }

@@ -1,5 +1,7 @@
 """The deployment bundle: one set of versions everywhere, and the deploy/ scripts in a
-throw-away root (DESTDIR), where they create no user and never call systemctl.
+throw-away root (DESTDIR), where they create no user and never call systemctl, for both
+kinds of service: GATEWAY=http (`vllm-mcp serve --transport http`, the default) and
+GATEWAY=fluidmcp (the FluidMCP gateway in front of `vllm-mcp serve` over stdio).
 
 The Python environment step is skipped here (SKIP_VENV=1: it downloads gigabytes); the
 locks themselves are checked for hashes and versions.
@@ -12,7 +14,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SCRIPTS = ["install.sh", "uninstall.sh", "upgrade.sh", "rotate-token.sh", "lock.sh", "lib.sh"]
+FLUID = {"GATEWAY": "fluidmcp"}
+UNITS = "etc/systemd/system"
+HTTP_UNIT, FLUID_UNIT = "vllm-mcp-http.service", "vllm-mcp-gateway.service"
 LOCKS = {"gpu": DEPLOY / "requirements-gpu.lock", "cpu": DEPLOY / "requirements-cpu.lock"}
 
 
@@ -162,7 +169,10 @@ def test_environment_files_name_the_right_channels_and_project() -> None:
 def run(
     script: str, destdir: Path, *args: str, stdin: str | None = None, **env: str
 ) -> subprocess.CompletedProcess:
-    full = {**os.environ, "DESTDIR": str(destdir), "SKIP_VENV": "1", "VARIANT": "cpu", **env}
+    # The scripts' own settings come from the test only, whatever the caller exported.
+    mine = {"ALLOW_FROM", "GATEWAY", "START", "PURGE", "FRESH_VENV", "LOCK", "PIP_ARGS", "VARIANT"}
+    inherited = {k: v for k, v in os.environ.items() if k not in mine}
+    full = {**inherited, "DESTDIR": str(destdir), "SKIP_VENV": "1", "VARIANT": "cpu", **env}
     return subprocess.run(
         ["bash", str(DEPLOY / script), *args],
         env=full,
@@ -194,8 +204,8 @@ def env_lines(path: Path) -> dict[str, str]:
     )
 
 
-def test_install_lays_out_the_host(tmp_path: Path) -> None:
-    result = ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5, 192.168.10.7/24"))
+def test_install_lays_out_the_host_for_fluidmcp(tmp_path: Path) -> None:
+    result = ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5, 192.168.10.7/24", **FLUID))
     etc = tmp_path / "etc/vllm-mcp"
     units = tmp_path / "etc/systemd/system"
     assert (units / "vllm-mcp-gateway.service").read_text() == (
@@ -223,30 +233,122 @@ def test_install_lays_out_the_host(tmp_path: Path) -> None:
     assert "IPAddressDeny=any\n" in dropin
     assert dropin.rstrip().endswith("IPAddressAllow=localhost 10.0.0.5 192.168.10.0/24")
     assert 'ALLOW_FROM="10.0.0.5 192.168.10.0/24"' in (etc / "install.conf").read_text()
+    assert not (units / HTTP_UNIT).exists() and not (etc / "http-tokens").exists()
     # Nothing outside the staging root was touched: no user, no systemctl.
     assert "systemctl start" not in result.stdout
 
 
-def test_two_installs_give_different_tokens(tmp_path: Path) -> None:
-    ok(run("install.sh", tmp_path / "a"))
-    ok(run("install.sh", tmp_path / "b"))
-    a = env_lines(tmp_path / "a/etc/vllm-mcp/gateway.env")["FMCP_BEARER_TOKEN"]
-    b = env_lines(tmp_path / "b/etc/vllm-mcp/gateway.env")["FMCP_BEARER_TOKEN"]
-    assert a != b
+def test_install_lays_out_the_host_for_http_by_default(tmp_path: Path) -> None:
+    result = ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5, 192.168.10.7/24"))
+    etc = tmp_path / "etc/vllm-mcp"
+    units = tmp_path / UNITS
+    assert (units / HTTP_UNIT).read_text() == (ROOT / "systemd" / HTTP_UNIT).read_text()
+    assert (units / "vllm-mcp-prefetch.service").is_file()
+    # The readiness probe the unit's ExecStartPost= runs, where the unit looks for it.
+    (post,) = unit_values(units / HTTP_UNIT, "ExecStartPost")
+    probe = tmp_path / post.split()[-1].lstrip("/")
+    assert probe.read_text() == (DEPLOY / "wait-healthy.py").read_text()
+    # No FluidMCP pieces.
+    assert not (units / FLUID_UNIT).exists() and not (etc / "fluidmcp").exists()
+    assert not (etc / "gateway.env").exists()
+    # The token: one random line, 0600 (root writes, the service reads), never printed.
+    tokens = etc / "http-tokens"
+    assert tokens.stat().st_mode & 0o777 == 0o600
+    (token,) = tokens.read_text().splitlines()
+    assert len(token) >= 40 and re.fullmatch(r"[A-Za-z0-9_\-]+", token)
+    assert token not in result.stdout + result.stderr
+    assert (etc / "vllm-mcp.env").stat().st_mode & 0o777 == 0o600
+    # The unit finds the token at the path it names.
+    (tokens_env,) = [e for e in unit_values(units / HTTP_UNIT, "Environment") if "TOKEN_FILE" in e]
+    assert tmp_path / tokens_env.partition("=")[2].lstrip("/") == tokens
+    # Network: the same drop-in as the gateway's, on this unit.
+    dropin = (units / f"{HTTP_UNIT}.d/network.conf").read_text()
+    assert "IPAddressDeny=any\n" in dropin
+    assert dropin.rstrip().endswith("IPAddressAllow=localhost 10.0.0.5 192.168.10.0/24")
+    conf = (etc / "install.conf").read_text()
+    assert 'GATEWAY="http"' in conf and 'ALLOW_FROM="10.0.0.5 192.168.10.0/24"' in conf
+    assert "systemctl start" not in result.stdout
 
 
-def test_install_twice_changes_nothing(tmp_path: Path) -> None:
-    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+def unit_values(unit: Path, key: str) -> list[str]:
+    return [line.partition("=")[2] for line in unit.read_text().splitlines() if line.startswith(f"{key}=")]
+
+
+@pytest.mark.parametrize("gateway", ["http", "fluidmcp"])
+def test_two_installs_give_different_tokens(tmp_path: Path, gateway: str) -> None:
+    ok(run("install.sh", tmp_path / "a", GATEWAY=gateway))
+    ok(run("install.sh", tmp_path / "b", GATEWAY=gateway))
+    assert current_token(tmp_path / "a") != current_token(tmp_path / "b")
+
+
+def current_token(root: Path) -> str:
+    """The one token of whichever service is installed under root."""
+    http = root / "etc/vllm-mcp/http-tokens"
+    if (root / UNITS / HTTP_UNIT).exists():
+        (token,) = http.read_text().splitlines()
+        return token
+    return env_lines(root / "etc/vllm-mcp/gateway.env")["FMCP_BEARER_TOKEN"]
+
+
+@pytest.mark.parametrize("gateway", ["http", "fluidmcp"])
+def test_install_twice_changes_nothing(tmp_path: Path, gateway: str) -> None:
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5", GATEWAY=gateway))
     first = tree(tmp_path)
-    ok(run("install.sh", tmp_path))  # ALLOW_FROM unset: the remembered list
+    ok(run("install.sh", tmp_path))  # ALLOW_FROM and GATEWAY unset: the remembered ones
     assert tree(tmp_path) == first
-    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5", GATEWAY=gateway))
     assert tree(tmp_path) == first
+
+
+def test_switching_gateways_replaces_the_unit_and_keeps_the_secrets(tmp_path: Path) -> None:
+    units = tmp_path / UNITS
+    etc = tmp_path / "etc/vllm-mcp"
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5", **FLUID))
+    fluid_token = current_token(tmp_path)
+    result = ok(run("install.sh", tmp_path, GATEWAY="http"))
+    assert FLUID_UNIT in result.stdout  # says what it removed
+    assert sorted(p.name for p in units.iterdir()) == [
+        HTTP_UNIT,
+        f"{HTTP_UNIT}.d",
+        "vllm-mcp-prefetch.service",
+    ]
+    assert "10.0.0.5" in (units / f"{HTTP_UNIT}.d/network.conf").read_text()
+    assert not (etc / "fluidmcp").exists()
+    assert env_lines(etc / "gateway.env")["FMCP_BEARER_TOKEN"] == fluid_token  # kept, unused
+    http_token = current_token(tmp_path)
+    assert http_token != fluid_token
+    ok(run("install.sh", tmp_path, **FLUID))
+    assert sorted(p.name for p in units.iterdir()) == [
+        FLUID_UNIT,
+        f"{FLUID_UNIT}.d",
+        "vllm-mcp-prefetch.service",
+    ]
+    assert current_token(tmp_path) == fluid_token
+    assert (etc / "http-tokens").read_text().strip() == http_token
+
+
+def test_a_host_from_an_older_release_stays_on_fluidmcp(tmp_path: Path) -> None:
+    # Releases before GATEWAY= wrote no GATEWAY line: their host runs the FluidMCP unit, and
+    # an upgrade must not switch it under the operator.
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5", **FLUID))
+    conf = tmp_path / "etc/vllm-mcp/install.conf"
+    conf.write_text('ALLOW_FROM="10.0.0.5"\n')
+    ok(run("upgrade.sh", tmp_path))
+    assert (tmp_path / UNITS / FLUID_UNIT).is_file() and not (tmp_path / UNITS / HTTP_UNIT).exists()
+    assert 'GATEWAY="fluidmcp"' in conf.read_text()
+    ok(run("upgrade.sh", tmp_path, GATEWAY="http"))  # the operator's explicit move
+    assert (tmp_path / UNITS / HTTP_UNIT).is_file() and not (tmp_path / UNITS / FLUID_UNIT).exists()
+
+
+def test_install_refuses_an_unknown_gateway(tmp_path: Path) -> None:
+    result = run("install.sh", tmp_path, GATEWAY="nginx")
+    assert result.returncode != 0 and "GATEWAY must be http or fluidmcp" in result.stderr
+    assert not (tmp_path / "etc").exists()
 
 
 def test_allow_from_is_changed_and_cleared_by_the_one_setting(tmp_path: Path) -> None:
     dropin = tmp_path / "etc/systemd/system/vllm-mcp-gateway.service.d/network.conf"
-    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5", **FLUID))
     ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5 2001:db8::/64"))
     assert dropin.read_text().rstrip().endswith("IPAddressAllow=localhost 10.0.0.5 2001:db8::/64")
     ok(run("install.sh", tmp_path, ALLOW_FROM=""))
@@ -266,7 +368,7 @@ def test_allow_from_refuses_everyone_and_nonsense(tmp_path: Path, bad: str) -> N
 
 
 def test_install_keeps_the_operators_env_files(tmp_path: Path) -> None:
-    ok(run("install.sh", tmp_path))
+    ok(run("install.sh", tmp_path, **FLUID))
     etc = tmp_path / "etc/vllm-mcp"
     (etc / "vllm-mcp.env").write_text("VLLM_MODEL_NAME=my/model\nHUGGING_FACE_HUB_TOKEN=hf_secret\n")
     (etc / "vllm-mcp.env").chmod(0o644)  # an operator's slip
@@ -278,7 +380,7 @@ def test_install_keeps_the_operators_env_files(tmp_path: Path) -> None:
 
 
 def test_install_turns_secure_mode_back_on(tmp_path: Path) -> None:
-    ok(run("install.sh", tmp_path))
+    ok(run("install.sh", tmp_path, **FLUID))
     gateway = tmp_path / "etc/vllm-mcp/gateway.env"
     token = env_lines(gateway)["FMCP_BEARER_TOKEN"]
     gateway.write_text(gateway.read_text().replace("FMCP_SECURE_MODE=true", "FMCP_SECURE_MODE=false"))
@@ -287,7 +389,7 @@ def test_install_turns_secure_mode_back_on(tmp_path: Path) -> None:
 
 
 def test_rotate_token_replaces_only_the_token(tmp_path: Path) -> None:
-    ok(run("install.sh", tmp_path))
+    ok(run("install.sh", tmp_path, **FLUID))
     gateway = tmp_path / "etc/vllm-mcp/gateway.env"
     with gateway.open("a") as f:
         f.write("FMCP_EXTRA=kept\n")
@@ -304,7 +406,7 @@ def test_rotate_token_replaces_only_the_token(tmp_path: Path) -> None:
 
 
 def test_rotate_token_from_stdin_checks_the_token(tmp_path: Path) -> None:
-    ok(run("install.sh", tmp_path))
+    ok(run("install.sh", tmp_path, **FLUID))
     gateway = tmp_path / "etc/vllm-mcp/gateway.env"
     chosen = "A" * 20 + "b" * 20
     ok(run("rotate-token.sh", tmp_path, "--stdin", stdin=chosen + "\n"))
@@ -320,8 +422,56 @@ def test_rotate_token_needs_an_install(tmp_path: Path) -> None:
     assert result.returncode != 0 and "install.sh first" in result.stderr
 
 
+def test_rotate_http_token_rewrites_the_file_in_place_of_a_restart(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path))
+    tokens = tmp_path / "etc/vllm-mcp/http-tokens"
+    old = current_token(tmp_path)
+    everything_else = {k: v for k, v in tree(tmp_path).items() if k != "etc/vllm-mcp/http-tokens"}
+    result = ok(run("rotate-token.sh", tmp_path))
+    new = current_token(tmp_path)
+    assert new != old and len(new) >= 40
+    assert new not in result.stdout + result.stderr and "without a restart" in result.stdout
+    assert tokens.stat().st_mode & 0o777 == 0o600
+    assert {k: v for k, v in tree(tmp_path).items() if k != "etc/vllm-mcp/http-tokens"} == everything_else
+    assert not list(tokens.parent.glob("http-tokens.*")), "temporary file left behind"
+    chosen = "C" * 30
+    ok(run("rotate-token.sh", tmp_path, "--stdin", stdin=chosen + "\n"))
+    assert current_token(tmp_path) == chosen
+    for bad in ("short", "colon:" + "x" * 30):
+        assert run("rotate-token.sh", tmp_path, "--stdin", stdin=bad + "\n").returncode != 0
+    assert current_token(tmp_path) == chosen
+
+
+def test_rotate_http_token_of_one_caller_keeps_the_others(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path))
+    tokens = tmp_path / "etc/vllm-mcp/http-tokens"
+    # An unnamed token cannot be given a name by accident.
+    result = run("rotate-token.sh", tmp_path, "--caller", "alice")
+    assert result.returncode != 0 and "unnamed token" in result.stderr
+    tokens.write_text("# our callers\nalice:" + "a" * 30 + "\n\nalice2:" + "b" * 30 + "\n")
+    result = run("rotate-token.sh", tmp_path)  # which one?
+    assert result.returncode != 0 and "--caller NAME" in result.stderr
+    ok(run("rotate-token.sh", tmp_path, "--caller", "alice"))
+    assert tokens.read_text().startswith("# our callers\n")  # the operator's comment stays
+    lines = dict(line.split(":", 1) for line in tokens.read_text().splitlines()[1:])
+    assert set(lines) == {"alice", "alice2"}
+    assert lines["alice"] != "a" * 30 and len(lines["alice"]) >= 40 and lines["alice2"] == "b" * 30
+    ok(run("rotate-token.sh", tmp_path, "--caller", "bob.ci"))
+    lines = dict(line.split(":", 1) for line in tokens.read_text().splitlines()[1:])
+    assert set(lines) == {"alice", "alice2", "bob.ci"} and lines["alice2"] == "b" * 30
+    for bad in ("", "has space", "x:y", "-dash", "n" * 65):
+        assert run("rotate-token.sh", tmp_path, "--caller", bad).returncode != 0
+    assert run("rotate-token.sh", tmp_path, "--caller").returncode != 0
+
+
+def test_rotate_fluidmcp_token_has_no_callers(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, **FLUID))
+    result = run("rotate-token.sh", tmp_path, "--caller", "alice")
+    assert result.returncode != 0 and "GATEWAY=http" in result.stderr
+
+
 def test_upgrade_keeps_env_files_token_and_clients(tmp_path: Path) -> None:
-    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5", **FLUID))
     etc = tmp_path / "etc/vllm-mcp"
     (etc / "vllm-mcp.env").write_text("VLLM_MODEL_NAME=my/model\n")
     unit = tmp_path / "etc/systemd/system/vllm-mcp-gateway.service"
@@ -333,8 +483,36 @@ def test_upgrade_keeps_env_files_token_and_clients(tmp_path: Path) -> None:
     assert "10.0.0.5" in (tmp_path / "etc/systemd/system/vllm-mcp-gateway.service.d/network.conf").read_text()
 
 
-def test_uninstall_keeps_secrets_unless_purged(tmp_path: Path) -> None:
+def test_upgrade_of_the_http_server_keeps_its_tokens(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    tokens = tmp_path / "etc/vllm-mcp/http-tokens"
+    tokens.write_text("alice:" + "a" * 30 + "\n")
+    unit = tmp_path / UNITS / HTTP_UNIT
+    unit.write_text("stale unit from an older release\n")
+    ok(run("upgrade.sh", tmp_path))
+    assert tokens.read_text() == "alice:" + "a" * 30 + "\n"
+    assert unit.read_text() == (ROOT / "systemd" / HTTP_UNIT).read_text()
+    assert "10.0.0.5" in (tmp_path / UNITS / f"{HTTP_UNIT}.d/network.conf").read_text()
+
+
+def test_upgrade_needs_an_install(tmp_path: Path) -> None:
+    result = run("upgrade.sh", tmp_path)
+    assert result.returncode != 0 and "run deploy/install.sh" in result.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+def test_uninstall_removes_the_http_server_too(tmp_path: Path) -> None:
     ok(run("install.sh", tmp_path))
+    ok(run("uninstall.sh", tmp_path))
+    assert not list((tmp_path / UNITS).iterdir())
+    assert not (tmp_path / "opt/vllm-mcp").exists()
+    assert (tmp_path / "etc/vllm-mcp/http-tokens").is_file()
+    ok(run("uninstall.sh", tmp_path, PURGE="1"))
+    assert not (tmp_path / "etc/vllm-mcp").exists()
+
+
+def test_uninstall_keeps_secrets_unless_purged(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, **FLUID))
     ok(run("uninstall.sh", tmp_path))
     assert not (tmp_path / "etc/systemd/system/vllm-mcp-gateway.service").exists()
     assert not (tmp_path / "etc/systemd/system/vllm-mcp-gateway.service.d").exists()
@@ -368,3 +546,80 @@ def test_flake_parses_and_pins_nixpkgs_to_a_commit() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert re.search(r'nixpkgs\.url = "github:NixOS/nixpkgs/[0-9a-f]{40}"', (ROOT / "flake.nix").read_text())
+
+
+# --- the HTTP unit's readiness probe (deploy/wait-healthy.py) -------------------------------
+
+
+class HealthzDouble:
+    """A test double of the server's GET /healthz: answers the given (status, body) in turn,
+    the last one for ever. Not the real server (tests/e2e covers that); the probe's logic."""
+
+    def __init__(self, answers: list[tuple[int, str]]) -> None:
+        import http.server
+        import threading
+
+        self.answers, self.paths = list(answers), []
+        double = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                double.paths.append(self.path)
+                status, body = double.answers.pop(0) if len(double.answers) > 1 else double.answers[0]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_healthy(host: str, port: int, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_MCP_HTTP")}
+    env.update(VLLM_MCP_HTTP_HOST=host, VLLM_MCP_HTTP_PORT=str(port))
+    return subprocess.run(
+        [sys.executable, str(DEPLOY / "wait-healthy.py"), "--interval", "0.05", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_wait_healthy_waits_through_loading_until_ready() -> None:
+    double = HealthzDouble([(503, '{"state": "loading"}')] * 3 + [(200, '{"state": "ready"}')])
+    try:
+        # The unit binds 0.0.0.0; the probe asks loopback.
+        result = wait_healthy("0.0.0.0", double.port, "--timeout", "30")
+    finally:
+        double.close()
+    assert result.returncode == 0, result.stderr
+    assert double.paths == ["/healthz"] * 4
+    assert "loading" in result.stderr and "ready" in result.stderr
+
+
+def test_wait_healthy_fails_the_start_when_the_model_fails() -> None:
+    double = HealthzDouble([(503, '{"state": "loading"}'), (503, '{"state": "failed", "error": "no GPU"}')])
+    try:
+        result = wait_healthy("127.0.0.1", double.port)  # no --timeout: only the failure ends it
+    finally:
+        double.close()
+    assert result.returncode == 1 and "failed to load" in result.stderr
+
+
+def test_wait_healthy_gives_up_at_its_deadline_when_nothing_listens() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        result = wait_healthy("127.0.0.1", port, "--timeout", "0.5")
+    assert result.returncode == 1 and "not ready after 0.5 s" in result.stderr
+    assert result.stderr.count("not answering yet") == 1  # one line per change, not per probe

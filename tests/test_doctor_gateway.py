@@ -1,5 +1,5 @@
 """doctor's gateway audit (issue 7), token and address list, on an install staged by the real
-deploy/install.sh."""
+deploy/install.sh: the FluidMCP gateway (GATEWAY=fluidmcp) and the HTTP server (GATEWAY=http)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,30 @@ UNIT = "etc/systemd/system/vllm-mcp-gateway.service"
 GATEWAY_ENV = "etc/vllm-mcp/gateway.env"
 
 
-def install(root: Path, allow_from: str = "10.0.0.5 192.168.10.0/24") -> str:
-    """The real deploy/install.sh into ``root`` (no venv, no users, no systemctl); the token."""
-    env = {**os.environ, "DESTDIR": str(root), "SKIP_VENV": "1", "VARIANT": "cpu", "ALLOW_FROM": allow_from}
+HTTP_DROPIN = "etc/systemd/system/vllm-mcp-http.service.d/network.conf"
+HTTP_UNIT = "etc/systemd/system/vllm-mcp-http.service"
+HTTP_TOKENS = "etc/vllm-mcp/http-tokens"
+
+
+def run_install(root: Path, allow_from: str, gateway: str) -> None:
+    """The real deploy/install.sh into ``root`` (no venv, no users, no systemctl)."""
+    env = {
+        **os.environ,
+        "DESTDIR": str(root),
+        "SKIP_VENV": "1",
+        "VARIANT": "cpu",
+        "ALLOW_FROM": allow_from,
+        "GATEWAY": gateway,
+    }
     proc = subprocess.run(
         ["bash", str(ROOT / "deploy" / "install.sh")], env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def install(root: Path, allow_from: str = "10.0.0.5 192.168.10.0/24") -> str:
+    """The FluidMCP gateway installed into ``root``; its token."""
+    run_install(root, allow_from, "fluidmcp")
     token = [
         line.split("=", 1)[1]
         for line in (root / GATEWAY_ENV).read_text().splitlines()
@@ -57,6 +74,127 @@ def shown(check: Check) -> str:
 def test_gateway_without_a_unit_is_skipped(tmp_path: Path) -> None:
     check = gateway(tmp_path)
     assert check.status == "ok" and "no gateway unit installed" in check.message
+
+
+# --- the HTTP server (GATEWAY=http) -------------------------------------------------------------
+
+
+def install_http(root: Path, allow_from: str = "10.0.0.5 192.168.10.0/24") -> str:
+    """`vllm-mcp serve --transport http`'s unit installed into ``root``; its token."""
+    run_install(root, allow_from, "http")
+    (token,) = (root / HTTP_TOKENS).read_text().splitlines()
+    return token
+
+
+def test_http_fresh_install_passes_and_never_shows_the_token(tmp_path: Path) -> None:
+    token = install_http(tmp_path)
+    check = gateway(tmp_path)
+    assert check.status == "ok", check
+    assert check.message.startswith("vllm-mcp-http:")
+    assert "1 token in /etc/vllm-mcp/http-tokens" in check.message
+    assert "localhost, 10.0.0.5, 192.168.10.0/24" in check.message
+    assert check.details["endpoint"] == "http://0.0.0.0:8099/mcp" and check.details["tokens"] == 1
+    assert token not in shown(check)
+
+
+def test_http_counts_named_callers(tmp_path: Path) -> None:
+    install_http(tmp_path)
+    (tmp_path / HTTP_TOKENS).write_text("alice:" + "a" * 40 + "\n\nbob:" + "b" * 40 + "\n")
+    check = gateway(tmp_path)
+    assert check.status == "ok" and "2 tokens" in check.message
+    assert "a" * 40 not in shown(check)
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ("", "no token in it"),
+        ("\n  \n# only a comment\n", "no token in it"),
+        ("alice:\n", "http-tokens:1: a token must be printable ASCII"),
+        ("alice:" + "a" * 40 + "\nbob:short\n", "http-tokens:2: token shorter than 16"),
+        ("alice:" + "a" * 40 + "\nalice:" + "b" * 40 + "\n", "caller 'alice' appears twice"),
+    ],
+)
+def test_http_with_an_empty_token_file_warns(tmp_path: Path, content: str, says: str) -> None:
+    install_http(tmp_path)
+    (tmp_path / HTTP_TOKENS).write_text(content)
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "no usable bearer token" in check.message and says in check.message, (
+        check
+    )
+    assert "rotate-token.sh" in (check.fix or "")
+    assert "a" * 40 not in shown(check) and "b" * 40 not in shown(check)
+
+
+def test_http_token_file_missing_or_open_to_others_warns(tmp_path: Path) -> None:
+    token = install_http(tmp_path)
+    tokens = tmp_path / HTTP_TOKENS
+    tokens.chmod(0o640)  # the server warns about group access too
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "open to users other than its owner (mode 640)" in check.message
+    assert "chmod 0600" in (check.fix or "") and token not in shown(check)
+    tokens.unlink()
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "is missing" in check.message
+
+
+def test_http_without_a_token_file_warns_by_where_it_binds(tmp_path: Path) -> None:
+    install_http(tmp_path)
+    edit(tmp_path / HTTP_UNIT, "Environment=VLLM_MCP_HTTP_TOKEN_FILE=/etc/vllm-mcp/http-tokens\n", "")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "refuses to bind 0.0.0.0" in check.message
+    # The operator's env file overrides the unit's defaults, as systemd applies it.
+    (tmp_path / "etc/vllm-mcp/vllm-mcp.env").write_text("VLLM_MCP_HTTP_HOST=127.0.0.1\n")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "every local user" in check.message
+    assert "VLLM_MCP_HTTP_TOKEN_FILE" in (check.fix or "")
+
+
+def test_http_token_in_the_environment_or_on_the_command_line_warns(tmp_path: Path) -> None:
+    install_http(tmp_path)
+    (tmp_path / "etc/vllm-mcp/vllm-mcp.env").write_text("VLLM_MCP_HTTP_TOKEN=s3cret-visible\n")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "VLLM_MCP_HTTP_TOKEN is set" in check.message
+    assert "s3cret-visible" not in shown(check)
+    (tmp_path / "etc/vllm-mcp/vllm-mcp.env").write_text("")
+    edit(tmp_path / HTTP_UNIT, "serve --transport http", "serve --transport http --token=s3cret-visible")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "command line" in check.message
+    assert "s3cret-visible" not in shown(check)
+
+
+def test_http_open_address_list_warns(tmp_path: Path) -> None:
+    install_http(tmp_path, allow_from="10.0.0.5")
+    edit(tmp_path / HTTP_DROPIN, "IPAddressAllow=localhost 10.0.0.5", "IPAddressAllow=localhost any")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "lets everyone in" in check.message
+
+
+def test_http_token_file_unreadable_as_an_operator_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root reads everything, so the refusal a non-root operator meets is simulated.
+    install_http(tmp_path)
+    real = Path.read_text
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        if self.name == "http-tokens":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "cannot read /etc/vllm-mcp/http-tokens" in check.message
+    assert "sudo" in (check.fix or "")
+
+
+def test_both_units_on_one_host_warn(tmp_path: Path) -> None:
+    install_http(tmp_path)
+    (tmp_path / UNIT).write_text((ROOT / "systemd/vllm-mcp-gateway.service").read_text())
+    (tmp_path / GATEWAY_ENV).write_text("FMCP_SECURE_MODE=true\nFMCP_BEARER_TOKEN=" + "t" * 40 + "\n")
+    check = gateway(tmp_path)
+    assert check.status == "warn" and "share port 8099" in check.message
+    assert "GATEWAY=http" in (check.fix or "")
 
 
 def test_gateway_fresh_install_passes_and_never_shows_the_token(tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ from vllm_mcp.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
 GATEWAY = "vllm-mcp-gateway.service"
+HTTP = "vllm-mcp-http.service"
 PREFETCH = "vllm-mcp-prefetch.service"
+SERVERS = [HTTP, GATEWAY]  # what clients reach: one of the two is installed
 MAX_EXPOSURE = 2.0
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
@@ -42,9 +44,9 @@ def make_root(tmp: Path, allow: str | None = None) -> Path:
     root = tmp / "root"
     system = root / "etc/systemd/system"
     system.mkdir(parents=True)
-    for unit in (GATEWAY, PREFETCH):
+    for unit in (GATEWAY, HTTP, PREFETCH):
         shutil.copy(UNITS / unit, system / unit)
-        for key in ("ExecStart", "ExecStartPre"):
+        for key in ("ExecStart", "ExecStartPre", "ExecStartPost"):
             for command in service_values(UNITS / unit, key):
                 exe = root / command.split()[0].lstrip("+-!@").lstrip("/")
                 exe.parent.mkdir(parents=True, exist_ok=True)
@@ -53,11 +55,12 @@ def make_root(tmp: Path, allow: str | None = None) -> Path:
     host_units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
     shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
     if allow is not None:
-        dropin = system / f"{GATEWAY}.d"
-        dropin.mkdir()
-        (dropin / "network.conf").write_text(
-            f"[Service]\nIPAddressDeny=any\nIPAddressAllow=\nIPAddressAllow=localhost {allow}\n"
-        )
+        for unit in SERVERS:
+            dropin = system / f"{unit}.d"
+            dropin.mkdir()
+            (dropin / "network.conf").write_text(
+                f"[Service]\nIPAddressDeny=any\nIPAddressAllow=\nIPAddressAllow=localhost {allow}\n"
+            )
     return root
 
 
@@ -79,7 +82,7 @@ def security_line(output: str, setting: str) -> str:
     raise AssertionError(f"no {setting} line in:\n{output[-3000:]}")
 
 
-@pytest.mark.parametrize("unit", [GATEWAY, PREFETCH])
+@pytest.mark.parametrize("unit", [*SERVERS, PREFETCH])
 def test_units_verify_cleanly(tmp_path: Path, unit: str) -> None:
     root = make_root(tmp_path, allow="10.0.0.5")
     result = analyze("verify", f"--root={root}", unit)
@@ -97,7 +100,7 @@ def test_verify_catches_a_broken_setting(tmp_path: Path) -> None:
     assert "kill mode" in result.stderr.lower()
 
 
-@pytest.mark.parametrize("unit", [GATEWAY, PREFETCH])
+@pytest.mark.parametrize("unit", [*SERVERS, PREFETCH])
 def test_exposure_is_at_most_two(unit: str) -> None:
     result = analyze("security", "--offline=true", str(UNITS / unit))
     score = exposure(result.stdout + result.stderr)
@@ -105,15 +108,17 @@ def test_exposure_is_at_most_two(unit: str) -> None:
     assert score <= MAX_EXPOSURE
 
 
-def test_the_gateway_only_accepts_localhost_without_the_dropin() -> None:
-    result = analyze("security", "--offline=true", str(UNITS / GATEWAY))
+@pytest.mark.parametrize("unit", SERVERS)
+def test_the_server_only_accepts_localhost_without_the_dropin(unit: str) -> None:
+    result = analyze("security", "--offline=true", str(UNITS / unit))
     line = security_line(result.stdout, "✗ IPAddressDeny=")
     assert "allow list with only localhost entries" in line
 
 
-def test_the_dropin_adds_the_operators_clients(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", SERVERS)
+def test_the_dropin_adds_the_operators_clients(tmp_path: Path, unit: str) -> None:
     root = make_root(tmp_path, allow="10.0.0.5 192.168.10.0/24")
-    result = analyze("security", "--offline=true", f"--root={root}", GATEWAY)
+    result = analyze("security", "--offline=true", f"--root={root}", unit)
     line = security_line(result.stdout, "✗ IPAddressDeny=")
     assert "allow list with non-localhost entries" in line
     assert exposure(result.stdout) <= MAX_EXPOSURE
@@ -131,11 +136,75 @@ def test_without_ip_rules_the_scorer_notices(tmp_path: Path) -> None:
     )
 
 
-def test_stop_timeout_outlasts_the_shutdown_grace() -> None:
-    (timeout,) = service_values(UNITS / GATEWAY, "TimeoutStopSec")
+@pytest.mark.parametrize("unit", SERVERS)
+def test_stop_timeout_outlasts_the_shutdown_grace(unit: str) -> None:
+    (timeout,) = service_values(UNITS / unit, "TimeoutStopSec")
     grace = Settings.model_fields["shutdown_grace"].default
     assert float(timeout) > grace + 5, "in-flight calls need the grace period plus the gateway's own exit"
-    assert service_values(UNITS / GATEWAY, "KillMode") == ["mixed"]
+    assert service_values(UNITS / unit, "KillMode") == ["mixed"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "User",
+        "Group",
+        "Restart",
+        "RestartSec",
+        "KillMode",
+        "TimeoutStopSec",
+        "TimeoutStartSec",
+        "WorkingDirectory",
+        "DeviceAllow",
+        "IPAddressDeny",
+        "IPAddressAllow",
+        "SystemCallFilter",
+        "RestrictAddressFamilies",
+        "CapabilityBoundingSet",
+        "ProtectSystem",
+        "StateDirectory",
+        "RuntimeDirectory",
+        "LogsDirectory",
+        "CacheDirectory",
+    ],
+)
+def test_the_http_unit_keeps_the_gateway_units_settings(key: str) -> None:
+    # Hardening, life cycle and layout are the FluidMCP unit's, setting for setting.
+    assert service_values(UNITS / HTTP, key) == service_values(UNITS / GATEWAY, key)
+
+
+def test_http_unit_policy() -> None:
+    unit = UNITS / HTTP
+    (start,) = service_values(unit, "ExecStart")
+    assert start.split() == ["/opt/vllm-mcp/venv/bin/vllm-mcp", "serve", "--transport", "http"]
+    env = dict(e.split("=", 1) for e in service_values(unit, "Environment"))
+    assert env["VLLM_MCP_TRANSPORT"] == "http"
+    # It binds every address, so the kernel's address list and the token do the refusing;
+    # the port is the FluidMCP gateway's, so firewalls and clients' hosts stay as they were.
+    assert env["VLLM_MCP_HTTP_HOST"] == "0.0.0.0" and env["VLLM_MCP_HTTP_PORT"] == "8099"
+    # The token: a file the server reads by path; never a value in the environment or argv.
+    assert env["VLLM_MCP_HTTP_TOKEN_FILE"] == "/etc/vllm-mcp/http-tokens"
+    assert service_values(unit, "EnvironmentFile") == ["-/etc/vllm-mcp/vllm-mcp.env"]
+    for name in env:
+        assert "TOKEN" not in name or name == "VLLM_MCP_HTTP_TOKEN_FILE", name
+        assert not name.startswith(("FMCP_", "HUGGING_FACE", "HF_TOKEN")), name
+    for command in (
+        service_values(unit, "ExecStart")
+        + service_values(unit, "ExecStartPre")
+        + service_values(unit, "ExecStartPost")
+    ):
+        assert "--token" not in command and "TOKEN" not in command
+    # Readiness: the start waits for GET /healthz, with the probe install.sh puts there.
+    (post,) = service_values(unit, "ExecStartPost")
+    assert post.split()[-1] == "/opt/vllm-mcp/share/wait-healthy.py"
+    assert service_values(unit, "Type") == ["exec"]
+    assert service_values(unit, "ExecStartPre") == ["/opt/vllm-mcp/venv/bin/vllm-mcp doctor"]
+    # The two servers share port 8099: starting one stops the other.
+    assert "Conflicts=vllm-mcp-gateway.service" in unit.read_text()
+    # The prefetch unit runs before either.
+    prefetch = (UNITS / PREFETCH).read_text()
+    assert re.search(r"^Before=.*\bvllm-mcp-http\.service\b", prefetch, re.M)
+    assert re.search(r"^Before=.*\bvllm-mcp-gateway\.service\b", prefetch, re.M)
 
 
 def test_gateway_unit_policy() -> None:

@@ -1,0 +1,26 @@
+"""Every contender by name, for ``python -m bench --contenders``."""
+
+from __future__ import annotations
+
+from bench.contenders import (
+    Contender,
+    EngineContender,
+    McpContender,
+    McpPipeContender,
+    SequentialContender,
+    VllmServeContender,
+)
+from bench.mcp_http import FluidMcpContender, McpHttpContender
+
+CONTENDERS: dict[str, type[Contender]] = {
+    c.name: c
+    for c in (
+        EngineContender,
+        McpContender,
+        McpPipeContender,
+        VllmServeContender,
+        SequentialContender,
+        McpHttpContender,
+        FluidMcpContender,
+    )
+}
