@@ -22,6 +22,9 @@ class FakeTokenizer:
 
     chat_template = "fake: role-tagged transcript"
 
+    def __init__(self) -> None:
+        self.texts: list[str] = []  # every text encoded, so a test can see what reached a prompt
+
     def apply_chat_template(
         self,
         messages: list[dict[str, str]],
@@ -34,6 +37,7 @@ class FakeTokenizer:
         return self.encode(text + ("<assistant>" if add_generation_prompt else ""))
 
     def encode(self, text: str) -> list[int]:
+        self.texts.append(text)
         return [ord(c) % 50_000 for c in text]
 
 
@@ -42,10 +46,12 @@ class FakeEngine:
 
     ``generate`` streams ``reply`` (a string, or a function of the prompt's token ids)
     word by word as ``Delta`` objects, ``pace`` seconds apart, capped at the request's
-    ``max_tokens``. ``hold()`` makes new generations wait before their first token until
-    ``release()``. It records what a test needs to check: ``started`` (request ids in
+    ``max_tokens``; with ``endless`` it streams that text as every token until ``max_tokens``
+    (a long generation, for time budgets). ``loaded=True`` starts it ready, as if ``start()``
+    had run; otherwise calls wait for the model until ``start()``. ``hold()`` makes new
+    generations wait before their first token until ``release()``. It records what a test needs to check: ``started`` (request ids in
     order), ``finished``, ``aborted`` (closed or cancelled before the end, as vLLM's
-    abort would be called) and ``sampling`` per request id.
+    abort would be called), ``sampling`` per request id and the ``prompts`` it was given.
     """
 
     def __init__(
@@ -58,6 +64,8 @@ class FakeEngine:
         model_name: str = "fake-model",
         max_model_len: int = 4096,
         fail_to_load: str | None = None,
+        endless: str | None = None,
+        loaded: bool = False,
     ) -> None:
         self.settings = settings
         self.reply = reply
@@ -77,11 +85,16 @@ class FakeEngine:
         self.finished: list[str] = []
         self.aborted: list[str] = []
         self.sampling: dict[str, Sampling] = {}
+        self.prompts: list[list[int]] = []
+        self.endless = endless
         self.closed = False
         self._active: set[str] = set()
         self._ready = asyncio.Event()
         self._released = asyncio.Event()
         self._released.set()
+        if loaded:
+            self.state, self.load_seconds = EngineState.READY, 0.0
+            self._ready.set()
 
     # --- life cycle, as Engine ------------------------------------------------------
 
@@ -128,15 +141,19 @@ class FakeEngine:
         self.check_serving()
         self.started.append(request_id)
         self.sampling[request_id] = sampling
+        self.prompts.append(list(prompt_token_ids))
         self._active.add(request_id)
         done = False
         try:
             await self._released.wait()
-            text = self.reply(prompt_token_ids) if callable(self.reply) else self.reply
-            words = [w + " " for w in text.split(" ")]
-            words[-1] = words[-1][:-1]
-            words = words[: sampling.max_tokens]
-            reason = "length" if len(words) < len(text.split(" ")) else "stop"
+            if self.endless is not None:
+                words, reason = [self.endless] * sampling.max_tokens, "length"
+            else:
+                text = self.reply(prompt_token_ids) if callable(self.reply) else self.reply
+                words = [w + " " for w in text.split(" ")]
+                words[-1] = words[-1][:-1]
+                words = words[: sampling.max_tokens]
+                reason = "length" if len(words) < len(text.split(" ")) else "stop"
             for i, word in enumerate(words):
                 if self.pace:
                     await asyncio.sleep(self.pace)
@@ -195,3 +212,14 @@ class FakeChat:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def tools_over(engine: FakeEngine, **env: str) -> Any:
+    """``Tools`` as the app builds them, over the double; settings from ``env`` only."""
+    from vllm_mcp.config import Settings
+    from vllm_mcp.metrics import Metrics
+    from vllm_mcp.sessions import SessionStore
+    from vllm_mcp.tools import Tools
+
+    settings = Settings.load(environ=env)
+    return Tools(settings, engine, SessionStore(10, 50), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]

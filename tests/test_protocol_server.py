@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mcp.client.client import Client
 
-from tests.engine_double import SlowEngineDouble, make_tools
+from tests.doubles import FakeEngine, tools_over
 from vllm_mcp.protocol import build_server
 from vllm_mcp.protocol.server import drop_gateway_arguments
 
@@ -22,9 +22,9 @@ TOKEN = "gw-token-6f1d0c2a"
 HEADERS = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json", "host": "127.0.0.1:8099"}
 
 
-def run_calls(calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], SlowEngineDouble, Any]:
-    engine = SlowEngineDouble()
-    tools = make_tools(engine)
+def run_calls(calls: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], FakeEngine, Any]:
+    engine = FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True)
+    tools = tools_over(engine)
 
     async def scenario() -> list[Any]:
         async with Client(build_server(tools)) as client:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine_double import SlowEngineDouble, make_tools
+from tests.doubles import FakeEngine, tools_over
 from vllm_mcp import tools
 from vllm_mcp.config import ConfigError, Settings
 
@@ -23,8 +23,8 @@ def chat(t: tools.Tools, **arguments: Any) -> tuple[tools.ChatResult, float]:
 
 
 def test_the_server_budget_cuts_a_long_generation_and_returns_the_text_so_far() -> None:
-    engine = SlowEngineDouble()
-    t = make_tools(engine, VLLM_MCP_MAX_CALL_SECONDS="0.3")
+    engine = FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True)
+    t = tools_over(engine, VLLM_MCP_MAX_CALL_SECONDS="0.3")
     result, took = chat(t, max_tokens=100_000, session_id="s")
     assert result.finish_reason == "time_limit"
     assert result.text and result.text == "x" * result.usage.completion_tokens
@@ -35,25 +35,27 @@ def test_the_server_budget_cuts_a_long_generation_and_returns_the_text_so_far() 
 
 
 def test_timeout_s_is_capped_at_the_server_budget() -> None:
-    t = make_tools(SlowEngineDouble(), VLLM_MCP_MAX_CALL_SECONDS="30")
+    t = tools_over(
+        FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True), VLLM_MCP_MAX_CALL_SECONDS="30"
+    )
     assert t.time_budget(None) == 30 and t.time_budget(600) == 30 and t.time_budget(2.5) == 2.5
     result, took = chat(t, max_tokens=100_000, timeout_s=0.2)
     assert result.finish_reason == "time_limit" and took < 5
-    t = make_tools(SlowEngineDouble())
+    t = tools_over(FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True))
     assert t.time_budget(None) is None and t.time_budget(7) == 7
 
 
 def test_a_call_within_its_budget_is_untouched() -> None:
-    engine = SlowEngineDouble()
-    t = make_tools(engine, VLLM_MCP_MAX_CALL_SECONDS="30")
+    engine = FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True)
+    t = tools_over(engine, VLLM_MCP_MAX_CALL_SECONDS="30")
     result, _ = chat(t, max_tokens=5)
     assert result.finish_reason == "length" and result.usage.completion_tokens == 5
     assert engine.aborted == []
 
 
 def test_time_spent_waiting_counts_and_nothing_is_stored() -> None:
-    engine = SlowEngineDouble(load_seconds=10)  # still loading when the budget runs out
-    t = make_tools(engine)
+    engine = FakeEngine(endless="x", pace=0.01, model_name="double")  # still loading when the budget runs out
+    t = tools_over(engine)
     result, took = chat(t, timeout_s=0.2, session_id="s")
     assert result.finish_reason == "time_limit" and result.text == "" and took < 5
     assert result.usage.completion_tokens == 0
@@ -61,7 +63,9 @@ def test_time_spent_waiting_counts_and_nothing_is_stored() -> None:
 
 
 def test_time_queued_for_a_slot_counts() -> None:
-    t = make_tools(SlowEngineDouble(), VLLM_MCP_MAX_CONCURRENCY="1")
+    t = tools_over(
+        FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True), VLLM_MCP_MAX_CONCURRENCY="1"
+    )
 
     async def scenario() -> tuple[tools.ChatResult, tools.ChatResult]:
         first = asyncio.create_task(

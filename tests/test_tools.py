@@ -12,12 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.doubles import FakeEngine
+from tests.doubles import FakeEngine, tools_over
 from vllm_mcp import tools
-from vllm_mcp.config import Settings
 from vllm_mcp.engine import EngineUnavailable
-from vllm_mcp.metrics import Metrics
-from vllm_mcp.sessions import SessionStore
 
 
 def chat_args(**extra: Any) -> dict[str, Any]:
@@ -140,10 +137,8 @@ def test_pacer_reports_tokens_that_decode_to_no_text() -> None:
 
 def make_tools(engine: FakeEngine | None = None, **env: str) -> tuple[tools.Tools, FakeEngine]:
     """``Tools`` as the app builds them, over the double; settings from ``env`` only."""
-    settings = Settings.load(environ=env)
     engine = engine or FakeEngine()
-    metrics = Metrics(engine.model_name, None, 60)
-    return tools.Tools(settings, engine, SessionStore(10, 10), metrics), engine  # type: ignore[arg-type]
+    return tools_over(engine, **env), engine
 
 
 def run(scenario: Any) -> Any:
