@@ -49,9 +49,10 @@ class FakeEngine:
     ``max_tokens``; with ``endless`` it streams that text as every token until ``max_tokens``
     (a long generation, for time budgets). ``loaded=True`` starts it ready, as if ``start()``
     had run; otherwise calls wait for the model until ``start()``. ``hold()`` makes new
-    generations wait before their first token until ``release()``. It records what a test needs to check: ``started`` (request ids in
-    order), ``finished``, ``aborted`` (closed or cancelled before the end, as vLLM's
-    abort would be called), ``sampling`` per request id and the ``prompts`` it was given.
+    generations wait before their first token until ``release()``. It records what a test
+    needs to check: ``started`` (request ids in order), ``finished``, ``aborted`` (closed or
+    cancelled before the end, as vLLM's abort would be called), ``sampling`` per request id
+    and the ``prompts`` it was given.
     """
 
     def __init__(
