@@ -42,7 +42,7 @@ AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 
 def pytest_report_header() -> str | None:
-    """Say when the kernel may starve servers spawned by the SDK's stdio_client (README, Performance)."""
+    """Say when the kernel may starve servers spawned by the SDK's stdio_client (docs/performance.md)."""
     try:
         if AUTOGROUP.read_text().strip() == "1":
             return (

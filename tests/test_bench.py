@@ -64,7 +64,7 @@ def test_smoke_run_measures_every_contender_and_beats_the_sequential_server(tmp_
     assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "/ sequential" in (tmp_path / "smoke.md").read_text()
     # The server's own capability, as a client that reads its output promptly sees it
-    # (the SDK's stdio_client delays delivery on this machine: README.md, Performance).
+    # (the SDK's stdio_client delays delivery on this machine: docs/performance.md).
     at16 = next(r for r in results["ratios"] if r["concurrency"] == 16 and r["client"] == "vllm-mcp-pipe")
     assert at16["mcp_vs_sequential"] >= 3, proc.stderr[-3000:]
     # The same concurrency reaches HTTP clients (issue 11): streamed, with the token on.

@@ -167,8 +167,8 @@ def lower_worker_priority(root: int, nice: int) -> list[int]:
     the MCP client started us in a new session (the official SDK does), the server's front
     end then waits behind them for whole time slices: 8 concurrent calls took as long as 8
     calls one after another on a 2-core machine. A lower priority for the worker lets the
-    front end run when it needs to and costs nothing measurable otherwise (README,
-    Performance). Failures are logged, never raised: this is tuning, not correctness.
+    front end run when it needs to and costs nothing measurable otherwise (docs/performance.md,
+    "Findings"). Failures are logged, never raised: this is tuning, not correctness.
     """
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):

@@ -35,7 +35,7 @@ FIGURES = ROOT / ".cache" / "reliability" / "faults.json"
 
 
 def record(**figures: Any) -> None:
-    """Figures for README.md, Reliability, merged into one file."""
+    """Figures for docs/reliability.md, merged into one file."""
     FIGURES.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     data.update(figures)

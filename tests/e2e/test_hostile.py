@@ -4,7 +4,7 @@ Hand-made cases and hypothesis-generated ones go to the same `vllm-mcp serve`.
 After each batch: the server is alive and answers correctly, every request that
 had a usable id got exactly one response with that id, stdout held nothing but
 JSON-RPC lines, and errors used the right codes. The number of cases tried is
-written to ``.cache/reliability/hostile-cases.json`` (the README quotes it).
+written to ``.cache/reliability/hostile-cases.json`` (docs/reliability.md quotes it).
 
 The server runs with small limits so that abuse reaches them quickly: 64 KiB
 lines, 2000-character messages, 3 sessions of 4 messages, 2 generations and 2

@@ -1,7 +1,7 @@
 """End to end: the Hugging Face token never shows, and the stdio server opens no network socket.
 
 (vLLM's worker process does listen on loopback ports for torch.distributed; see
-README.md, Reliability.)
+docs/reliability.md.)
 
 A recognisable fake token is set; every command and every tool runs; stdout,
 stderr, the log file, model_info, the metrics textfile and the command lines of
