@@ -22,8 +22,8 @@ from vllm_mcp.config import (
     Settings,
     check_top_k,
     unknown_engine_args,
-    validate,
 )
+from vllm_mcp.config_check import validate
 from vllm_mcp.config_files import read_config_file, read_fluidmcp_config
 
 FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
@@ -336,7 +336,7 @@ def test_http_off_loopback_without_a_token_file_is_refused(host: str) -> None:
 
 
 def test_config_validate_reports_an_unauthenticated_public_bind() -> None:
-    from vllm_mcp.config import validate
+    from vllm_mcp.config_check import validate
 
     result = validate({"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_HOST": "0.0.0.0"})
     assert not result.ok

@@ -3,13 +3,15 @@
 Every setting has an environment variable (the seed's ``VLLM_*`` names, ours
 ``VLLM_MCP_*``) and a ``serve`` option. ``Settings.load`` is the only code that
 turns the environment into settings; everything else receives a ``Settings``. The
-environment is read here twice more, never for a setting's value: ``validate`` looks
-at every name in it for typos, and ``child_environment`` copies it for a child.
+environment is read here once more, never for a setting's value: ``child_environment``
+copies it for a child (and ``config_check.validate`` looks at every name in it for typos).
 
-Each validation rule lives here once. A combination that only limits what calls get
+Each validation rule lives here once (``config_check`` gathers what they find for
+``config validate``). A combination that only limits what calls get
 (a default reply longer than the context, say) is a warning (``Settings.warnings``),
 shown by ``doctor`` and ``config validate`` and logged by ``serve``; only what cannot
-serve at all is refused, so a supervisor does not restart the server in a loop.
+serve at all (or serves HTTP to the network without a token) is refused, so a supervisor does
+not restart the server in a loop.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -440,35 +441,6 @@ def mask_secret(secret: str | None) -> str | None:
     return f"<set, {len(secret)} characters>"
 
 
-# --- names that are ours, vLLM's, or typos --------------------------------------
-
-
-@dataclass(frozen=True)
-class UnknownName:
-    name: str
-    suggestion: str | None
-
-    def __str__(self) -> str:
-        hint = f"; did you mean {self.suggestion}?" if self.suggestion else ""
-        return f"unknown setting {self.name}{hint}"
-
-
-def unknown_names(names: list[str], engine_names: frozenset[str] = frozenset()) -> list[UnknownName]:
-    """``VLLM_``/``VLLM_MCP_`` names that neither we nor vLLM know, with the nearest known name."""
-    known = set(Settings.env_names().values()) | {"HF_TOKEN"}
-    out = []
-    for name in sorted(names):
-        if not name.startswith("VLLM_") or name in known or name in engine_names:
-            continue
-        pool = sorted(known if name.startswith("VLLM_MCP_") else known | engine_names)
-        close = difflib.get_close_matches(name, pool, n=1, cutoff=0.75)
-        # vLLM has hundreds of VLLM_* variables we do not list; only flag those
-        # that look like a typo of a name, or that claim our VLLM_MCP_ prefix.
-        if close or name.startswith("VLLM_MCP_") or not engine_names:
-            out.append(UnknownName(name, close[0] if close else None))
-    return out
-
-
 def child_environment(
     extra: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -481,59 +453,7 @@ def child_environment(
     return env
 
 
-# --- validation shared by `serve` and `config validate` ---------------------------
-
-
-@dataclass(frozen=True)
-class Validation:
-    """The outcome of validating one set of values: settings when valid, and every problem."""
-
-    label: str
-    settings: Settings | None
-    sources: dict[str, Source]
-    problems: list[str]
-    warnings: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def validate(
-    environ: Mapping[str, str] | None = None,
-    file_values: Mapping[str, str] | None = None,
-    *,
-    engine_names: frozenset[str] = frozenset(),
-    engine_arg_names: frozenset[str] = frozenset(),
-    gpu_count: int | None = None,
-    label: str = "environment",
-) -> Validation:
-    """Type and range checks (``Settings.load``), unknown names, and contradictions.
-
-    ``engine_names`` are the variables vLLM reads, ``engine_arg_names`` its engine
-    arguments (``VLLM_MCP_ENGINE_ARGS`` keys are not checked when empty). ``gpu_count``
-    is the number of GPUs visible on this machine, or None when there are none or it is
-    unknown (the parallelism check is then skipped).
-    """
-    environ = os.environ if environ is None else environ
-    problems: list[str] = []
-    settings: Settings | None = None
-    sources: dict[str, Source] = {}
-    try:
-        settings, sources = Settings.load_with_sources(environ, file_values=file_values)
-    except ConfigError as e:
-        problems.extend(e.lines)
-    names = sorted(set(environ) | set(file_values or {}))
-    problems.extend(str(u) for u in unknown_names(names, engine_names))
-    warnings: list[str] = []
-    if settings is not None:
-        if engine_arg_names:
-            problems.extend(unknown_engine_args(settings.engine_args, engine_arg_names))
-        parallel = parallel_problem(settings, gpu_count)
-        if parallel:
-            problems.append(parallel)
-        warnings = settings.warnings()
-    return Validation(label, settings, sources, problems, warnings)
+# --- rules that need more than the settings -------------------------------------
 
 
 def parallel_problem(settings: Settings, gpu_count: int | None) -> str | None:

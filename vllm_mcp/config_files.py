@@ -2,7 +2,7 @@
 
 ``config validate PATH`` reads them to validate what a deployment will pass to ``serve``,
 and doctor reads the gateway unit's environment files. The values they yield go through
-``config.validate`` like the environment's.
+``config_check.validate`` like the environment's.
 """
 
 from __future__ import annotations

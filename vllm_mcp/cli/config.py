@@ -9,7 +9,8 @@ import click
 
 from vllm_mcp.cli.doctor import engine_arg_names, engine_names
 from vllm_mcp.cli.errors import CheckFailed
-from vllm_mcp.config import ConfigError, Settings, validate
+from vllm_mcp.config import ConfigError, Settings
+from vllm_mcp.config_check import validate
 from vllm_mcp.config_files import read_config_file
 
 

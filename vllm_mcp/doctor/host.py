@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_mcp import config
+from vllm_mcp import config_check
 from vllm_mcp.config import EMBEDDED_MODEL, Settings
 from vllm_mcp.doctor.gpu import GpuProbe
 from vllm_mcp.doctor.probes import Probes
@@ -172,7 +172,7 @@ def check_cpu(p: Probes, s: Settings) -> Check:
 
 
 def check_config(p: Probes, gpu: GpuProbe) -> tuple[Check, Settings | None]:
-    v = config.validate(
+    v = config_check.validate(
         p.environ,
         engine_names=p.engine_names(),
         engine_arg_names=p.engine_arg_names(),
