@@ -96,7 +96,7 @@ def test_tools_list_and_chat_with_progress(served: Any, mode: str) -> None:
             expected = "2026-07-28" if mode == "auto" else "2025-11-25"
             assert client.session.protocol_version == expected
             names = {t.name for t in (await client.list_tools()).tools}
-            assert names == {"chat_completion", "model_info", "end_session"}
+            assert names == {"chat_completion", "complete", "model_info", "end_session"}
             events: list[tuple[float, float | None, str | None]] = []
 
             async def progress(p: float, total: float | None, message: str | None) -> None:

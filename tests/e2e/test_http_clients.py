@@ -52,7 +52,7 @@ def test_inspector_lists_the_tools(served: Any) -> None:
     done = run([str(BIN / "mcp-inspector"), "--cli", served.url, "--method", "tools/list"])
     assert done.returncode == 0, done.stderr
     tools = {t["name"]: t for t in json.loads(done.stdout)["tools"]}
-    assert set(tools) == {"chat_completion", "model_info", "end_session"}
+    assert set(tools) == {"chat_completion", "complete", "model_info", "end_session"}
     assert "messages" in tools["chat_completion"]["inputSchema"]["properties"]
 
 
