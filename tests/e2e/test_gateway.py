@@ -172,6 +172,14 @@ def scenario(root: Path) -> dict[str, Any]:
         )
         report["bearer_scheme_only"] = call("model_info", {}, "", 3)
         report["info_before"] = call("model_info", {}, token, 4)
+        # The unit gives each call 25 s (VLLM_MCP_MAX_CALL_SECONDS, under FluidMCP's 30 s cut), time
+        # waiting for the model included: wait for it as a client of a fresh service would.
+        loaded_by = time.monotonic() + 600
+        while time.monotonic() < loaded_by:
+            _status, info = call("model_info", {}, token, 40)
+            if info["result"]["structuredContent"]["server_state"] != "loading":
+                break
+            time.sleep(1)
         report["right_token"] = call("chat_completion", {**chat, "session_id": "friend"}, token, 5)
         report["info_after"] = call("model_info", {}, token, 6)
         report["cmdlines"] = cmdlines(gateway.pid)
