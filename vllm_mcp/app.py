@@ -13,15 +13,13 @@ import contextlib
 import logging
 import os
 import signal
-import sys
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config import Settings
-from vllm_mcp.engine import LOAD_THREAD, Engine, EngineState, prepare_process_environment
+from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
@@ -32,7 +30,6 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ENGINE_DIED, EXIT_CONFIG = 0, 1, 2
 
-_load_abandoned = threading.Event()
 """Set when shutdown cut a model load short: the exit then skips interpreter teardown."""
 
 
@@ -121,7 +118,6 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
             engine_task.cancel()  # a load in progress stops now, its processes with it
             with contextlib.suppress(asyncio.CancelledError):
                 await engine_task
-            _load_abandoned.set()
         await engine.aclose()
         metrics.set_engine_state(engine.state.value)
         metrics.write()
@@ -150,13 +146,11 @@ def run(settings: Settings) -> int:
 
 
 def exit_now(code: int) -> None:
-    """Exit without waiting for threads stuck on a peer that stopped reading our output."""
-    if _load_abandoned.is_set():
-        # Half-built vLLM and torch state: interpreter teardown (atexit finalizers, joins
-        # of the load thread's processes) took ~10 s here after a cancelled load.
-        sys.stderr.flush()
-        os._exit(code)
-    for t in threading.enumerate():
-        if t is not threading.current_thread() and t.is_alive() and (not t.daemon or t.name == LOAD_THREAD):
-            os._exit(code)
-    sys.exit(code)
+    """Exit now, without interpreter teardown: ``run`` has closed all the server owns.
+
+    What teardown would still do can block for good or for long: flushing stderr into a
+    pipe that a gateway never reads (FluidMCP), vLLM's and torch's finalizers after a
+    cancelled load (~10 s here), joining threads stuck on a peer that stopped reading our
+    output. The protocol stream is written unbuffered, sessions, metrics and logs are closed.
+    """
+    os._exit(code)
