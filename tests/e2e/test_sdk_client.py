@@ -48,7 +48,7 @@ def test_the_sdk_client_lists_chats_streams_and_keeps_a_session(
 ) -> None:
     report = asyncio.run(asyncio.wait_for(session_through(mode, serve_env(tiny_model)), 600))
     assert report["version"] == version
-    assert report["tools"] == ["chat_completion", "end_session", "model_info"]
+    assert report["tools"] == ["chat_completion", "complete", "end_session", "model_info"]
     chat = report["chat"]
     assert not chat.is_error, chat.content[0].text
     assert chat.structured_content["usage"]["completion_tokens"] == 12
