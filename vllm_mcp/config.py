@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from vllm_mcp import lora
+from vllm_mcp import lora, multinode
 
 EMBEDDED_MODEL = "embedded"
 
@@ -123,6 +123,18 @@ class Settings(BaseModel):
         None,
         alias="VLLM_DISTRIBUTED_EXECUTOR_BACKEND",
         description="vLLM executor backend ('ray' for multi-node); vLLM picks if unset.",
+    )
+    nnodes: int = Field(
+        1, alias="VLLM_NNODES", ge=1, description="Nodes one model spans (vLLM's multiprocessing multi-node)."
+    )
+    node_rank: int = Field(
+        0, alias="VLLM_NODE_RANK", ge=0, description="This node's rank: 0 runs `serve`, the others `worker`."
+    )
+    master_addr: str | None = Field(
+        None, alias="VLLM_MASTER_ADDR", description="The head node's address; needed when VLLM_NNODES > 1."
+    )
+    master_port: int = Field(
+        29501, alias="VLLM_MASTER_PORT", ge=1, le=65535, description="The head node's rendezvous port."
     )
     engine_args: dict[str, Any] = Field(
         default_factory=dict,
@@ -282,6 +294,7 @@ class Settings(BaseModel):
     @field_validator(
         "max_model_len",
         "distributed_executor_backend",
+        "master_addr",
         "hf_token",
         "log_file",
         "session_store",
@@ -293,6 +306,11 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("master_addr")
+    @classmethod
+    def _master_addr(cls, v: str | None) -> str | None:
+        return None if v is None else multinode.check_master_addr(v)
 
     @field_validator("http_allowed_hosts")
     @classmethod
@@ -321,6 +339,9 @@ class Settings(BaseModel):
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send); "
                 "refusing to serve without authentication"
             )
+        spanned = multinode.problem(self)
+        if spanned:
+            raise ValueError(spanned)
         return self
 
     def warnings(self, model_context: int | None = None) -> list[str]:
