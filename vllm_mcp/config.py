@@ -482,14 +482,15 @@ def parallel_problem(settings: Settings, gpu_count: int | None) -> str | None:
 
     None when it fits, when ``gpu_count`` is unknown, or with Ray, whose other nodes may bring GPUs.
     """
-    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size // settings.nnodes
     if not gpu_count or needed <= gpu_count or settings.distributed_executor_backend == "ray":
         return None
+    nodes = f" on each of VLLM_NNODES ({settings.nnodes}) nodes" if settings.nnodes > 1 else ""
     return (
         f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
         f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
-        f"GPUs but {gpu_count} are visible; lower it, or use "
-        "VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray across several nodes"
+        f"GPUs{nodes} but {gpu_count} are visible; lower it, or spread it over more nodes "
+        "(VLLM_NNODES, docs/multinode.md)"
     )
 
 

@@ -53,6 +53,11 @@ def world_size(settings: Settings) -> int:
     return dp * settings.pipeline_parallel_size * settings.tensor_parallel_size
 
 
+def local_workers(settings: Settings) -> int:
+    """Workers (GPUs) on each node: vLLM splits the world evenly over the nodes."""
+    return max(1, world_size(settings) // settings.nnodes)
+
+
 def problem(settings: Settings) -> str | None:
     """What makes a multi-node configuration unable to start (``Settings`` refuses it), or None."""
     taken = [f"{arg} ({name})" for arg, name in OWN_ARGS.items() if arg in settings.engine_args]
@@ -169,5 +174,5 @@ def describe(settings: Settings) -> dict[str, Any]:
         "nnodes": settings.nnodes,
         "master": f"{settings.master_addr}:{settings.master_port}",
         "world_size": world_size(settings),
-        "local_workers": world_size(settings) // settings.nnodes,
+        "local_workers": local_workers(settings),
     }
