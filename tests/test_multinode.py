@@ -173,4 +173,5 @@ def test_the_gpu_check_counts_the_gpus_of_one_node() -> None:
     four_by_two = {**HEAD, "VLLM_TENSOR_PARALLEL_SIZE": "4", "VLLM_PIPELINE_PARALLEL_SIZE": "2"}
     assert parallel_problem(Settings.load(environ=four_by_two), gpu_count=4) is None
     problem = parallel_problem(Settings.load(environ=four_by_two), gpu_count=2)
-    assert problem is not None and "needs 4 GPUs on each of VLLM_NNODES (2) nodes but 2 are visible" in problem
+    assert problem is not None
+    assert "needs 4 GPUs on each of VLLM_NNODES (2) nodes but 2 are visible" in problem
