@@ -101,6 +101,11 @@ def test_a_model_split_over_two_nodes_answers_a_chat(tiny_model: Path, layout: s
     finally:
         if client is not None:
             client.close()
+        try:
+            alone = worker.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            alone = None
+        print(f"worker exit status on its own after the head stopped: {alone}")
         code = worker.stop()
         print("\n".join(worker.lines[-60:]))
     assert worker.stdout == ""  # logs go to stderr, as JSON
