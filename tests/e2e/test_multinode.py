@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,32 @@ def test_a_model_split_over_two_nodes_answers_a_chat(tiny_model: Path, layout: s
         print("\n".join(worker.lines[-60:]))
     assert worker.stdout == ""  # logs go to stderr, as JSON
     assert code in (0, 1)
+
+
+def test_a_worker_node_waiting_for_its_head_stops_cleanly_on_sigterm(tiny_model: Path) -> None:
+    import psutil
+
+    env = serve_env(
+        tiny_model,
+        VLLM_NNODES="2",
+        VLLM_NODE_RANK="1",
+        VLLM_MASTER_ADDR="127.0.0.1",
+        VLLM_MASTER_PORT=str(free_port()),  # nobody listens: the head never comes
+        VLLM_TENSOR_PARALLEL_SIZE="2",
+    )
+    worker = Worker(env, core=1)
+    deadline = time.monotonic() + 300
+    tree: list[psutil.Process] = []
+    waiting = False  # its vLLM worker process is up, waiting at the rendezvous
+    while not waiting and time.monotonic() < deadline and worker.proc.poll() is None:
+        time.sleep(0.5)
+        with contextlib.suppress(psutil.Error):
+            tree = psutil.Process(worker.proc.pid).children(recursive=True)
+            waiting = any(p.name().startswith("VLLM::Worker") for p in tree)
+    assert worker.proc.poll() is None, "\n".join(worker.lines[-40:])
+    code = worker.stop(timeout=60)
+    print("\n".join(worker.lines[-20:]))
+    assert code == 0
+    assert "worker node stopped" in worker.messages()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert alive == []
