@@ -133,7 +133,7 @@ def test_a_worker_node_waiting_for_its_head_stops_cleanly_on_sigterm(tiny_model:
         with contextlib.suppress(psutil.Error):
             tree = psutil.Process(worker.proc.pid).children(recursive=True)
             waiting = any(p.name().startswith("VLLM::Worker") for p in tree)
-    assert worker.proc.poll() is None, "\n".join(worker.lines[-40:])
+    assert waiting and worker.proc.poll() is None, "\n".join(worker.lines[-40:])
     code = worker.stop(timeout=60)
     print("\n".join(worker.lines[-20:]))
     assert code == 0
