@@ -282,10 +282,11 @@ def platform_facts() -> multinode.PlatformFacts:
     return str(current_platform.device_name), str(current_platform.ray_device_key)
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
     """This node's share of the model's workers, headless (``vllm serve --headless``'s way).
 
-    Blocks until a worker process exits (the head stopped, say) or a signal handler raises.
+    ``on_ready`` runs once the head has connected. Blocks until a worker process exits or a
+    signal handler raises.
     """
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.executor.multiproc_executor import MultiprocExecutor
@@ -296,6 +297,7 @@ def run_worker(settings: Settings) -> None:
     executor = MultiprocExecutor(config, monitor_workers=False)
     try:
         log.info("worker node ready", extra=multinode.describe(settings))
+        on_ready()
         executor.start_worker_monitor(inline=True)
     finally:
         executor.shutdown()
