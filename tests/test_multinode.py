@@ -88,9 +88,9 @@ def test_data_parallel_from_the_engine_arguments_counts_in_the_world_size() -> N
     assert multinode.world_size(s) == 2
 
 
-@pytest.mark.parametrize("addr", ["10.0.0.1", "head-0.cluster.local", "fe80::1", " 10.0.0.1 "])
+@pytest.mark.parametrize("addr", ["10.0.0.1", "head-0.cluster.local", "fe80::1", " 10.0.0.1 ", "[fd00::5]"])
 def test_the_master_address_is_a_host_or_an_ip(addr: str) -> None:
-    assert Settings.load(environ={**HEAD, "VLLM_MASTER_ADDR": addr}).master_addr == addr.strip()
+    assert Settings.load(environ={**HEAD, "VLLM_MASTER_ADDR": addr}).master_addr == addr.strip(" []")
 
 
 @pytest.mark.parametrize("addr", ["10.0.0.1:29501", "head:29501", "tcp://10.0.0.1", "a b"])

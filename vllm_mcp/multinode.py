@@ -36,8 +36,10 @@ _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9
 
 
 def check_master_addr(value: str) -> str:
-    """The head's address: a host name or an IP address, without a port."""
+    """The head's address: a host name or an IP address, without a port (``[v6]`` unbracketed)."""
     value = value.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
     if not _HOST.fullmatch(value) or value.count(":") == 1:
         raise ValueError(
             "must be the head node's host name or IP address without a port, e.g. 10.0.0.1 "
