@@ -251,7 +251,11 @@ def scopes_of(claims: dict[str, Any]) -> list[str]:
 
 
 def caller_name(claims: dict[str, Any], claim: str) -> str:
+    """The caller: ``claim``'s value; for ``sub``, ``client_id`` where there is no subject
+    (an introspected client-credentials token, RFC 7662 makes ``sub`` optional)."""
     value = claims.get(claim)
+    if value is None and claim == "sub":
+        value = claims.get("client_id")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value or len(value) > MAX_CALLER_CHARS:
