@@ -265,8 +265,8 @@ class Settings(BaseModel):
         alias="VLLM_MCP_OAUTH_AUDIENCE",
         description="The resource tokens must be issued for (RFC 8707); the public /mcp URL if unset.",
     )
-    oauth_scopes: str = Field(
-        "", alias="VLLM_MCP_OAUTH_SCOPES", description="Scopes every token must carry, space-separated."
+    oauth_scopes: str | None = Field(
+        None, alias="VLLM_MCP_OAUTH_SCOPES", description="Scopes every token must carry, space-separated."
     )
     oauth_jwks_url: str | None = Field(
         None, alias="VLLM_MCP_OAUTH_JWKS_URL", description="The issuer's key set; discovered if unset."
@@ -333,6 +333,7 @@ class Settings(BaseModel):
         "http_public_url",
         "oauth_issuer",
         "oauth_audience",
+        "oauth_scopes",
         "oauth_jwks_url",
         "oauth_introspection_url",
         "oauth_client_id",
@@ -369,11 +370,11 @@ class Settings(BaseModel):
 
     @field_validator("oauth_scopes", "oauth_caller_claim")
     @classmethod
-    def _oauth_words(cls, v: str, info: Any) -> str:
+    def _oauth_words(cls, v: str | None, info: Any) -> str | None:
         from vllm_mcp import oauth_rules
 
         if info.field_name == "oauth_scopes":
-            return oauth_rules.check_scopes(v)
+            return oauth_rules.check_scopes(v) if v is not None else None
         return oauth_rules.check_claim(v)
 
     @property

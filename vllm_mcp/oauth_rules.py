@@ -41,13 +41,13 @@ def check_url(value: str, what: str, *, path_allowed: bool = True) -> str:
     return value.rstrip("/") if not path_allowed else value
 
 
-def check_scopes(value: str) -> str:
+def check_scopes(value: str) -> str | None:
     """Space-separated scope tokens, normalised to single spaces."""
     scopes = value.split()
     bad = [s for s in scopes if not _SCOPE.fullmatch(s)]
     if bad:
         raise ValueError(f"{bad[0]!r} is not an OAuth scope (space-separated, e.g. 'mcp:tools')")
-    return " ".join(dict.fromkeys(scopes))
+    return " ".join(dict.fromkeys(scopes)) or None
 
 
 def check_claim(value: str) -> str:

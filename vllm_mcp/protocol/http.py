@@ -253,7 +253,7 @@ class HttpTransport(Transport):
         if self.oauth is not None:  # the metadata route and WWW-Authenticate (protocol/oauth.py)
             from vllm_mcp.protocol import oauth
 
-            scopes = s.oauth_scopes.split()
+            scopes = (s.oauth_scopes or "").split()
             auth = oauth.auth_settings(self.oauth, scopes)
             verifier = self.oauth
             if self.verifier is not None:
