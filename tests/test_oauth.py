@@ -366,3 +366,27 @@ def test_an_unreachable_issuer_stops_the_transport_at_start(tmp_path: Any) -> No
     }
     with pytest.raises(HttpSetupError, match=f"cannot discover the issuer .*127.0.0.1:{port}"):
         HttpTransport(Settings.load(environ=env))
+
+
+def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: Any) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support import serve_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "vllm_mcp", "serve", "--transport", "http"],
+        env=serve_env(
+            tmp_path / "no-model", VLLM_MCP_HTTP_PORT="0", VLLM_MCP_OAUTH_ISSUER=f"http://127.0.0.1:{port}"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert f"cannot discover the issuer VLLM_MCP_OAUTH_ISSUER=http://127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""

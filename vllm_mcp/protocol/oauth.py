@@ -396,13 +396,13 @@ def resource_url(settings: Any, bound_url: str) -> str:
     return bound_url
 
 
-def start(settings: Any, bound_url: str) -> OAuthVerifier:
+def start(settings: Any, bound_url: str, client: httpx.Client | None = None) -> OAuthVerifier:
     """Discover the issuer and fetch its keys now, so a bad issuer stops the server at start."""
     issuer = str(settings.oauth_issuer)
     introspection = None
-    with httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False) as client:
-        found = discover(client, issuer, settings.oauth_jwks_url)
-        keys = KeySet.load(client, found.jwks_uri)
+    with client or httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False) as http:
+        found = discover(http, issuer, settings.oauth_jwks_url)
+        keys = KeySet.load(http, found.jwks_uri)
     if settings.oauth_client_id:
         url = settings.oauth_introspection_url or found.introspection_endpoint
         if not url:
