@@ -85,3 +85,20 @@ def test_the_audience_comes_from_the_public_url(tmp_path: Any) -> None:
     assert resource_url(load(**base, VLLM_MCP_OAUTH_AUDIENCE="https://x.example.org/v"), bound) == (
         "https://x.example.org/v"
     )
+
+
+def test_config_show_names_the_secret_file_never_the_secret(tmp_path: Any) -> None:
+    from tests.test_cli import invoke
+
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t-introspection-secret\n")
+    done = invoke(
+        "config",
+        "show",
+        "--json",
+        VLLM_MCP_OAUTH_ISSUER="https://auth.example.org",
+        VLLM_MCP_OAUTH_CLIENT_ID="rs",
+        VLLM_MCP_OAUTH_CLIENT_SECRET_FILE=str(secret),
+    )
+    assert done.exit_code == 0, done.output
+    assert str(secret) in done.output and "s3cr3t" not in done.output
