@@ -158,7 +158,7 @@ def test_a_foreign_key_is_refused_and_refetches_are_rate_limited(issuer: Issuer)
     assert check(v, issuer.token(key=foreign, headers={"kid": "k9"})) is None
     assert check(v, issuer.token(key=foreign, headers={"kid": "k8"})) is None
     assert issuer.fetches == 0  # fetched at start less than REFETCH_SECONDS ago: no fetch
-    v.keys.fetched -= oauth.REFETCH_SECONDS
+    v.keys.tried -= oauth.REFETCH_SECONDS
     assert check(v, issuer.token(key=foreign, headers={"kid": "k9"})) is None
     assert check(v, issuer.token(key=foreign, headers={"kid": "k7"})) is None
     assert issuer.fetches == 1
@@ -166,16 +166,30 @@ def test_a_foreign_key_is_refused_and_refetches_are_rate_limited(issuer: Issuer)
 
 def test_a_rotated_key_is_fetched_on_its_first_token(issuer: Issuer) -> None:
     v = issuer.verifier()
-    v.keys.fetched -= oauth.REFETCH_SECONDS
+    v.keys.tried -= oauth.REFETCH_SECONDS
     jwk2, key2 = rsa_jwk("k2")
     issuer.published.append(public(jwk2))
     assert check(v, issuer.token(key=key2, headers={"kid": "k2"})).client_id == "alice"
     assert issuer.fetches == 1
 
 
+def test_old_keys_are_fetched_again_once_for_many_requests(issuer: Issuer) -> None:
+    v = issuer.verifier()
+    v.keys.fetched = v.keys.tried = v.keys.fetched - oauth.KEYS_MAX_AGE - 1
+    issuer.published = []  # the key was withdrawn: its tokens stop working
+    issuer.published.append(public(rsa_jwk("k3")[0]))
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(v.verify_token(issuer.token()) for _ in range(5)))
+
+    assert asyncio.run(many()) == [None] * 5
+    assert issuer.fetches == 1
+
+
 def test_a_token_that_cannot_be_checked_is_refused(issuer: Issuer) -> None:
     v = issuer.verifier()
     v.keys.fetched -= oauth.KEYS_MAX_AGE + 1  # stale keys must be fetched, and the issuer is down
+    v.keys.tried = v.keys.fetched
     issuer.down = True
     assert check(v, issuer.token(headers={"kid": "k2"})) is None
     assert check(v, "not-a-jwt") is None  # opaque, and no introspection configured

@@ -158,7 +158,7 @@ class KeySet:
     def __init__(self, url: str, keys: list[_Key]) -> None:
         self.url = url
         self.keys = keys
-        self.fetched = time.monotonic()
+        self.fetched = self.tried = time.monotonic()  # last success, last attempt
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -177,21 +177,23 @@ class KeySet:
         stale = time.monotonic() - self.fetched > KEYS_MAX_AGE
         key = None if stale else self.find(kid)
         if key is None:
-            await self._refetch(client, force=stale)
+            await self._refetch(client)
             key = self.find(kid)
         if key is None:
             raise TokenRejected(f"no key {kid!r} in the issuer's key set")
         return key
 
-    async def _refetch(self, client: httpx.AsyncClient, force: bool) -> None:
+    async def _refetch(self, client: httpx.AsyncClient) -> None:
+        """One fetch at a time, at most one per ``REFETCH_SECONDS`` (a failure waits too)."""
         async with self._lock:
-            if not force and time.monotonic() - self.fetched < REFETCH_SECONDS:
+            if time.monotonic() - self.tried < REFETCH_SECONDS:
                 return
-            self.fetched = time.monotonic()  # a failure also waits before the next try
+            self.tried = time.monotonic()
             try:
                 reply = await client.get(self.url, headers={"Accept": "application/json"})
                 reply.raise_for_status()
                 self.keys = parse_keys(reply.json())
+                self.fetched = time.monotonic()
             except (httpx.HTTPError, ValueError) as e:
                 log.warning(
                     "cannot fetch the issuer's key set; keeping the keys it had",
