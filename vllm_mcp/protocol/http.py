@@ -253,11 +253,7 @@ class HttpTransport(Transport):
         if self.oauth is not None:  # the metadata route and WWW-Authenticate (protocol/oauth.py)
             from vllm_mcp.protocol import oauth
 
-            scopes = (s.oauth_scopes or "").split()
-            auth = oauth.auth_settings(self.oauth, scopes)
-            verifier = self.oauth
-            if self.verifier is not None:
-                verifier = oauth.EitherVerifier(self.verifier, self.oauth, scopes)
+            auth, verifier = oauth.app_auth(self.oauth, self.verifier, s.oauth_scopes)
         elif self.verifier is not None:
             # The SDK wires BearerAuthBackend + RequireAuthMiddleware only with AuthSettings;
             # no OAuth routes are made (no provider, no resource_server_url).
@@ -273,12 +269,6 @@ class HttpTransport(Transport):
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
         )
         return _Gate(app, self)
-
-    def _auth_name(self) -> str:
-        if self.oauth is None:
-            return "bearer token file" if self.verifier else "none (loopback only)"
-        via = "bearer token file or " if self.verifier else ""
-        return f"{via}OAuth tokens from {self.oauth.issuer.issuer} for {self.oauth.audience}"
 
     async def _health(self, request: Request) -> JSONResponse:
         state = self.health()
@@ -303,7 +293,9 @@ class HttpTransport(Transport):
             extra={
                 "url": self.url,
                 "health": self.url.removesuffix(MCP_PATH) + HEALTH_PATH,
-                "auth": self._auth_name(),
+                "auth": self.oauth.describe(self.verifier)
+                if self.oauth
+                else ("bearer token file" if self.verifier else "none (loopback only)"),
                 "callers": self.verifier.caller_names if self.verifier else [],
             },
         )

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import httpx
 import jwt
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -358,6 +357,11 @@ class OAuthVerifier:
         if self.audience not in audiences:
             raise TokenRejected("introspected token not issued for this resource")
 
+    def describe(self, token_file: Any = None) -> str:
+        """What the server accepts, for its start-up log line."""
+        via = "bearer token file or " if token_file is not None else ""
+        return f"{via}OAuth tokens from {self.issuer.issuer} for {self.audience}"
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -435,5 +439,8 @@ def auth_settings(verifier: OAuthVerifier, scopes: list[str]) -> AuthSettings:
     )
 
 
-def metadata_url(verifier: OAuthVerifier) -> str:
-    return str(build_resource_metadata_url(verifier.audience))  # type: ignore[arg-type]
+def app_auth(verifier: OAuthVerifier, token_file: Any, scopes: str | None) -> tuple[AuthSettings, Any]:
+    """What the SDK's app gets: the resource-server settings and the one verifier behind them."""
+    required = (scopes or "").split()
+    either = EitherVerifier(token_file, verifier, required) if token_file is not None else verifier
+    return auth_settings(verifier, required), either
