@@ -405,3 +405,27 @@ def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: An
     assert done.returncode == 2
     assert f"cannot discover the issuer VLLM_MCP_OAUTH_ISSUER=http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_once_the_issuer_is_down_unknown_keys_get_401_known_ones_still_work(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_http import ServedDouble, wait_listening
+
+    monkeypatch.setattr(oauth, "REFETCH_SECONDS", 0.0)  # no wait before fetching the keys again
+    auth = AuthServer(tmp_path)
+    try:
+        served = ServedDouble(tmp_path, server=whoami_server(), VLLM_MCP_OAUTH_ISSUER=auth.issuer)
+        try:
+            wait_listening(served.base + "/healthz")
+            good = auth.token(served.url)
+            auth.close()  # the issuer goes away while the server runs
+            assert post(served, good).status_code == 200  # its key was fetched at start
+            rotated = auth.mint({"aud": served.url}, key=rsa_jwk("k2")[1], headers={"kid": "k2"})
+            reply = post(served, rotated)  # a key it would have to fetch, from an issuer that is down
+            assert reply.status_code == 401 and 'error="invalid_token"' in challenge(reply)
+            assert "cannot fetch the issuer's key set; keeping the keys it had" in caplog.messages
+        finally:
+            served.close()
+    finally:
+        auth.close()
