@@ -259,6 +259,48 @@ class Settings(BaseModel):
         description="Comma-separated Host header values the HTTP transport accepts besides the "
         "address it listens on (DNS-rebinding protection); '*' accepts any.",
     )
+    http_public_url: str | None = Field(
+        None,
+        alias="VLLM_MCP_HTTP_PUBLIC_URL",
+        description="The origin clients reach this server at (https://host[:port]) behind a proxy; "
+        "the OAuth audience and metadata URLs are built from it.",
+    )
+    # --- OAuth 2.1 resource server (ours; vllm_mcp/oauth_rules.py, docs/http.md) ------
+    oauth_issuer: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_ISSUER",
+        description="Authorization server whose access tokens HTTP clients may send (its keys are "
+        "found through OpenID / RFC 8414 discovery); off if unset.",
+    )
+    oauth_audience: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_AUDIENCE",
+        description="The resource tokens must be issued for (RFC 8707); the public /mcp URL if unset.",
+    )
+    oauth_scopes: str | None = Field(
+        None, alias="VLLM_MCP_OAUTH_SCOPES", description="Scopes every token must carry, space-separated."
+    )
+    oauth_jwks_url: str | None = Field(
+        None, alias="VLLM_MCP_OAUTH_JWKS_URL", description="The issuer's key set; discovered if unset."
+    )
+    oauth_caller_claim: str = Field(
+        "sub", alias="VLLM_MCP_OAUTH_CALLER_CLAIM", description="Token claim that names the caller."
+    )
+    oauth_introspection_url: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_INTROSPECTION_URL",
+        description="RFC 7662 endpoint for opaque tokens; the discovered one if unset.",
+    )
+    oauth_client_id: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_CLIENT_ID",
+        description="Client id this server introspects tokens as; introspection is off if unset.",
+    )
+    oauth_client_secret_file: Path | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_CLIENT_SECRET_FILE",
+        description="File holding that client's secret (never logged or shown).",
+    )
 
     @field_validator("default_top_k")
     @classmethod
@@ -301,6 +343,14 @@ class Settings(BaseModel):
         "metrics_textfile",
         "http_token_file",
         "http_allowed_hosts",
+        "http_public_url",
+        "oauth_issuer",
+        "oauth_audience",
+        "oauth_scopes",
+        "oauth_jwks_url",
+        "oauth_introspection_url",
+        "oauth_client_id",
+        "oauth_client_secret_file",
         mode="before",
     )
     @classmethod
@@ -326,6 +376,25 @@ class Settings(BaseModel):
             )
         return ",".join(entries) or None
 
+    @field_validator(
+        "http_public_url", "oauth_issuer", "oauth_audience", "oauth_jwks_url", "oauth_introspection_url"
+    )
+    @classmethod
+    def _oauth_url(cls, v: str | None, info: Any) -> str | None:
+        from vllm_mcp import oauth_rules
+
+        origin_only = info.field_name == "http_public_url"
+        return None if v is None else oauth_rules.check_url(v, "the URL", path_allowed=not origin_only)
+
+    @field_validator("oauth_scopes", "oauth_caller_claim")
+    @classmethod
+    def _oauth_words(cls, v: str | None, info: Any) -> str | None:
+        from vllm_mcp import oauth_rules
+
+        if info.field_name == "oauth_scopes":
+            return oauth_rules.check_scopes(v) if v is not None else None
+        return oauth_rules.check_claim(v)
+
     @property
     def allowed_hosts(self) -> list[str]:
         """``VLLM_MCP_HTTP_ALLOWED_HOSTS`` as a list."""
@@ -333,15 +402,18 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.transport == "http" and self.http_token_file is None and not is_loopback(self.http_host):
+        authenticated = self.http_token_file is not None or self.oauth_issuer is not None
+        if self.transport == "http" and not authenticated and not is_loopback(self.http_host):
             raise ValueError(
                 f"VLLM_MCP_HTTP_HOST={self.http_host} is not a loopback address, so the HTTP transport "
-                "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send); "
-                "refusing to serve without authentication"
+                "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
+                "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
             )
-        spanned = multinode.problem(self)
-        if spanned:
-            raise ValueError(spanned)
+        from vllm_mcp import oauth_rules
+
+        problem = oauth_rules.problem(self) or multinode.problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def warnings(self, model_context: int | None = None) -> list[str]:
