@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from vllm_mcp import lora
+from vllm_mcp import lora, multinode
 
 EMBEDDED_MODEL = "embedded"
 
@@ -123,6 +123,18 @@ class Settings(BaseModel):
         None,
         alias="VLLM_DISTRIBUTED_EXECUTOR_BACKEND",
         description="vLLM executor backend ('ray' for multi-node); vLLM picks if unset.",
+    )
+    nnodes: int = Field(
+        1, alias="VLLM_NNODES", ge=1, description="Nodes one model spans (vLLM's multiprocessing multi-node)."
+    )
+    node_rank: int = Field(
+        0, alias="VLLM_NODE_RANK", ge=0, description="This node's rank: 0 runs `serve`, the others `worker`."
+    )
+    master_addr: str | None = Field(
+        None, alias="VLLM_MASTER_ADDR", description="The head node's address; needed when VLLM_NNODES > 1."
+    )
+    master_port: int = Field(
+        29501, alias="VLLM_MASTER_PORT", ge=1, le=65535, description="The head node's rendezvous port."
     )
     engine_args: dict[str, Any] = Field(
         default_factory=dict,
@@ -324,6 +336,7 @@ class Settings(BaseModel):
     @field_validator(
         "max_model_len",
         "distributed_executor_backend",
+        "master_addr",
         "hf_token",
         "log_file",
         "session_store",
@@ -343,6 +356,11 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("master_addr")
+    @classmethod
+    def _master_addr(cls, v: str | None) -> str | None:
+        return None if v is None else multinode.check_master_addr(v)
 
     @field_validator("http_allowed_hosts")
     @classmethod
@@ -393,7 +411,7 @@ class Settings(BaseModel):
             )
         from vllm_mcp import oauth_rules
 
-        problem = oauth_rules.problem(self)
+        problem = oauth_rules.problem(self) or multinode.problem(self)
         if problem:
             raise ValueError(problem)
         return self
@@ -536,14 +554,15 @@ def parallel_problem(settings: Settings, gpu_count: int | None) -> str | None:
 
     None when it fits, when ``gpu_count`` is unknown, or with Ray, whose other nodes may bring GPUs.
     """
-    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size // settings.nnodes
     if not gpu_count or needed <= gpu_count or settings.distributed_executor_backend == "ray":
         return None
+    nodes = f" on each of VLLM_NNODES ({settings.nnodes}) nodes" if settings.nnodes > 1 else ""
     return (
         f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
         f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
-        f"GPUs but {gpu_count} are visible; lower it, or use "
-        "VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray across several nodes"
+        f"GPUs{nodes} but {gpu_count} are visible; lower it, or spread it over more nodes "
+        "(VLLM_NNODES, docs/multinode.md)"
     )
 
 
