@@ -59,6 +59,7 @@ class SessionStore(ABC):
 
     async def open(self) -> None:
         """Connect and create the schema; ``SessionStoreError`` if the store cannot be used."""
+        return None
 
     @abstractmethod
     async def history(self, key: str) -> list[Message]:
@@ -78,6 +79,7 @@ class SessionStore(ABC):
 
     async def aclose(self) -> None:
         """Release connections and files."""
+        return None
 
     # --- shared by the backends ------------------------------------------------------------
 
