@@ -34,8 +34,11 @@ Conn = psycopg.AsyncConnection[TupleRow]
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT_S = 5
 """libpq's connect_timeout: how long one connection attempt may take."""
-POOL_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 5.0
 """How long a call waits for a connection (the database restarting) before its tool error."""
+RECONNECT_TIMEOUT_S = 4.0
+"""How long the pool retries (backing off 1, 2 s...) before the next call starts a fresh attempt:
+short, so that a call made once the database is back is not left waiting on a long back-off."""
 POOL_MAX = 8
 _CREATION_LOCK = (0x766D6370, 0)  # pg_advisory_xact_lock(int, int): "vmcp", 0; apart from the session locks
 _SCHEMA = (
@@ -109,6 +112,7 @@ class PostgresSessionStore(SessionStore):
             open=False,
             check=AsyncConnectionPool.check_connection,
             timeout=POOL_TIMEOUT_S,
+            reconnect_timeout=RECONNECT_TIMEOUT_S,
             name="vllm-mcp-sessions",
         )
         await self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
