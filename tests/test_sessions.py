@@ -9,8 +9,9 @@ run on SQLite and PostgreSQL only. Backend-specific behaviour is in test_session
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -331,23 +332,20 @@ def test_a_store_lost_during_a_call_is_a_tool_error_and_later_calls_succeed(back
     backend.run(scenario)
 
 
-class lost:  # noqa: N801 - reads as a phrase: ``with lost(backend, store):``
+@contextlib.contextmanager
+def lost(backend: Backend, store: SessionStore) -> Iterator[None]:
     """The store unavailable inside the block: PostgreSQL stopped, or SQLite refusing every statement."""
-
-    def __init__(self, backend: Backend, store: SessionStore) -> None:
-        self.backend, self.store = backend, store
-
-    def __enter__(self) -> None:
-        if self.backend.server is not None:
-            self.backend.server.stop()
-        else:
-            assert isinstance(self.store, SqliteSessionStore) and self.store._db is not None
-            # SQLite refuses every statement, as it does when the disk is full or the file unwritable.
-            self.store._db.set_authorizer(lambda *action: sqlite3.SQLITE_DENY)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.backend.server is not None:
-            self.backend.server.start()
-        else:
-            assert isinstance(self.store, SqliteSessionStore) and self.store._db is not None
-            self.store._db.set_authorizer(None)
+    if backend.server is not None:
+        backend.server.stop()
+        try:
+            yield
+        finally:
+            backend.server.start()
+        return
+    assert isinstance(store, SqliteSessionStore) and store._db is not None
+    # SQLite refuses every statement, as it does when the disk is full or the file unwritable.
+    store._db.set_authorizer(lambda *action: sqlite3.SQLITE_DENY)
+    try:
+        yield
+    finally:
+        store._db.set_authorizer(None)
