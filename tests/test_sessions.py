@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 
 from tests.postgres import PostgresServer
+from vllm_mcp.config import ConfigError, Settings
 from vllm_mcp.errors import SessionStoreUnavailable
 from vllm_mcp.sessions import (
     MemorySessionStore,
     SessionStore,
     SqliteSessionStore,
+    make_store,
+    parse_location,
     truncate,
 )
 from vllm_mcp.tools import session_key
@@ -349,3 +352,73 @@ def lost(backend: Backend, store: SessionStore) -> Iterator[None]:
         yield
     finally:
         store._db.set_authorizer(None)
+
+
+# --- VLLM_MCP_SESSION_STORE: the accepted forms --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "shown"),
+    [
+        ("sessions.db", "sqlite", "sessions.db"),
+        ("/var/lib/vllm-mcp/s.db", "sqlite", "/var/lib/vllm-mcp/s.db"),
+        ("sqlite:///var/lib/vllm-mcp/s.db", "sqlite", "/var/lib/vllm-mcp/s.db"),
+        (
+            "postgresql://mcp@db.example:5432/sessions",
+            "postgres",
+            "postgresql://mcp@db.example:5432/sessions",
+        ),
+        ("postgres://mcp@10.0.0.5/sessions?sslmode=require", "postgres", None),
+    ],
+)
+def test_accepted_store_locations(value: str, kind: str, shown: str | None) -> None:
+    where = parse_location(value)
+    assert where.kind == kind
+    assert Settings.load(environ={"VLLM_MCP_SESSION_STORE": value}).session_store == (shown or value)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("redis://cache:6379/0", "unknown session store scheme redis://"),
+        ("postgresql:/x", "starts with postgresql:// (two slashes)"),
+        ("postgres:host/db", "starts with postgresql:// (two slashes)"),
+        ("mysql:host/db", "looks like a URL, not a file path"),
+        ("sqlite://relative.db", "three slashes"),
+        ("postgresql://mcp@db/", "name the database"),
+        ("postgresql://mcp@db:port/x", "not a valid PostgreSQL URL"),
+    ],
+)
+def test_a_url_the_server_does_not_know_is_an_error_never_a_file(
+    value: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        Settings.load(environ={"VLLM_MCP_SESSION_STORE": value})
+    assert says in str(err.value) and "VLLM_MCP_SESSION_STORE" in str(err.value)
+    assert "postgresql://user@host:port/dbname" in str(err.value) or "password" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no stray directory or file
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["postgresql://mcp:hunter2hunter2@db/sessions", "postgresql://mcp@db/sessions?password=hunter2hunter2"],
+)
+def test_a_url_with_a_password_is_refused_without_showing_it(value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.load(environ={"VLLM_MCP_SESSION_STORE": value})
+    assert "hunter2hunter2" not in str(err.value)
+    assert "VLLM_MCP_SESSION_STORE_PASSWORD_FILE" in str(err.value) and "PGPASSFILE" in str(err.value)
+
+
+def test_make_store_picks_the_backend(tmp_path: Path) -> None:
+    from vllm_mcp.sessions.postgres import PostgresSessionStore
+
+    def made(**env: str) -> SessionStore:
+        return make_store(Settings.load(environ=env))
+
+    assert type(made()) is MemorySessionStore
+    assert type(made(VLLM_MCP_SESSION_STORE=str(tmp_path / "s.db"))) is SqliteSessionStore
+    pg = made(VLLM_MCP_SESSION_STORE="postgresql://mcp@127.0.0.1:1/x", VLLM_MCP_SESSION_TTL="30")
+    assert isinstance(pg, PostgresSessionStore) and pg.name == "postgresql://mcp@127.0.0.1:1/x"
+    assert pg.ttl == 30
