@@ -91,6 +91,19 @@ class PostgresServer:
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-w", "-t", "60", "start")  # fmt: skip
 
+    def first_start(self) -> None:
+        """Start on a free port: another test may take the port picked between free_port() and now."""
+        for attempt in range(3):
+            try:
+                return self.start()
+            except RuntimeError:
+                log = (self.root / "server.log").read_text(errors="replace")
+                if "could not bind" not in log or attempt == 2:
+                    raise
+                self.port = free_port()
+                with (self.data / "postgresql.conf").open("a") as f:
+                    f.write(f"port = {self.port}\n")  # the last setting wins
+
     def stop(self, mode: str = "fast") -> None:
         """Stop it: ``fast`` ends open connections (a database restart as clients see it)."""
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -133,11 +146,12 @@ def running_postgres() -> Iterator[PostgresServer]:
     """A started server for the ``with`` block, then stopped and removed."""
     if not (BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL not installed ({BIN}/initdb; Debian: apt-get install postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="vllm-mcp-pg-"))
+    # /tmp, not $TMPDIR: the postgres user must be able to reach the directory.
+    root = Path(tempfile.mkdtemp(prefix="vllm-mcp-pg-", dir="/tmp" if os.geteuid() == 0 else None))
     server = PostgresServer(root)
     try:
         server.init()
-        server.start()
+        server.first_start()
         server.sql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
         yield server
     finally:
