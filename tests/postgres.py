@@ -50,8 +50,10 @@ def free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1:``port``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fsync: bool = False) -> None:
         self.root = root
+        self.fsync = fsync
+        """Off for the tests (speed); on for a benchmark, as a production server has it."""
         self.data = root / "data"
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -79,7 +81,8 @@ class PostgresServer:
         with (self.data / "postgresql.conf").open("a") as f:
             f.write(
                 f"listen_addresses = '{self.host}'\nport = {self.port}\n"
-                f"unix_socket_directories = '{self.root}'\nfsync = off\nmax_connections = 100\n"
+                f"unix_socket_directories = '{self.root}'\nfsync = {'on' if self.fsync else 'off'}\n"
+                "max_connections = 100\n"
             )
         hba = self.data / "pg_hba.conf"
         uid, gid = hba.stat().st_uid, hba.stat().st_gid
@@ -142,13 +145,13 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(fsync: bool = False) -> Iterator[PostgresServer]:
     """A started server for the ``with`` block, then stopped and removed."""
     if not (BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL not installed ({BIN}/initdb; Debian: apt-get install postgresql)")
     # /tmp, not $TMPDIR: the postgres user must be able to reach the directory.
     root = Path(tempfile.mkdtemp(prefix="vllm-mcp-pg-", dir="/tmp" if os.geteuid() == 0 else None))
-    server = PostgresServer(root)
+    server = PostgresServer(root, fsync)
     try:
         server.init()
         server.first_start()
