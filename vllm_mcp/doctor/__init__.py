@@ -4,7 +4,8 @@ Every check yields one line, ok / warn / FAIL, and a failure carries the fix. Th
 system is reached only through ``Probes`` (probes.py), so parsing is tested on recorded
 output from real machines. vLLM itself is never imported here: versions come from
 package metadata, and ``--smoke`` goes through ``vllm_mcp.engine``. The checks live by
-subject: gpu.py, host.py, model.py, adapters.py, store.py, gateway.py, oauth.py, smoke.py; report.py formats them.
+subject: gpu.py, host.py, model.py, adapters.py, store.py, gateway.py, oauth.py, smoke.py;
+report.py formats them.
 """
 
 from __future__ import annotations
