@@ -61,6 +61,10 @@ class Contender:
     async def overhead(self, n: int) -> dict[str, Any]:
         return {}
 
+    def front_end_pids(self) -> list[int]:
+        """The processes whose CPU is the front end's: the server's own (not its engine's)."""
+        return [self.pid]
+
     async def batching_check(self) -> dict[str, Any] | None:
         """8 concurrent calls against one, where a contender measures it."""
         return None
@@ -79,13 +83,13 @@ class Contender:
                     min(4, workload.warmup_requests),
                 )
                 idle_rss = peak.peak
-                with FrontEndCpu(self.pid) as overhead_cpu:
+                with FrontEndCpu(*self.front_end_pids()) as overhead_cpu:
                     overhead = await self.overhead(workload.overhead_calls)
                 self.batching = await self.batching_check()
                 with self._profiled():
                     for c in workload.concurrencies:
                         for v in self.variants:
-                            with FrontEndCpu(self.pid) as cpu:
+                            with FrontEndCpu(*self.front_end_pids()) as cpu:
                                 summary = await run_level(
                                     lambda i, v=v: self.send(i, workload, v), workload.requests_at(c), c
                                 )

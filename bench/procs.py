@@ -57,16 +57,20 @@ class FrontEndCpu:
     one front end spends per token and per message, whatever else runs.
     """
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
         self.seconds: float | None = None
 
+    def _now(self) -> float | None:
+        times = [process_cpu_seconds(p) for p in self.pids]
+        return None if None in times else sum(t for t in times if t is not None)
+
     def __enter__(self) -> FrontEndCpu:
-        self._t0 = process_cpu_seconds(self.pid)
+        self._t0 = self._now()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        t1 = process_cpu_seconds(self.pid)
+        t1 = self._now()
         self.seconds = t1 - self._t0 if t1 is not None and self._t0 is not None else None
 
     def figures(self, output_tokens: int, messages: int) -> dict[str, float | None]:

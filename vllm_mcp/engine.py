@@ -63,6 +63,8 @@ class Sampling:
     logprobs: int | None = None
     constraint: Constraint | None = None
     adapter: Adapter | None = None
+    stream_interval: int = 1
+    """Tokens per delta after the first (vLLM's own coalescing); 1 = a delta per engine step."""
 
 
 @dataclass(frozen=True)
@@ -418,6 +420,9 @@ class Engine:
             logprobs=sampling.logprobs,
             structured_outputs=_structured_outputs(sampling.constraint),
             output_kind=RequestOutputKind.DELTA,
+            # vLLM then builds one RequestOutput per `stream_interval` tokens (and the first and
+            # last) instead of one per token: fewer Python objects in the front end per token.
+            stream_interval=sampling.stream_interval if sampling.stream_interval > 1 else None,
         )
         adapter = sampling.adapter
         lora_request = LoRARequest(adapter.name, adapter.id, adapter.path) if adapter else None
