@@ -254,3 +254,25 @@ def test_a_slow_reader_loses_nothing_and_each_stream_stays_in_order() -> None:
                 )
 
     run(scenario)
+
+
+def test_short_writes_go_out_at_once_and_long_or_blocked_ones_go_to_the_thread() -> None:
+    import os
+    import select
+
+    from vllm_mcp.protocol import stdio
+
+    r, w = os.pipe()
+    try:
+        assert stdio._write_now(w, b'{"jsonrpc":"2.0"}\n')
+        assert os.read(r, 100) == b'{"jsonrpc":"2.0"}\n'
+        assert not stdio._write_now(w, b"x" * (select.PIPE_BUF + 1))  # may block: not here
+        os.set_blocking(w, False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # fill the pipe
+                os.write(w, b"y" * 4096)
+        os.set_blocking(w, True)
+        assert not stdio._write_now(w, b"z\n")  # full: nothing written, the thread waits instead
+    finally:
+        os.close(r)
+        os.close(w)
