@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -101,6 +100,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 @click.option("--overhead-calls", type=int, default=100, show_default=True)
 @click.option("--rounds", type=int, default=1, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the rows as JSON here.")
+@click.option("--env", "extra_env", multiple=True, help="KEY=VALUE for the servers (e.g. a setting).")
 def main(
     roots: tuple[Path, ...],
     contenders: str,
@@ -110,6 +110,7 @@ def main(
     overhead_calls: int,
     rounds: int,
     out: Path | None,
+    extra_env: tuple[str, ...],
 ) -> None:
     """Front-end CPU per token and per message of each build, alternating builds per round."""
     workload = Workload(
@@ -122,14 +123,11 @@ def main(
     env = model_env("tiny", None, 1024, 1)
     env.pop("PYTHONPATH", None)
     paths = [p.resolve() for p in roots] or [ROOT]
-    rows = asyncio.run(measure(paths, names, workload, rounds, {**env, **_keep_env()}))
+    env.update(dict(kv.split("=", 1) for kv in extra_env))
+    rows = asyncio.run(measure(paths, names, workload, rounds, env))
     if out:
         out.write_text(json.dumps(rows, indent=1))
     click.echo(table(rows))
-
-
-def _keep_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("VLLM_MCP_BENCH_")}
 
 
 if __name__ == "__main__":
