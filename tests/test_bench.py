@@ -60,7 +60,10 @@ def test_smoke_run_measures_every_contender_and_beats_the_sequential_server(tmp_
                 assert s["failed"] == 0, (name, variant, s["errors"])
                 assert s["total_output_tokens"] == s["requests"] * workload["max_tokens"]
                 assert s["output_throughput"] > 0
+                if name != "engine":  # the engine contender runs in its own worker: no front end
+                    assert s["front_end"]["cpu_ms_per_1k_tokens"] > 0, (name, variant)
     assert results["contenders"]["vllm-mcp"]["overhead_ms"]["ping"]["p50"] > 0
+    assert results["contenders"]["vllm-mcp-http"]["batching"]["ratio"] > 0
     assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "/ sequential" in (tmp_path / "smoke.md").read_text()
     # The server's own capability, as a client that reads its output promptly sees it
