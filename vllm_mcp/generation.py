@@ -214,7 +214,7 @@ async def stream(
         # Nobody reads the text before the end and no deadline can cut the reply short, so the
         # engine need not hand over a delta per token: the first (its time is the call's time
         # to first token) and then one per COALESCE_TOKENS. Front-end CPU per 1k tokens, HTTP,
-        # progress off, tiny model: see docs/performance.md ("What pays").
+        # progress off, tiny model: docs/performance.md, "The front end's cost per token".
         params = dataclasses.replace(params, stream_interval=COALESCE_TOKENS)
     parts: list[str] = []
     logprobs: list[dict[str, Any]] | None = [] if params.logprobs is not None else None
