@@ -249,9 +249,4 @@ def test_a_reply_is_the_same_whether_vllm_coalesces_its_deltas_or_not(client: Mc
         assert [e["token_id"] for e in out["logprobs"]] == [e["token_id"] for e in coalesced["logprobs"]]
     assert "".join(chunks) == coalesced["text"]
     assert coalesced["timings"]["time_to_first_token_s"] is not None
-    # A stop string inside a coalesced delta still ends the reply right before it.
-    stop = coalesced["text"][100:103]
-    if len(stop.strip()) == 3 and stop not in coalesced["text"][:100]:
-        out = call(client, "complete", **base, stop=stop)
-        assert out["text"] == coalesced["text"][: coalesced["text"].index(stop)]
-        assert out["stop_reason"] == stop
+    # (Stop strings under coalescing: test_stop_string_ends_the_reply_and_is_named, no progress.)
