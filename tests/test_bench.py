@@ -168,9 +168,10 @@ def test_unit_front_end_cpu_counts_the_process_itself_per_token_and_message() ->
 
     with FrontEndCpu(os.getpid()) as cpu:
         t = _time.process_time()
-        while _time.process_time() - t < 0.1:  # burn 0.1 s of this process's CPU
+        while _time.process_time() - t < 0.3:  # burn 0.3 s of this process's CPU
             pass
-    assert cpu.seconds is not None and cpu.seconds >= 0.09
+    # psutil counts clock ticks (10 ms) from /proc: close to, not exactly, the 0.3 s burnt.
+    assert cpu.seconds is not None and 0.2 <= cpu.seconds < 5
     f = cpu.figures(output_tokens=2000, messages=50)
     assert f["cpu_ms_per_1k_tokens"] == pytest.approx(cpu.seconds * 1000 / 2)
     assert f["cpu_ms_per_message"] == pytest.approx(cpu.seconds * 1000 / 50)
