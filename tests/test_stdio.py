@@ -256,7 +256,7 @@ def test_a_slow_reader_loses_nothing_and_each_stream_stays_in_order() -> None:
     run(scenario)
 
 
-def test_short_writes_go_out_at_once_and_long_or_blocked_ones_go_to_the_thread() -> None:
+def test_writes_go_out_at_once_while_the_pipe_has_room_and_the_rest_is_left_for_the_thread() -> None:
     import os
     import select
 
@@ -264,15 +264,20 @@ def test_short_writes_go_out_at_once_and_long_or_blocked_ones_go_to_the_thread()
 
     r, w = os.pipe()
     try:
-        assert stdio._write_now(w, b'{"jsonrpc":"2.0"}\n')
+        assert stdio._write_now(w, b'{"jsonrpc":"2.0"}\n') == b""
         assert os.read(r, 100) == b'{"jsonrpc":"2.0"}\n'
-        assert not stdio._write_now(w, b"x" * (select.PIPE_BUF + 1))  # may block: not here
+        long = bytes(range(256)) * (3 * select.PIPE_BUF // 256)  # several pieces, all fit
+        assert stdio._write_now(w, long) == b""
+        got = b""
+        while len(got) < len(long):
+            got += os.read(r, 1 << 16)
+        assert got == long
         os.set_blocking(w, False)
         with contextlib.suppress(BlockingIOError):
             while True:  # fill the pipe
                 os.write(w, b"y" * 4096)
         os.set_blocking(w, True)
-        assert not stdio._write_now(w, b"z\n")  # full: nothing written, the thread waits instead
+        assert stdio._write_now(w, b"z\n") == b"z\n"  # full: nothing written, the thread waits instead
     finally:
         os.close(r)
         os.close(w)
