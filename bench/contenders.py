@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import round_trips, run_level
-from bench.procs import PeakRss, find_child
+from bench.procs import FrontEndCpu, PeakRss, find_child
 from bench.stats import RequestRecord
 from bench.workload import Workload, messages
 
@@ -47,6 +47,7 @@ class Contender:
         self.log_dir = log_dir
         self.profile_dir = profile_dir
         self.pid = 0
+        self.batching: dict[str, Any] | None = None
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -60,7 +61,16 @@ class Contender:
     async def overhead(self, n: int) -> dict[str, Any]:
         return {}
 
+    def front_end_pids(self) -> list[int]:
+        """The processes whose CPU is the front end's: the server's own (not its engine's)."""
+        return [self.pid]
+
+    async def batching_check(self) -> dict[str, Any] | None:
+        """8 concurrent calls against one, where a contender measures it."""
+        return None
+
     async def run(self, workload: Workload, progress: Any = print) -> dict[str, Any]:
+        self.workload = workload
         t0 = time.perf_counter()
         await self.start()
         startup = time.perf_counter() - t0
@@ -73,13 +83,18 @@ class Contender:
                     min(4, workload.warmup_requests),
                 )
                 idle_rss = peak.peak
-                overhead = await self.overhead(workload.overhead_calls)
+                with FrontEndCpu(*self.front_end_pids()) as overhead_cpu:
+                    overhead = await self.overhead(workload.overhead_calls)
+                self.batching = await self.batching_check()
                 with self._profiled():
                     for c in workload.concurrencies:
                         for v in self.variants:
-                            summary = await run_level(
-                                lambda i, v=v: self.send(i, workload, v), workload.requests_at(c), c
-                            )
+                            with FrontEndCpu(*self.front_end_pids()) as cpu:
+                                summary = await run_level(
+                                    lambda i, v=v: self.send(i, workload, v), workload.requests_at(c), c
+                                )
+                            tokens = summary["total_output_tokens"]
+                            summary["front_end"] = cpu.figures(tokens, _messages(summary))
                             levels[v].append(summary)
                             progress(_line(self.name, v, summary))
         finally:
@@ -90,6 +105,9 @@ class Contender:
             "peak_rss_bytes": peak.peak,
             "rss_after_warmup_bytes": idle_rss,
             "overhead_ms": overhead,
+            "batching": self.batching,
+            # Front-end CPU of the round trips above (ping and tools/list).
+            "overhead_cpu_s": overhead_cpu.seconds,
             "levels": levels,
         }
 
@@ -108,13 +126,22 @@ class Contender:
             yield
 
 
+def _messages(s: dict[str, Any]) -> int:
+    """Messages the server wrote in a level: each streamed chunk, and one reply per request."""
+    chunks = round(s["total_output_tokens"] / s["tokens_per_chunk"]) if s["tokens_per_chunk"] else 0
+    return chunks + s["completed"]
+
+
 def _line(name: str, variant: str, s: dict[str, Any]) -> str:
     ttft = s["ttft_ms"]["p50"]
     ttft_s = f"{ttft:8.1f}" if ttft is not None else "     n/a"
+    fe = s.get("front_end", {}).get("cpu_ms_per_1k_tokens")
+    fe_s = f"{fe:6.1f}" if fe is not None else "   n/a"
     return (
         f"{name:>11} {variant:>9} c={s['concurrency']:<3} ok={s['completed']:<4} "
-        f"out tok/s={s['output_throughput']:9.1f}  ttft p50 ms={ttft_s}  "
-        f"client cpu%={s['load']['client_cpu_pct']:4.0f} other cpu%={s['load']['other_cpu_pct']:4.0f}"
+        f"out tok/s={s['output_throughput']:9.1f}  ttft p50 ms={ttft_s}  front-end cpu ms/1k tok={fe_s}  "
+        f"client cpu%={s['load']['client_cpu_pct']:4.0f} other cpu%={s['load']['other_cpu_pct']:4.0f} "
+        f"load={s['load']['loadavg_1m_start']:.1f}-{s['load']['loadavg_1m_end']:.1f}"
     )
 
 

@@ -61,7 +61,7 @@ class McpHttpContender(Contender):
     """
 
     name = "vllm-mcp-http"
-    variants = ("stream",)
+    variants = ("stream", "no-stream")
 
     async def start(self) -> None:
         import aiohttp
@@ -163,9 +163,10 @@ class McpHttpContender(Contender):
                     "min_tokens": workload.max_tokens,
                     "temperature": workload.temperature,
                 },
-                "_meta": {"progressToken": f"p{rid}"},
             },
         }
+        if variant == "stream":
+            body["params"]["_meta"] = {"progressToken": f"p{rid}"}
         rec = RequestRecord(start=time.perf_counter())
         result: dict[str, Any] | None = None
         async with self.http.post(self.base + "/mcp", json=body, headers=self.headers) as resp:
@@ -195,6 +196,26 @@ class McpHttpContender(Contender):
             "ping": await round_trips(lambda: self._rpc("ping"), n),
             "tools_list": await round_trips(lambda: self._rpc("tools/list"), n),
         }
+
+    async def batching_check(self, rounds: int = 5) -> dict[str, Any]:
+        """Wall time of 8 concurrent calls over that of one (median of ``rounds``), progress on.
+
+        vLLM batches concurrent requests, so 8 calls should take little longer than one.
+        """
+        import statistics
+
+        w = self.workload
+
+        async def timed(k: int) -> float:
+            t0 = time.perf_counter()
+            records = await asyncio.gather(*(self.send(i, w, "stream") for i in range(k)))
+            if any(r.error for r in records):
+                raise RuntimeError(next(r.error for r in records if r.error))
+            return time.perf_counter() - t0
+
+        one = statistics.median([await timed(1) for _ in range(rounds)])
+        eight = statistics.median([await timed(8) for _ in range(rounds)])
+        return {"one_s": one, "eight_s": eight, "ratio": eight / one, "max_tokens": w.max_tokens}
 
 
 # --- the FluidMCP gateway -------------------------------------------------------------------------

@@ -39,6 +39,50 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process (all its threads, none of its children)."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(t.user + t.system)
+
+
+class FrontEndCpu:
+    """CPU time of a server's own process during a window: its front end, not its engine.
+
+    For vllm-mcp and `vllm serve` the main process is the front end (HTTP or stdio, the
+    protocol, vLLM's output handler and detokenizer); ``EngineCore`` and its workers are
+    children and are not counted. On a loaded machine this is fairer than tokens/s: what
+    one front end spends per token and per message, whatever else runs.
+    """
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.seconds: float | None = None
+
+    def _now(self) -> float | None:
+        times = [process_cpu_seconds(p) for p in self.pids]
+        return None if None in times else sum(t for t in times if t is not None)
+
+    def __enter__(self) -> FrontEndCpu:
+        self._t0 = self._now()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        t1 = self._now()
+        self.seconds = t1 - self._t0 if t1 is not None and self._t0 is not None else None
+
+    def figures(self, output_tokens: int, messages: int) -> dict[str, float | None]:
+        s = self.seconds
+        return {
+            "cpu_s": s,
+            "cpu_ms_per_1k_tokens": 1e6 * s / output_tokens if s is not None and output_tokens else None,
+            "cpu_ms_per_message": 1e3 * s / messages if s is not None and messages else None,
+            "messages": messages,
+        }
+
+
 class PeakRss:
     """Samples a process tree's RSS every ``interval`` seconds in a thread; keeps the peak."""
 

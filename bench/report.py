@@ -14,7 +14,9 @@ SERIES = [
     ("engine", "stream", "raw AsyncLLM"),
     ("vllm-serve", "stream", "vllm serve (HTTP, SSE)"),
     ("sequential", "stream", "vllm-mcp, concurrency 1"),
-    ("vllm-mcp-http", "stream", "vllm-mcp over Streamable HTTP (SSE)"),
+    ("vllm-mcp-http", "stream", "vllm-mcp over Streamable HTTP (SSE, progress on)"),
+    ("vllm-mcp-http", "no-stream", "vllm-mcp over Streamable HTTP (progress off)"),
+    ("vllm-mcp-server", "no-stream", "vllm-mcp-server 0.1.4 (stdio) → vllm serve"),
     ("fluidmcp", "no-stream", "FluidMCP gateway, vllm-mcp over stdio"),
 ]
 
@@ -100,8 +102,16 @@ def _http_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"output tok/s >= 1.0 x vllm serve at c={c}", v, None if v is None else v >= 1.0)
         v = r.get("ttft_p50_minus_vllm_serve_ms")
         add(f"TTFT p50 within 5 ms of vllm serve at c={c} (ms difference)", v, None if v is None else v <= 5)
+        on, off = level(results, client, "stream", c), level(results, client, "no-stream", c)
+        v = _div(_tput(on), _tput(off))
+        add(f"progress on >= 0.95 x progress off output tok/s at c={c}", v, None if v is None else v >= 0.95)
     v = by_c.get(16, {}).get("mcp_vs_fluidmcp")
     add("output tok/s >= 5 x the FluidMCP gateway at c=16", v, None if v is None else v >= 5)
+    res = results["contenders"].get(client, {})
+    ping = res.get("overhead_ms", {}).get("ping", {}).get("p50")
+    add("ping round trip p50 <= 1.0 ms", ping, None if ping is None else ping <= 1.0)
+    v = (res.get("batching") or {}).get("ratio")
+    add("8 concurrent calls <= 2.0 x one call (wall time)", v, None if v is None else v <= 2.0)
     return out
 
 
@@ -179,8 +189,9 @@ def markdown(results: dict[str, Any]) -> str:
         "**All figures** (ms; TTFT for vllm-mcp with progress off is not visible to the client):",
         "",
         "| contender | c | req/s | out tok/s | TTFT mean / p50 / p90 / p99 | TPOT p50 / p99 "
-        "| ITL p50 / p99 | E2E p50 / p99 | tok/chunk | other CPU % |",
-        "|---|---:|---:|---:|---|---|---|---|---:|---:|",
+        "| ITL p50 / p99 | E2E p50 / p99 | tok/chunk | front-end CPU ms / 1k tok | other CPU % "
+        "| load avg |",
+        "|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---|",
     ]
     for contender, variant, label in SERIES:
         for c in w["concurrencies"]:
@@ -193,22 +204,28 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_f(t['mean'])} / {_f(t['p50'])} / {_f(t['p90'])} / {_f(t['p99'])} "
                 f"| {_f(tp['p50'], 2)} / {_f(tp['p99'], 2)} | {_f(it['p50'], 2)} / {_f(it['p99'], 2)} "
                 f"| {_f(e['p50'])} / {_f(e['p99'])} | {_f(s['tokens_per_chunk'])} "
-                f"| {_f(s['load']['other_cpu_pct'], 0)} |"
+                f"| {_f(s.get('front_end', {}).get('cpu_ms_per_1k_tokens'))} "
+                f"| {_f(s['load']['other_cpu_pct'], 0)} "
+                f"| {_f(s['load']['loadavg_1m_start'])}–{_f(s['load']['loadavg_1m_end'])} |"
             )
     lines += [
         "",
-        "| contender | start-up (s) | peak RSS of process tree (MiB) | round trip p50 / p99 (ms) |",
-        "|---|---:|---:|---|",
+        "| contender | start-up (s) | peak RSS of process tree (MiB) | round trip p50 / p99 (ms) "
+        "| 8 concurrent / 1 call |",
+        "|---|---:|---:|---|---:|",
     ]
     for name, res in results["contenders"].items():
         if "error" in res:
-            lines.append(f"| {name} | failed: {res['error']} | | |")
+            lines.append(f"| {name} | failed: {res['error']} | | | |")
             continue
         rt = "; ".join(
             f"{k} {_f(v.get('p50'), 3)} / {_f(v.get('p99'), 3)}" for k, v in res["overhead_ms"].items()
         )
+        b = res.get("batching") or {}
+        eight = f"{b['ratio']:.2f} ({b['eight_s']:.2f} / {b['one_s']:.2f} s)" if b else "–"
         lines.append(
-            f"| {name} | {_f(res['startup_s'])} | {_f(res['peak_rss_bytes'] / 2**20, 0)} | {rt or '–'} |"
+            f"| {name} | {_f(res['startup_s'])} | {_f(res['peak_rss_bytes'] / 2**20, 0)} | {rt or '–'} "
+            f"| {eight} |"
         )
     lines += ["", "**Targets**:", ""]
     for t in results["targets"]:

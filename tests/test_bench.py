@@ -60,7 +60,10 @@ def test_smoke_run_measures_every_contender_and_beats_the_sequential_server(tmp_
                 assert s["failed"] == 0, (name, variant, s["errors"])
                 assert s["total_output_tokens"] == s["requests"] * workload["max_tokens"]
                 assert s["output_throughput"] > 0
+                if name != "engine":  # the engine contender runs in its own worker: no front end
+                    assert s["front_end"]["cpu_ms_per_1k_tokens"] > 0, (name, variant)
     assert results["contenders"]["vllm-mcp"]["overhead_ms"]["ping"]["p50"] > 0
+    assert results["contenders"]["vllm-mcp-http"]["batching"]["ratio"] > 0
     assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "/ sequential" in (tmp_path / "smoke.md").read_text()
     # The server's own capability, as a client that reads its output promptly sees it
@@ -126,10 +129,18 @@ def test_unit_http_targets_compare_with_vllm_serve_and_fluidmcp() -> None:
     def lvl(c: int, tput: float, ttft: float | None) -> dict:
         return {"concurrency": c, "output_throughput": tput, "ttft_ms": {"p50": ttft}}
 
+    http = {
+        "levels": {
+            "stream": [lvl(16, 1000.0, 52.0), lvl(64, 1500.0, 90.0)],
+            "no-stream": [lvl(16, 1040.0, None), lvl(64, 1700.0, None)],
+        },
+        "overhead_ms": {"ping": {"p50": 1.2}},
+        "batching": {"one_s": 0.3, "eight_s": 0.45, "ratio": 1.5},
+    }
     results = {
         "workload": {"concurrencies": [16, 64]},
         "contenders": {
-            "vllm-mcp-http": {"levels": {"stream": [lvl(16, 1000.0, 52.0), lvl(64, 1500.0, 90.0)]}},
+            "vllm-mcp-http": http,
             "vllm-serve": {"levels": {"stream": [lvl(16, 990.0, 50.0), lvl(64, 1600.0, 80.0)]}},
             "fluidmcp": {"levels": {"no-stream": [lvl(16, 150.0, None), lvl(64, 150.0, None)]}},
         },
@@ -139,9 +150,13 @@ def test_unit_http_targets_compare_with_vllm_serve_and_fluidmcp() -> None:
     assert met == {
         "output tok/s >= 1.0 x vllm serve at c=16": True,
         "TTFT p50 within 5 ms of vllm serve at c=16 (ms difference)": True,
+        "progress on >= 0.95 x progress off output tok/s at c=16": True,  # 1000 / 1040
         "output tok/s >= 1.0 x vllm serve at c=64": False,
         "TTFT p50 within 5 ms of vllm serve at c=64 (ms difference)": False,
+        "progress on >= 0.95 x progress off output tok/s at c=64": False,  # 1500 / 1700
         "output tok/s >= 5 x the FluidMCP gateway at c=16": True,
+        "ping round trip p50 <= 1.0 ms": False,
+        "8 concurrent calls <= 2.0 x one call (wall time)": True,
     }
 
 
@@ -157,3 +172,50 @@ def test_unit_the_sessions_mode_measures_every_store(postgres_url: str, tmp_path
     for result in stores.values():
         assert result["turns"] == 60 and 0 < result["p50_ms"] <= result["p99_ms"]
     assert "| postgres | 8 |" in (tmp_path / "sessions.md").read_text()
+def test_unit_front_end_cpu_counts_the_process_itself_per_token_and_message() -> None:
+    import os
+    import time as _time
+
+    from bench.procs import FrontEndCpu
+
+    with FrontEndCpu(os.getpid()) as cpu:
+        t = _time.process_time()
+        while _time.process_time() - t < 0.3:  # burn 0.3 s of this process's CPU
+            pass
+    # psutil counts clock ticks (10 ms) from /proc: close to, not exactly, the 0.3 s burnt.
+    assert cpu.seconds is not None and 0.2 <= cpu.seconds < 5
+    f = cpu.figures(output_tokens=2000, messages=50)
+    assert f["cpu_ms_per_1k_tokens"] == pytest.approx(cpu.seconds * 1000 / 2)
+    assert f["cpu_ms_per_message"] == pytest.approx(cpu.seconds * 1000 / 50)
+    assert cpu.figures(0, 0)["cpu_ms_per_1k_tokens"] is None
+
+
+def test_unit_docs_section_is_replaced_from_the_run_and_the_rest_kept() -> None:
+    from bench import docs, report
+
+    s = {
+        "concurrency": 16,
+        "output_throughput": 1234.0,
+        "ttft_ms": {"p50": 12.5},
+        "front_end": {"cpu_ms_per_1k_tokens": 42.0},
+        "load": {"other_cpu_pct": 3.0},
+    }
+    results = {
+        "meta": {
+            "label": "idle", "started": "now", "commit": "abc", "cpu": "cpu", "cpus": 2, "memory_gib": 1,
+            "python": "3", "vllm": "0", "model": "tiny", "loadavg_at_start": [0.1, 0.2, 0.3],
+        },
+        "workload": {"concurrencies": [16], "max_tokens": 128, "num_prompts": 128},
+        "contenders": {"vllm-serve": {"levels": {"stream": [s]}, "overhead_ms": {}}},
+    }  # fmt: skip
+    results["ratios"] = report.ratios(results)
+    results["targets"] = report.targets(results)
+    doc = "# Doc\nkept\n<!-- bench:idle begin -->\nold\n<!-- bench:idle end -->\ntail\n"
+    out = docs.fill(doc, results)
+    assert out.startswith("# Doc\nkept\n<!-- bench:idle begin -->\n")
+    assert out.endswith("<!-- bench:idle end -->\ntail\n")
+    assert "old" not in out
+    assert "| vllm serve (HTTP, SSE) | 1234 (12.5) | 42.0 | 3 |" in out
+    assert docs.fill(out, results) == out  # rerunning replaces the section again
+    with pytest.raises(SystemExit, match="no '<!-- bench:idle begin -->'"):
+        docs.fill("# no section\n", results)

@@ -87,3 +87,26 @@ def test_result_serializes_the_parsed_json_under_json() -> None:
     data = result.model_dump(mode="json", by_alias=True)
     assert data["json"] == {"a": 1} and "json_value" not in data
     assert "json" in tools.schema(tools.CompleteResult, "serialization")["properties"]
+
+
+def _stream_with(on_text: Any, deadline: float | None) -> generation.Sampling:
+    import asyncio
+    import time
+
+    from tests.doubles import FakeEngine
+
+    fake = FakeEngine(loaded=True)
+    params = generation.Sampling(max_tokens=8, temperature=0.0, top_p=1.0, top_k=-1)
+    out = asyncio.run(generation.stream(fake, [1, 2], params, "r1", time.monotonic(), on_text, deadline))
+    assert out.text == "the fake engine says hello"
+    return fake.sampling["r1"]
+
+
+def test_engine_deltas_are_coalesced_only_when_nobody_streams_and_no_deadline_cuts() -> None:
+    async def on_text(text: str, tokens: int) -> None:
+        pass
+
+    assert _stream_with(None, None).stream_interval == generation.COALESCE_TOKENS
+    # Progress reads every delta; a deadline keeps the text so far, so both keep one per step.
+    assert _stream_with(on_text, None).stream_interval == 1
+    assert _stream_with(None, 1e12).stream_interval == 1

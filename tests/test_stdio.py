@@ -254,3 +254,30 @@ def test_a_slow_reader_loses_nothing_and_each_stream_stays_in_order() -> None:
                 )
 
     run(scenario)
+
+
+def test_writes_go_out_at_once_while_the_pipe_has_room_and_the_rest_is_left_for_the_thread() -> None:
+    import os
+    import select
+
+    from vllm_mcp.protocol import stdio
+
+    r, w = os.pipe()
+    try:
+        assert stdio._write_now(w, b'{"jsonrpc":"2.0"}\n') == b""
+        assert os.read(r, 100) == b'{"jsonrpc":"2.0"}\n'
+        long = bytes(range(256)) * (3 * select.PIPE_BUF // 256)  # several pieces, all fit
+        assert stdio._write_now(w, long) == b""
+        got = b""
+        while len(got) < len(long):
+            got += os.read(r, 1 << 16)
+        assert got == long
+        os.set_blocking(w, False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # fill the pipe
+                os.write(w, b"y" * 4096)
+        os.set_blocking(w, True)
+        assert stdio._write_now(w, b"z\n") == b"z\n"  # full: nothing written, the thread waits instead
+    finally:
+        os.close(r)
+        os.close(w)

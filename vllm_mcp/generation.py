@@ -8,6 +8,7 @@ model declares them once, so ``tools/list`` shows the same schema for both. No v
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from vllm_mcp.errors import OutOfTime
 MAX_LOGPROBS = 20  # vllm serve's default cap (max_logprobs)
 MAX_STOP = 4  # as OpenAI's API and vllm serve
 TIME_LIMIT = "time_limit"  # finish_reason of a reply cut by the call's time budget
+COALESCE_TOKENS = 64  # tokens per engine delta when no one streams (see ``stream``)
 
 
 class GenerationArguments(BaseModel):
@@ -208,6 +210,12 @@ async def stream(
     At the deadline the request is aborted (closing the engine's stream does it) and the text so
     far is the reply, with finish_reason "time_limit"; ``OutOfTime`` if there was none yet.
     """
+    if on_text is None and deadline is None:
+        # Nobody reads the text before the end and no deadline can cut the reply short, so the
+        # engine need not hand over a delta per token: the first (its time is the call's time
+        # to first token) and then one per COALESCE_TOKENS. Front-end CPU per 1k tokens, HTTP,
+        # progress off, tiny model: docs/performance.md, "The front end's cost per token".
+        params = dataclasses.replace(params, stream_interval=COALESCE_TOKENS)
     parts: list[str] = []
     logprobs: list[dict[str, Any]] | None = [] if params.logprobs is not None else None
     out = Generated("", 0, None, None, None, logprobs)

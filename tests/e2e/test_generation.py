@@ -230,3 +230,23 @@ def test_calls_on_different_adapters_generate_in_the_same_batch(client: McpClien
     alpha, beta = (f.result(300).structured_content for f in futures)
     assert alpha["timings"]["time_to_first_token_s"] < beta["timings"]["total_s"]
     assert beta["timings"]["time_to_first_token_s"] < alpha["timings"]["total_s"]
+
+
+def test_a_reply_is_the_same_whether_vllm_coalesces_its_deltas_or_not(client: McpClient) -> None:
+    # Without progress and time budget the server asks vLLM for one delta per 64 tokens;
+    # with progress (or a budget) for one per step. Same seed: the same reply, token for token.
+    base = {"prompt": "Once upon a time", "seed": 3, "temperature": 1.0, "max_tokens": 150, "logprobs": 1}
+    coalesced = call(client, "complete", **base, min_tokens=150)
+    chunks: list[str] = []
+    result = client.call(
+        "complete", {**base, "min_tokens": 150}, progress=lambda _p, _t, message: chunks.append(message or "")
+    )
+    streamed = dict(result.structured_content)
+    budgeted = call(client, "complete", **base, min_tokens=150, timeout_s=600)
+    for out in (streamed, budgeted):
+        assert out["text"] == coalesced["text"]
+        assert out["usage"] == coalesced["usage"] and out["usage"]["completion_tokens"] == 150
+        assert [e["token_id"] for e in out["logprobs"]] == [e["token_id"] for e in coalesced["logprobs"]]
+    assert "".join(chunks) == coalesced["text"]
+    assert coalesced["timings"]["time_to_first_token_s"] is not None
+    # (Stop strings under coalescing: test_stop_string_ends_the_reply_and_is_named, no progress.)
