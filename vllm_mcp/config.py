@@ -247,6 +247,14 @@ class Settings(BaseModel):
         description="Comma-separated Host header values the HTTP transport accepts besides the "
         "address it listens on (DNS-rebinding protection); '*' accepts any.",
     )
+    http_workers: int = Field(
+        1,
+        alias="VLLM_MCP_HTTP_WORKERS",
+        ge=1,
+        le=64,
+        description="HTTP front-end processes on one engine core (like vllm serve --api-server-count); "
+        "more than 1 needs VLLM_MCP_SESSION_STORE.",
+    )
 
     @field_validator("default_top_k")
     @classmethod
@@ -320,6 +328,17 @@ class Settings(BaseModel):
                 f"VLLM_MCP_HTTP_HOST={self.http_host} is not a loopback address, so the HTTP transport "
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send); "
                 "refusing to serve without authentication"
+            )
+        if self.http_workers > 1 and self.transport != "http":
+            raise ValueError(
+                f"VLLM_MCP_HTTP_WORKERS={self.http_workers} needs VLLM_MCP_TRANSPORT=http: over stdio "
+                "one client talks to one process; set VLLM_MCP_HTTP_WORKERS=1"
+            )
+        if self.http_workers > 1 and self.session_store is None:
+            raise ValueError(
+                f"VLLM_MCP_HTTP_WORKERS={self.http_workers} needs VLLM_MCP_SESSION_STORE: each worker "
+                "process has its own memory, so a conversation's turns would be lost between them; "
+                "set it to a SQLite file (enough on one host, e.g. /var/lib/vllm-mcp/sessions.db)"
             )
         return self
 

@@ -36,4 +36,8 @@ def serve(**options: Any) -> None:
     from vllm_mcp import app
 
     settings = Settings.load(options=options)  # a ConfigError exits 2, one line per problem
+    if settings.http_workers > 1:
+        from vllm_mcp import workers
+
+        app.exit_now(workers.run(settings))
     app.exit_now(app.run(settings))

@@ -211,7 +211,7 @@ class _Uvicorn(uvicorn.Server):
 class HttpTransport(Transport):
     """MCP Streamable HTTP served by uvicorn, for every client over one SDK ``Server``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, listening: socket.socket | None = None) -> None:
         self.settings = settings
         self.max_message_bytes = settings.max_message_bytes
         self.intake_open = True
@@ -228,7 +228,8 @@ class HttpTransport(Transport):
                 self.verifier = TokenFileVerifier(settings.http_token_file)
             except TokenFileError as e:
                 raise HttpSetupError(str(e)) from None
-        self.socket = bind_socket(settings.http_host, settings.http_port)
+        # One of VLLM_MCP_HTTP_WORKERS front ends gets the socket its parent bound (workers.py).
+        self.socket = listening or bind_socket(settings.http_host, settings.http_port)
         self.port = int(self.socket.getsockname()[1])
 
     @property
