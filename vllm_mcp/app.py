@@ -43,9 +43,13 @@ class _Shutdown:
     started: bool = False
 
 
-async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | None) -> int:
-    transport = make_transport(settings, worker.listening if worker else None)
-    engine = Engine(settings, recent_log_lines=pump.tail, client=worker.client if worker else None)
+async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | None = None) -> int:
+    if worker is None:
+        transport = make_transport(settings)
+        engine = Engine(settings, recent_log_lines=pump.tail)
+    else:  # one of VLLM_MCP_HTTP_WORKERS front ends: the parent's socket and engine core
+        transport = make_transport(settings, worker.listening)
+        engine = Engine(settings, recent_log_lines=pump.tail, client=worker.client)
     metrics = Metrics(
         engine.model_name,
         settings.metrics_textfile,

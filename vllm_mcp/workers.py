@@ -119,7 +119,7 @@ def run(settings: Settings) -> int:
         else:
             cause = root_cause(pump.tail())
             log.critical(
-                "the HTTP workers failed to start",
+                "the HTTP workers failed to start" if state["starting"] else "the HTTP workers failed",
                 extra={"error": f"{type(e).__name__}: {e}", **({"root_cause": cause} if cause else {})},
             )
             code = EXIT_FAILED
@@ -156,6 +156,6 @@ def _supervise(processes: list[Any], wake: int, state: dict[str, Any]) -> int:
     for p in gone:
         log.error(
             "a server process exited; stopping the service so its supervisor restarts it",
-            extra={"process": p.name, "pid": p.pid, "exit_code": p.exitcode},
+            extra={"process_name": p.name, "pid": p.pid, "exit_code": p.exitcode},
         )
     return EXIT_FAILED
