@@ -251,6 +251,9 @@ class HttpTransport(Transport):
             host=s.http_host,
             transport_security=security_settings(s.http_host, s.allowed_hosts),
             max_request_body_size=s.max_message_bytes,
+            # Several workers share one socket: a 2025-era MCP session, kept in one worker's
+            # memory, would not be found by the next connection's worker (workers.py).
+            stateless_http=s.http_workers > 1,
             auth=auth,
             token_verifier=self.verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
