@@ -27,7 +27,7 @@ WORKERS = 2
 
 
 def served(textfile: Path) -> dict[str, float]:
-    """Finished chat_completion calls per worker, from the workers' textfiles."""
+    """Successful chat_completion calls per worker, from the workers' textfiles."""
     out: dict[str, float] = {}
     for index in range(WORKERS):
         path = textfile.with_name(f"{textfile.stem}-worker{index}{textfile.suffix}")
@@ -35,12 +35,11 @@ def served(textfile: Path) -> dict[str, float]:
             continue
         for family in text_string_to_metric_families(path.read_text()):
             for sample in family.samples:
-                if (
-                    sample.name == "vllm_mcp_requests_total"
-                    and sample.labels.get("tool") == "chat_completion"
-                ):
-                    worker = sample.labels["worker"]
-                    out[worker] = out.get(worker, 0) + sample.value
+                labels = sample.labels
+                if sample.name != "vllm_mcp_requests_total" or labels.get("outcome") != "ok":
+                    continue
+                if labels.get("tool") == "chat_completion":
+                    out[labels["worker"]] = out.get(labels["worker"], 0) + sample.value
     return out
 
 
