@@ -118,6 +118,9 @@ def test_two_workers_share_conversations_serve_concurrent_calls_and_drain(
 
         async def drain() -> None:
             async with mcp_client(server.url, None) as client:
+                # Listed now: the SDK client lists the tools after a call of an unlisted one (to
+                # check its output schema), which the draining server would refuse.
+                await client.list_tools()
                 generating = anyio.Event()
 
                 async def progress(p: float, total: float | None, message: str | None) -> None:
