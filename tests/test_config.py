@@ -335,6 +335,19 @@ def test_http_off_loopback_without_a_token_file_is_refused(host: str) -> None:
     assert Settings.load(environ={"VLLM_MCP_HTTP_HOST": host}).transport == "stdio"
 
 
+def test_http_workers_need_http_and_a_session_store() -> None:
+    http = {"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_WORKERS": "2"}
+    with pytest.raises(ConfigError) as e:
+        Settings.load(environ=http)
+    assert "VLLM_MCP_HTTP_WORKERS=2 needs VLLM_MCP_SESSION_STORE" in str(e.value)
+    assert "SQLite file" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        Settings.load(environ={"VLLM_MCP_HTTP_WORKERS": "2", "VLLM_MCP_SESSION_STORE": "/s.db"})
+    assert "needs VLLM_MCP_TRANSPORT=http" in str(e.value)
+    assert Settings.load(environ={**http, "VLLM_MCP_SESSION_STORE": "/s.db"}).http_workers == 2
+    assert Settings.load(environ={}).http_workers == 1  # one process, memory sessions allowed
+
+
 def test_config_validate_reports_an_unauthenticated_public_bind() -> None:
     from vllm_mcp.config_check import validate
 

@@ -285,3 +285,15 @@ def test_promtool_accepts_the_file(tmp_path: Path, fake_vllm: None) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == b""  # no lint warnings either
+
+
+def test_a_worker_writes_its_own_file_with_every_series_labelled(tmp_path: Path) -> None:
+    m = Metrics(MODEL, tmp_path / "vllm-mcp.prom", 1.0, worker=1)
+    m.request_started("chat_completion")
+    m.request_finished("chat_completion", "ok", 0.3)
+    m.write()
+    assert not (tmp_path / "vllm-mcp.prom").exists()
+    text = (tmp_path / "vllm-mcp-worker1.prom").read_text()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert samples and all(s.labels.get("worker") == "1" for s in samples)
+    assert any(s.name == "vllm_mcp_requests_total" and s.value == 1 for s in samples)

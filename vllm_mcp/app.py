@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
@@ -25,6 +25,9 @@ from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
 from vllm_mcp.sessions import SessionStoreError, open_store
 from vllm_mcp.tools import Tools
+
+if TYPE_CHECKING:
+    from vllm_mcp.workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +43,19 @@ class _Shutdown:
     started: bool = False
 
 
-async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
-    transport = make_transport(settings)
-    engine = Engine(settings, recent_log_lines=pump.tail)
-    metrics = Metrics(engine.model_name, settings.metrics_textfile, settings.metrics_interval)
+async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | None = None) -> int:
+    if worker is None:
+        transport = make_transport(settings)
+        engine = Engine(settings, recent_log_lines=pump.tail)
+    else:  # one of VLLM_MCP_HTTP_WORKERS front ends: the parent's socket and engine core
+        transport = make_transport(settings, worker.listening)
+        engine = Engine(settings, recent_log_lines=pump.tail, client=worker.client)
+    metrics = Metrics(
+        engine.model_name,
+        settings.metrics_textfile,
+        settings.metrics_interval,
+        worker=worker.index if worker else None,
+    )
     # Before the model loads: a store that cannot be reached refuses the start at once.
     sessions = await open_store(settings, on_evict=metrics.session_evicted)
     metrics.set_sessions(await sessions.count())
@@ -122,13 +134,16 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
     return shutdown.exit_code
 
 
-def run(settings: Settings) -> int:
-    """Serve MCP until end of input or a signal; the exit status."""
+def run(settings: Settings, worker: Worker | None = None) -> int:
+    """Serve MCP until end of input or a signal; the exit status.
+
+    ``worker``: this process is one of ``VLLM_MCP_HTTP_WORKERS`` front ends (vllm_mcp.workers).
+    """
     pump = vlogging.LogPump(settings.log_file)
     vlogging.configure(settings)
     prepare_process_environment(settings)
     try:
-        code = asyncio.run(_serve(settings, pump))
+        code = asyncio.run(_serve(settings, pump, worker))
     except TransportSetupError as e:  # before the engine starts: a configuration problem
         log.critical(str(e))
         code = EXIT_CONFIG

@@ -314,6 +314,14 @@ class Settings(BaseModel):
         alias="VLLM_MCP_OAUTH_CLIENT_SECRET_FILE",
         description="File holding that client's secret (never logged or shown).",
     )
+    http_workers: int = Field(
+        1,
+        alias="VLLM_MCP_HTTP_WORKERS",
+        ge=1,
+        le=64,
+        description="HTTP front-end processes on one engine core (like vllm serve --api-server-count); "
+        "more than 1 needs VLLM_MCP_SESSION_STORE.",
+    )
 
     @field_validator("default_top_k")
     @classmethod
@@ -433,6 +441,17 @@ class Settings(BaseModel):
         problem = oauth_rules.problem(self) or multinode.problem(self)
         if problem:
             raise ValueError(problem)
+        if self.http_workers > 1 and self.transport != "http":
+            raise ValueError(
+                f"VLLM_MCP_HTTP_WORKERS={self.http_workers} needs VLLM_MCP_TRANSPORT=http: over stdio "
+                "one client talks to one process; set VLLM_MCP_HTTP_WORKERS=1"
+            )
+        if self.http_workers > 1 and self.session_store is None:
+            raise ValueError(
+                f"VLLM_MCP_HTTP_WORKERS={self.http_workers} needs VLLM_MCP_SESSION_STORE: each worker "
+                "process has its own memory, so a conversation's turns would be lost between them; "
+                "set it to a SQLite file (enough on one host, e.g. /var/lib/vllm-mcp/sessions.db)"
+            )
         return self
 
     def warnings(self, model_context: int | None = None) -> list[str]:

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,14 +305,79 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] = lambda: None) 
         executor.shutdown()
 
 
-def _load(settings: Settings) -> tuple[Any, str, str]:
-    """(``AsyncLLM``, model name shown to users, device type): the blocking part of a start."""
+def _load(settings: Settings, client: dict[str, Any] | None = None) -> tuple[Any, str, str]:
+    """(``AsyncLLM``, model name shown to users, device type): the blocking part of a start.
+
+    With ``client`` (one of ``shared_engine_core``'s front ends) the ``AsyncLLM`` connects to
+    the engine core another process started, as a ``vllm serve --api-server-count`` worker does.
+    """
     model, name = model_source.for_engine(settings)
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
     device = str(current_platform.device_type)
-    return AsyncLLM.from_engine_args(build_engine_args(settings, model)), name, device
+    args = build_engine_args(settings, model)
+    if client is None:
+        return AsyncLLM.from_engine_args(args), name, device
+    client = dict(client)
+    client.pop("api_server_loads", None)  # for vLLM's own accept balancing, which uvicorn lacks
+    count, index = client.pop("client_count"), client.pop("client_index")
+    args._api_process_count, args._api_process_rank = count, index
+    config = args.create_engine_config()
+    llm = AsyncLLM.from_vllm_config(config, client_addresses=client, client_count=count, client_index=index)
+    return llm, name, device
+
+
+@contextlib.contextmanager
+def shared_engine_core(
+    settings: Settings, front_ends: int, listening: Any, target: Callable[..., None]
+) -> Iterator[list[Any]]:
+    """Start the engine core and ``front_ends`` processes running ``target``; yields them once ready.
+
+    vLLM's own machinery for ``vllm serve --api-server-count N``: the ZMQ listeners, the core
+    launch and its start-up barrier (which fails fast when a front end dies meanwhile), and the
+    process manager that hands each front end its client index and addresses. Each process runs
+    ``target(listen_address, listening, settings, client)``. Leaving the block stops the front ends
+    (SIGTERM, ``VLLM_MCP_SHUTDOWN_GRACE`` + 10 s, then SIGKILL), then the engine core.
+    """
+    from vllm.platforms import current_platform
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.utils import bind_engine_zmq_listeners, launch_core_engines
+    from vllm.v1.executor import Executor
+    from vllm.v1.utils import APIServerProcessManager
+
+    model, _ = model_source.for_engine(settings)
+    args = build_engine_args(settings, model)
+    args._api_process_count, args._api_process_rank = front_ends, -1
+    config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+    listeners = bind_engine_zmq_listeners(config, front_ends)
+    api: Any = None
+    core: Any = None
+    coordinator: Any = None
+    try:
+        with launch_core_engines(config, Executor.get_class(config), True, listeners.addresses) as launch:
+            core, coordinator = launch.engine_manager, launch.coordinator
+            api = APIServerProcessManager(
+                listen_address="",
+                sock=listening,
+                args=settings,
+                num_servers=front_ends,
+                input_listeners=listeners.inputs,
+                output_listeners=listeners.outputs,
+                target_server_fn=target,
+                stats_update_address=coordinator.get_stats_publish_address() if coordinator else None,
+            )
+            launch.watched_frontend_processes = api.processes
+        if str(current_platform.device_type) == "cpu" and settings.cpu_worker_nice:
+            lower_worker_priority(os.getpid(), settings.cpu_worker_nice)
+        yield [*api.processes, *getattr(core, "processes", [])]
+    finally:
+        if api is not None:
+            api.shutdown(timeout=settings.shutdown_grace + 10)
+        for owner in (core, coordinator):
+            if owner is not None:
+                with contextlib.suppress(Exception):
+                    owner.shutdown(timeout=10)
 
 
 class Engine:
@@ -322,8 +387,10 @@ class Engine:
         self,
         settings: Settings,
         recent_log_lines: Callable[[], Sequence[str]] = tuple,
+        client: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        self._client = client  # a front end of shared_engine_core: its vLLM client config
         self._recent_log_lines = recent_log_lines
         self._llm: Any = None
         self._ready = asyncio.Event()
@@ -345,7 +412,9 @@ class Engine:
         try:
             # All of it in the load thread: importing vLLM alone blocks for seconds, and the
             # event loop must go on answering (and see end of input) meanwhile.
-            self._llm, self.model_name, self.device = await _in_load_thread(_load, self.settings)
+            self._llm, self.model_name, self.device = await _in_load_thread(
+                _load, self.settings, self._client
+            )
             config = self._llm.model_config
             self.max_model_len = int(config.max_model_len)
             self.dtype = str(config.dtype).removeprefix("torch.")
@@ -486,7 +555,7 @@ class Engine:
 
     def _explain_failure(self, error: BaseException) -> str:
         text = f"{type(error).__name__}: {error}".strip()
-        cause = _root_cause(self._recent_log_lines())
+        cause = root_cause(self._recent_log_lines())
         if cause and cause not in text:
             text = f"{text} (root cause: {cause})"
         lowered = text.lower()
@@ -551,7 +620,7 @@ def _logprobs(choice: Any, top: int | None) -> list[dict[str, Any]] | None:
 _CAUSE_MARKERS = ("Error", "error:", "Exception", "out of memory", "ValueError", "RuntimeError")
 
 
-def _root_cause(lines: Sequence[str]) -> str | None:
+def root_cause(lines: Sequence[str]) -> str | None:
     """The last line of the engine's log that names an error: vLLM only says 'see above'."""
     for line in reversed(lines):
         stripped = line.strip()

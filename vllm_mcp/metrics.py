@@ -57,12 +57,32 @@ def _renamed(family: Metric) -> Metric:
     return copy
 
 
+class _Labelled(Collector):
+    """Every sample of ``registry`` with ``labels`` added."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.registry, self.labels = registry, labels
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            copy = Metric(family.name, family.documentation, family.type, family.unit)
+            copy.samples = [s._replace(labels={**s.labels, **self.labels}) for s in family.samples]
+            yield copy
+
+
 class Metrics:
     """The server's counters; cheap to update, rendered only when the file is written."""
 
-    def __init__(self, model_name: str, textfile: Path | None, interval: float) -> None:
+    def __init__(
+        self, model_name: str, textfile: Path | None, interval: float, worker: int | None = None
+    ) -> None:
         # "_created" series double the file for no use in a textfile; vLLM's series share the switch.
         prometheus_client.disable_created_metrics()
+        # One of VLLM_MCP_HTTP_WORKERS front ends: a file of its own, every series labelled
+        # worker="K" (node_exporter refuses one series from two files); sum without(worker).
+        self.worker = worker
+        if textfile is not None and worker is not None:
+            textfile = textfile.with_name(f"{textfile.stem}-worker{worker}{textfile.suffix}")
         self.textfile = textfile
         self.interval = interval
         self.registry = CollectorRegistry(auto_describe=True)
@@ -194,7 +214,9 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition text (Prometheus text format 0.0.4)."""
-        return prometheus_client.generate_latest(self.registry)
+        if self.worker is None:
+            return prometheus_client.generate_latest(self.registry)
+        return prometheus_client.generate_latest(_Labelled(self.registry, {"worker": str(self.worker)}))  # type: ignore[arg-type]
 
     def write(self) -> None:
         """Replace the textfile atomically; a failure is logged once and never stops the server."""

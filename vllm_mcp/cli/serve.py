@@ -38,4 +38,8 @@ def serve(**options: Any) -> None:
 
     settings = Settings.load(options=options)  # a ConfigError exits 2, one line per problem
     multinode.refuse(settings, "head", platform_facts)  # a worker node's rank, Ray on CPU: exit 2
+    if settings.http_workers > 1:
+        from vllm_mcp import workers
+
+        app.exit_now(workers.run(settings))
     app.exit_now(app.run(settings))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 from vllm_mcp.protocol.server import build_server
@@ -24,12 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["Transport", "build_server", "make_transport"]
 
 
-def make_transport(settings: Settings) -> Transport:
-    """The transport ``settings`` ask for (``VLLM_MCP_TRANSPORT``)."""
+def make_transport(settings: Settings, listening: socket.socket | None = None) -> Transport:
+    """The transport ``settings`` ask for (``VLLM_MCP_TRANSPORT``); HTTP on ``listening`` if given."""
     if settings.transport == "http":
         from vllm_mcp.protocol.http import HttpTransport
 
-        return HttpTransport(settings)
+        return HttpTransport(settings, listening)
     from vllm_mcp.protocol.stdio import StdioTransport
 
     return StdioTransport(settings.max_message_bytes)

@@ -211,7 +211,7 @@ class _Uvicorn(uvicorn.Server):
 class HttpTransport(Transport):
     """MCP Streamable HTTP served by uvicorn, for every client over one SDK ``Server``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, listening: socket.socket | None = None) -> None:
         self.settings = settings
         self.max_message_bytes = settings.max_message_bytes
         self.intake_open = True
@@ -228,7 +228,8 @@ class HttpTransport(Transport):
                 self.verifier = TokenFileVerifier(settings.http_token_file)
             except TokenFileError as e:
                 raise HttpSetupError(str(e)) from None
-        self.socket = bind_socket(settings.http_host, settings.http_port)
+        # One of VLLM_MCP_HTTP_WORKERS front ends gets the socket its parent bound (workers.py).
+        self.socket = listening or bind_socket(settings.http_host, settings.http_port)
         self.port = int(self.socket.getsockname()[1])
         self.oauth: Any = None
         if settings.oauth_issuer is not None:
@@ -264,6 +265,9 @@ class HttpTransport(Transport):
             host=s.http_host,
             transport_security=security_settings(s.http_host, s.allowed_hosts),
             max_request_body_size=s.max_message_bytes,
+            # Several workers share one socket: a 2025-era MCP session, kept in one worker's
+            # memory, would not be found by the next connection's worker (workers.py).
+            stateless_http=s.http_workers > 1,
             auth=auth,
             token_verifier=verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
