@@ -29,6 +29,11 @@ def _callers_variables() -> list[str]:
 # HF_ENDPOINT into constants then.
 for _name in _callers_variables():
     del os.environ[_name]
+# ... and import it now, while the environment is clean (its hf_api and file_download copy
+# constants at import too), rather than in whichever test first needs it: a test's
+# monkeypatched HF_HUB_OFFLINE would become every later test's constant.
+import huggingface_hub.file_download  # noqa: E402
+import huggingface_hub.hf_api  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
