@@ -9,6 +9,10 @@
 #   GATEWAY      http (default) or fluidmcp. Remembered in /etc/vllm-mcp/install.conf; a host
 #                installed by an older release (FluidMCP only) stays fluidmcp until told.
 #                Switching stops and removes the other unit; its token file stays.
+#   ROLE         server (default) or worker: a worker node of a model spread over several hosts
+#                (vllm-mcp-worker.service instead of a server; docs/multinode.md). Remembered
+#                as GATEWAY="worker" in /etc/vllm-mcp/install.conf; ROLE=server with GATEWAY=...
+#                turns the host back into a server.
 #   ALLOW_FROM   addresses or networks, besides localhost, that may reach the gateway,
 #                space-separated ("10.0.0.5 192.168.10.0/24"). Remembered in
 #                /etc/vllm-mcp/install.conf; set it again to change it, ALLOW_FROM= to clear it.
@@ -38,11 +42,15 @@ if [ -z "${VARIANT:-}" ]; then
 fi
 case "$VARIANT" in gpu | cpu) ;; *) die "VARIANT must be gpu or cpu, not '$VARIANT'" ;; esac
 PREVIOUS=$(installed_gateway)
+case "${ROLE:-}" in
+"") ;;
+worker) GATEWAY=worker ;;
+server) if [ "${GATEWAY:-$PREVIOUS}" = worker ]; then GATEWAY=${GATEWAY:-http}; fi ;;
+*) die "ROLE must be server or worker, not '$ROLE'" ;;
+esac
 GATEWAY=${GATEWAY:-${PREVIOUS:-http}}
-case "$GATEWAY" in http | fluidmcp) ;; *) die "GATEWAY must be http or fluidmcp, not '$GATEWAY'" ;; esac
+case "$GATEWAY" in http | fluidmcp | worker) ;; *) die "GATEWAY must be http or fluidmcp, not '$GATEWAY'" ;; esac
 UNIT=$(unit_of "$GATEWAY")
-if [ "$GATEWAY" = http ]; then OTHER=fluidmcp; else OTHER=http; fi
-OTHER_UNIT=$(unit_of "$OTHER")
 DROPIN=$(dropin_of "$UNIT")
 LOCK=${LOCK:-$HERE/requirements-$VARIANT.lock}
 [ -f "$LOCK" ] || die "no lock file $LOCK"
@@ -127,14 +135,17 @@ put() { # put SOURCE TARGET MODE
     install -D -m "$3" "$1" "$(at "$2")"
     owner_root "$(at "$2")"
 }
-# One server on port 8099: the other kind goes (stopped, disabled, unit and drop-in removed;
-# its token file is kept, as uninstall.sh keeps it).
-if [ -f "$(at "$UNITDIR/$OTHER_UNIT")" ]; then
-    systemctl_live disable --now "$OTHER_UNIT" >/dev/null 2>&1 || true
-    rm -f "$(at "$UNITDIR/$OTHER_UNIT")" "$(at "$(dropin_of "$OTHER_UNIT")")"
-    rmdir "$(at "$UNITDIR/$OTHER_UNIT.d")" 2>/dev/null || true
-    say "removed $OTHER_UNIT (GATEWAY=$GATEWAY replaces GATEWAY=$OTHER)"
-fi
+# One server on port 8099, or a worker node: the other kinds go (stopped, disabled, unit and
+# drop-in removed; a token file is kept, as uninstall.sh keeps it).
+for OTHER in http fluidmcp worker; do
+    OTHER_UNIT=$(unit_of "$OTHER")
+    if [ "$OTHER" != "$GATEWAY" ] && [ -f "$(at "$UNITDIR/$OTHER_UNIT")" ]; then
+        systemctl_live disable --now "$OTHER_UNIT" >/dev/null 2>&1 || true
+        rm -f "$(at "$UNITDIR/$OTHER_UNIT")" "$(at "$(dropin_of "$OTHER_UNIT")")"
+        rmdir "$(at "$UNITDIR/$OTHER_UNIT.d")" 2>/dev/null || true
+        say "removed $OTHER_UNIT (GATEWAY=$GATEWAY replaces GATEWAY=$OTHER)"
+    fi
+done
 put "$SRC/systemd/$UNIT" "$UNITDIR/$UNIT" 0644
 put "$SRC/systemd/$PREFETCH_UNIT" "$UNITDIR/$PREFETCH_UNIT" 0644
 if [ "$GATEWAY" = fluidmcp ]; then
@@ -168,7 +179,7 @@ if [ "$GATEWAY" = http ]; then
     fi
     chmod 0600 "$tokens"
     if live; then chown "$SERVICE_USER:$SERVICE_USER" "$tokens"; fi
-else
+elif [ "$GATEWAY" = fluidmcp ]; then
     if [ -z "$(current_token)" ]; then
         write_gateway_env "$GATEWAY_ENV" "$(new_token)"
         say "generated the gateway token in $GATEWAY_ENV (root only)"
@@ -211,7 +222,9 @@ else
     systemctl_live try-restart "$UNIT"
 fi
 say "installed $UNIT ($VARIANT); reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}"
-if [ "$GATEWAY" = http ]; then
+if [ "$GATEWAY" = worker ]; then
+    live && say "start it: systemctl start $UNIT after setting VLLM_NNODES, VLLM_NODE_RANK and VLLM_MASTER_ADDR in $MODEL_ENV"
+elif [ "$GATEWAY" = http ]; then
     live && say "start it: systemctl start $UNIT; MCP endpoint http://<host>:8099/mcp; token: sudo cat $HTTP_TOKENS"
 else
     live && say "start it: systemctl start $UNIT; the token: sudo cat $GATEWAY_ENV"

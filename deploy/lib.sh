@@ -12,6 +12,7 @@ UNITDIR=/etc/systemd/system
 HTTP_UNIT=vllm-mcp-http.service
 FLUID_UNIT=vllm-mcp-gateway.service
 PREFETCH_UNIT=vllm-mcp-prefetch.service
+WORKER_UNIT=vllm-mcp-worker.service
 GATEWAY_ENV=$ETC/gateway.env
 HTTP_TOKENS=$ETC/http-tokens
 MODEL_ENV=$ETC/vllm-mcp.env
@@ -31,6 +32,7 @@ unit_of() {
     case "$1" in
     http) echo "$HTTP_UNIT" ;;
     fluidmcp) echo "$FLUID_UNIT" ;;
+    worker) echo "$WORKER_UNIT" ;; # ROLE=worker: a worker node of a multi-node model, no server
     *) die "GATEWAY must be http or fluidmcp, not '$1'" ;;
     esac
 }

@@ -21,6 +21,7 @@ if live && [ "$(id -u)" -ne 0 ]; then
 fi
 gateway=$(installed_gateway)
 [ -n "$gateway" ] || die "nothing installed under ${DESTDIR:-/}; run deploy/install.sh first"
+[ "$gateway" != worker ] || die "this host is a worker node (ROLE=worker): it has no token; rotate the head's"
 
 from_stdin=0 caller=""
 while [ $# -gt 0 ]; do

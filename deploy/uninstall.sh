@@ -12,8 +12,8 @@ if live && [ "$(id -u)" -ne 0 ]; then
     die "run as root (or set DESTDIR)"
 fi
 
-systemctl_live disable --now "$HTTP_UNIT" "$FLUID_UNIT" "$PREFETCH_UNIT" >/dev/null 2>&1 || true
-for unit in "$HTTP_UNIT" "$FLUID_UNIT" "$PREFETCH_UNIT"; do
+systemctl_live disable --now "$HTTP_UNIT" "$FLUID_UNIT" "$WORKER_UNIT" "$PREFETCH_UNIT" >/dev/null 2>&1 || true
+for unit in "$HTTP_UNIT" "$FLUID_UNIT" "$WORKER_UNIT" "$PREFETCH_UNIT"; do
     rm -f "$(at "$UNITDIR/$unit")" "$(at "$(dropin_of "$unit")")"
     rmdir "$(at "$UNITDIR/$unit.d")" 2>/dev/null || true
 done

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,12 @@ class McpClient:
     One server (and one engine start) then serves a whole test module.
     """
 
-    def __init__(self, env: dict[str, str], protocol_version: str | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], protocol_version: str | None = None, prefix: Sequence[str] = ()
+    ) -> None:
         self.env = env
         self.protocol_version = protocol_version
+        self.prefix = list(prefix)  # a command that runs the server, such as taskset -c 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -100,7 +103,7 @@ class McpClient:
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         self._stop = asyncio.Event()
-        cmd = serve_command()
+        cmd = [*self.prefix, *serve_command()]
         params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=self.env)
         try:
             async with stdio_client(params) as (read, write), ClientSession(read, write) as session:

@@ -170,7 +170,7 @@ def run(
     script: str, destdir: Path, *args: str, stdin: str | None = None, **env: str
 ) -> subprocess.CompletedProcess:
     # The scripts' own settings come from the test only, whatever the caller exported.
-    mine = {"ALLOW_FROM", "GATEWAY", "START", "PURGE", "FRESH_VENV", "LOCK", "PIP_ARGS", "VARIANT"}
+    mine = {"ALLOW_FROM", "GATEWAY", "ROLE", "START", "PURGE", "FRESH_VENV", "LOCK", "PIP_ARGS", "VARIANT"}
     inherited = {k: v for k, v in os.environ.items() if k not in mine}
     full = {**inherited, "DESTDIR": str(destdir), "SKIP_VENV": "1", "VARIANT": "cpu", **env}
     return subprocess.run(
@@ -624,3 +624,34 @@ def test_wait_healthy_gives_up_at_its_deadline_when_nothing_listens() -> None:
         result = wait_healthy("127.0.0.1", port, "--timeout", "0.5")
     assert result.returncode == 1 and "not ready after 0.5 s" in result.stderr
     assert result.stderr.count("not answering yet") == 1  # one line per change, not per probe
+
+
+WORKER_UNIT = "vllm-mcp-worker.service"
+
+
+def test_role_worker_installs_a_worker_node_and_no_server(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.0/24"))  # a server first: ROLE=worker replaces it
+    result = ok(run("install.sh", tmp_path, ROLE="worker", ALLOW_FROM="10.0.0.0/24"))
+    etc, units = tmp_path / "etc/vllm-mcp", tmp_path / UNITS
+    assert (units / WORKER_UNIT).read_text() == (ROOT / "systemd" / WORKER_UNIT).read_text()
+    assert not (units / HTTP_UNIT).exists() and not (units / FLUID_UNIT).exists()
+    assert f"removed {HTTP_UNIT}" in result.stdout
+    dropin = (units / f"{WORKER_UNIT}.d/network.conf").read_text()
+    assert dropin.rstrip().endswith("IPAddressAllow=localhost 10.0.0.0/24")  # the other nodes
+    assert 'GATEWAY="worker"' in (etc / "install.conf").read_text()
+    # An upgrade keeps the role; rotating a token has nothing to rotate here.
+    ok(run("upgrade.sh", tmp_path, SKIP_VENV="1"))
+    assert (units / WORKER_UNIT).is_file() and not (units / HTTP_UNIT).exists()
+    rotate = run("rotate-token.sh", tmp_path)
+    assert rotate.returncode != 0 and "worker node (ROLE=worker): it has no token" in rotate.stderr
+    # ROLE=server turns it back into a server; uninstall removes whichever is there.
+    ok(run("install.sh", tmp_path, ROLE="server"))
+    assert (units / HTTP_UNIT).is_file() and not (units / WORKER_UNIT).exists()
+    ok(run("install.sh", tmp_path, ROLE="worker"))
+    ok(run("uninstall.sh", tmp_path))
+    assert not (units / WORKER_UNIT).exists()
+
+
+def test_install_refuses_an_unknown_role(tmp_path: Path) -> None:
+    result = run("install.sh", tmp_path, ROLE="head")
+    assert result.returncode != 0 and "ROLE must be server or worker, not 'head'" in result.stderr

@@ -151,3 +151,23 @@ def test_cpu_workers_and_only_they_get_a_lower_priority() -> None:
         for p in (worker, other):
             p.kill()
             p.wait()
+
+
+def test_a_worker_nodes_settings_become_vllms_own_multi_node_parallel_config(tiny_model: Path) -> None:
+    from vllm.usage.usage_lib import UsageContext
+
+    env = {
+        "VLLM_NNODES": "2",
+        "VLLM_NODE_RANK": "1",
+        "VLLM_MASTER_ADDR": "10.0.0.1",
+        "VLLM_MASTER_PORT": "29600",
+        "VLLM_PIPELINE_PARALLEL_SIZE": "2",
+        "VLLM_DTYPE": "float32",
+        "VLLM_MAX_MODEL_LEN": "256",
+    }
+    args = engine.build_engine_args(Settings.load(environ=env), str(tiny_model))
+    config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER, headless=True)
+    p = config.parallel_config
+    assert (p.nnodes, p.node_rank, p.master_addr, p.master_port) == (2, 1, "10.0.0.1", 29600)
+    assert (p.distributed_executor_backend, p.world_size, p.local_world_size) == ("mp", 2, 1)
+    assert p.node_rank_within_dp == 1  # vllm serve --headless runs only workers on such a node

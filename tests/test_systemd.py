@@ -22,6 +22,7 @@ UNITS = ROOT / "systemd"
 GATEWAY = "vllm-mcp-gateway.service"
 HTTP = "vllm-mcp-http.service"
 PREFETCH = "vllm-mcp-prefetch.service"
+WORKER = "vllm-mcp-worker.service"  # a worker node of a multi-node model
 SERVERS = [HTTP, GATEWAY]  # what clients reach: one of the two is installed
 MAX_EXPOSURE = 2.0
 
@@ -44,7 +45,7 @@ def make_root(tmp: Path, allow: str | None = None) -> Path:
     root = tmp / "root"
     system = root / "etc/systemd/system"
     system.mkdir(parents=True)
-    for unit in (GATEWAY, HTTP, PREFETCH):
+    for unit in (GATEWAY, HTTP, PREFETCH, WORKER):
         shutil.copy(UNITS / unit, system / unit)
         for key in ("ExecStart", "ExecStartPre", "ExecStartPost"):
             for command in service_values(UNITS / unit, key):
@@ -55,7 +56,7 @@ def make_root(tmp: Path, allow: str | None = None) -> Path:
     host_units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
     shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
     if allow is not None:
-        for unit in SERVERS:
+        for unit in [*SERVERS, WORKER]:
             dropin = system / f"{unit}.d"
             dropin.mkdir()
             (dropin / "network.conf").write_text(
@@ -82,7 +83,7 @@ def security_line(output: str, setting: str) -> str:
     raise AssertionError(f"no {setting} line in:\n{output[-3000:]}")
 
 
-@pytest.mark.parametrize("unit", [*SERVERS, PREFETCH])
+@pytest.mark.parametrize("unit", [*SERVERS, PREFETCH, WORKER])
 def test_units_verify_cleanly(tmp_path: Path, unit: str) -> None:
     root = make_root(tmp_path, allow="10.0.0.5")
     result = analyze("verify", f"--root={root}", unit)
@@ -100,7 +101,7 @@ def test_verify_catches_a_broken_setting(tmp_path: Path) -> None:
     assert "kill mode" in result.stderr.lower()
 
 
-@pytest.mark.parametrize("unit", [*SERVERS, PREFETCH])
+@pytest.mark.parametrize("unit", [*SERVERS, PREFETCH, WORKER])
 def test_exposure_is_at_most_two(unit: str) -> None:
     result = analyze("security", "--offline=true", str(UNITS / unit))
     score = exposure(result.stdout + result.stderr)
@@ -230,3 +231,45 @@ def test_gateway_unit_policy() -> None:
     assert service_values(unit, "User") == ["vllm-mcp"]
     assert service_values(unit, "ProtectSystem") == ["strict"]
     assert service_values(unit, "NoNewPrivileges") == ["yes"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "User",
+        "Group",
+        "KillMode",
+        "TimeoutStopSec",
+        "DeviceAllow",
+        "IPAddressDeny",
+        "IPAddressAllow",
+        "SystemCallFilter",
+        "RestrictAddressFamilies",
+        "CapabilityBoundingSet",
+        "ProtectSystem",
+        "PrivateUsers",
+        "RuntimeDirectory",
+        "CacheDirectory",
+        "EnvironmentFile",
+    ],
+)
+def test_the_worker_unit_keeps_the_http_units_hardening(key: str) -> None:
+    assert service_values(UNITS / WORKER, key) == service_values(UNITS / HTTP, key)
+
+
+def test_worker_unit_policy(tmp_path: Path) -> None:
+    unit = UNITS / WORKER
+    assert service_values(unit, "ExecStart") == ["/opt/vllm-mcp/venv/bin/vllm-mcp worker"]
+    assert service_values(unit, "ExecStartPre") == ["/opt/vllm-mcp/venv/bin/vllm-mcp config validate"]
+    assert service_values(unit, "Restart") == ["on-failure"]  # waits for the head again after it stops
+    assert "Conflicts=vllm-mcp-http.service vllm-mcp-gateway.service" in unit.read_text()
+    env = dict(e.split("=", 1) for e in service_values(unit, "Environment"))
+    assert not any(name.startswith(("VLLM_MCP_HTTP", "VLLM_MCP_TRANSPORT")) for name in env)  # no clients
+    # Only localhost without the drop-in; the drop-in adds the other nodes.
+    line = security_line(analyze("security", "--offline=true", str(unit)).stdout, "✗ IPAddressDeny=")
+    assert "allow list with only localhost entries" in line
+    root = make_root(tmp_path, allow="10.0.0.0/24")
+    line = security_line(
+        analyze("security", "--offline=true", f"--root={root}", WORKER).stdout, "✗ IPAddressDeny="
+    )
+    assert "allow list with non-localhost entries" in line

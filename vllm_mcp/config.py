@@ -35,7 +35,8 @@ from pydantic import (
     model_validator,
 )
 
-from vllm_mcp import lora
+from vllm_mcp import lora, multinode
+from vllm_mcp.sessions import location as sessions_location
 
 EMBEDDED_MODEL = "embedded"
 
@@ -124,6 +125,18 @@ class Settings(BaseModel):
         alias="VLLM_DISTRIBUTED_EXECUTOR_BACKEND",
         description="vLLM executor backend ('ray' for multi-node); vLLM picks if unset.",
     )
+    nnodes: int = Field(
+        1, alias="VLLM_NNODES", ge=1, description="Nodes one model spans (vLLM's multiprocessing multi-node)."
+    )
+    node_rank: int = Field(
+        0, alias="VLLM_NODE_RANK", ge=0, description="This node's rank: 0 runs `serve`, the others `worker`."
+    )
+    master_addr: str | None = Field(
+        None, alias="VLLM_MASTER_ADDR", description="The head node's address; needed when VLLM_NNODES > 1."
+    )
+    master_port: int = Field(
+        29501, alias="VLLM_MASTER_PORT", ge=1, le=65535, description="The head node's rendezvous port."
+    )
     engine_args: dict[str, Any] = Field(
         default_factory=dict,
         alias="VLLM_MCP_ENGINE_ARGS",
@@ -203,10 +216,22 @@ class Settings(BaseModel):
         alias="VLLM_MCP_CACHE_DIR",
         description="Where the embedded model's checkpoint is prepared.",
     )
-    session_store: Path | None = Field(
+    session_store: str | None = Field(
         None,
         alias="VLLM_MCP_SESSION_STORE",
-        description="SQLite file that keeps sessions across restarts; in memory if unset.",
+        description="Where sessions live: a SQLite file path (or sqlite:///path), or "
+        "postgresql://user@host:port/db (no password in it); in memory if unset.",
+    )
+    session_store_password_file: Path | None = Field(
+        None,
+        alias="VLLM_MCP_SESSION_STORE_PASSWORD_FILE",
+        description="File holding the PostgreSQL session store's password (or use PGPASSFILE).",
+    )
+    session_ttl: float | None = Field(
+        None,
+        alias="VLLM_MCP_SESSION_TTL",
+        gt=0.0,
+        description="Seconds a session may stay idle before it is forgotten; kept until evicted if unset.",
     )
     metrics_textfile: Path | None = Field(
         None,
@@ -247,6 +272,48 @@ class Settings(BaseModel):
         description="Comma-separated Host header values the HTTP transport accepts besides the "
         "address it listens on (DNS-rebinding protection); '*' accepts any.",
     )
+    http_public_url: str | None = Field(
+        None,
+        alias="VLLM_MCP_HTTP_PUBLIC_URL",
+        description="The origin clients reach this server at (https://host[:port]) behind a proxy; "
+        "the OAuth audience and metadata URLs are built from it.",
+    )
+    # --- OAuth 2.1 resource server (ours; vllm_mcp/oauth_rules.py, docs/http.md) ------
+    oauth_issuer: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_ISSUER",
+        description="Authorization server whose access tokens HTTP clients may send (its keys are "
+        "found through OpenID / RFC 8414 discovery); off if unset.",
+    )
+    oauth_audience: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_AUDIENCE",
+        description="The resource tokens must be issued for (RFC 8707); the public /mcp URL if unset.",
+    )
+    oauth_scopes: str | None = Field(
+        None, alias="VLLM_MCP_OAUTH_SCOPES", description="Scopes every token must carry, space-separated."
+    )
+    oauth_jwks_url: str | None = Field(
+        None, alias="VLLM_MCP_OAUTH_JWKS_URL", description="The issuer's key set; discovered if unset."
+    )
+    oauth_caller_claim: str = Field(
+        "sub", alias="VLLM_MCP_OAUTH_CALLER_CLAIM", description="Token claim that names the caller."
+    )
+    oauth_introspection_url: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_INTROSPECTION_URL",
+        description="RFC 7662 endpoint for opaque tokens; the discovered one if unset.",
+    )
+    oauth_client_id: str | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_CLIENT_ID",
+        description="Client id this server introspects tokens as; introspection is off if unset.",
+    )
+    oauth_client_secret_file: Path | None = Field(
+        None,
+        alias="VLLM_MCP_OAUTH_CLIENT_SECRET_FILE",
+        description="File holding that client's secret (never logged or shown).",
+    )
 
     @field_validator("default_top_k")
     @classmethod
@@ -282,17 +349,37 @@ class Settings(BaseModel):
     @field_validator(
         "max_model_len",
         "distributed_executor_backend",
+        "master_addr",
         "hf_token",
         "log_file",
         "session_store",
+        "session_store_password_file",
+        "session_ttl",
         "metrics_textfile",
         "http_token_file",
         "http_allowed_hosts",
+        "http_public_url",
+        "oauth_issuer",
+        "oauth_audience",
+        "oauth_scopes",
+        "oauth_jwks_url",
+        "oauth_introspection_url",
+        "oauth_client_id",
+        "oauth_client_secret_file",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("master_addr")
+    @classmethod
+    def _master_addr(cls, v: str | None) -> str | None:
+        return None if v is None else multinode.check_master_addr(v)
+    @field_validator("session_store")
+    @classmethod
+    def _store_location(cls, v: str | None) -> str | None:
+        return None if v is None else sessions_location.parse_location(v).display
 
     @field_validator("http_allowed_hosts")
     @classmethod
@@ -308,6 +395,25 @@ class Settings(BaseModel):
             )
         return ",".join(entries) or None
 
+    @field_validator(
+        "http_public_url", "oauth_issuer", "oauth_audience", "oauth_jwks_url", "oauth_introspection_url"
+    )
+    @classmethod
+    def _oauth_url(cls, v: str | None, info: Any) -> str | None:
+        from vllm_mcp import oauth_rules
+
+        origin_only = info.field_name == "http_public_url"
+        return None if v is None else oauth_rules.check_url(v, "the URL", path_allowed=not origin_only)
+
+    @field_validator("oauth_scopes", "oauth_caller_claim")
+    @classmethod
+    def _oauth_words(cls, v: str | None, info: Any) -> str | None:
+        from vllm_mcp import oauth_rules
+
+        if info.field_name == "oauth_scopes":
+            return oauth_rules.check_scopes(v) if v is not None else None
+        return oauth_rules.check_claim(v)
+
     @property
     def allowed_hosts(self) -> list[str]:
         """``VLLM_MCP_HTTP_ALLOWED_HOSTS`` as a list."""
@@ -315,12 +421,18 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.transport == "http" and self.http_token_file is None and not is_loopback(self.http_host):
+        authenticated = self.http_token_file is not None or self.oauth_issuer is not None
+        if self.transport == "http" and not authenticated and not is_loopback(self.http_host):
             raise ValueError(
                 f"VLLM_MCP_HTTP_HOST={self.http_host} is not a loopback address, so the HTTP transport "
-                "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send); "
-                "refusing to serve without authentication"
+                "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
+                "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
             )
+        from vllm_mcp import oauth_rules
+
+        problem = oauth_rules.problem(self) or multinode.problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def warnings(self, model_context: int | None = None) -> list[str]:
@@ -430,6 +542,8 @@ def _explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
             lines.append(f"invalid configuration: {msg}")
             continue
         shown = "<hidden>" if name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN") else raw.get(name)
+        if name == "VLLM_MCP_SESSION_STORE" and isinstance(shown, str):
+            shown = sessions_location.redact(shown)
         lines.append(f"invalid {name}={shown!r}: {msg[0].lower() + msg[1:]}")
     return lines
 
@@ -461,14 +575,15 @@ def parallel_problem(settings: Settings, gpu_count: int | None) -> str | None:
 
     None when it fits, when ``gpu_count`` is unknown, or with Ray, whose other nodes may bring GPUs.
     """
-    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size // settings.nnodes
     if not gpu_count or needed <= gpu_count or settings.distributed_executor_backend == "ray":
         return None
+    nodes = f" on each of VLLM_NNODES ({settings.nnodes}) nodes" if settings.nnodes > 1 else ""
     return (
         f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
         f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
-        f"GPUs but {gpu_count} are visible; lower it, or use "
-        "VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray across several nodes"
+        f"GPUs{nodes} but {gpu_count} are visible; lower it, or spread it over more nodes "
+        "(VLLM_NNODES, docs/multinode.md)"
     )
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from vllm_mcp import multinode
 from vllm_mcp.config import (
     ConfigError,
     Settings,
@@ -74,6 +75,7 @@ def validate(
     engine_names: frozenset[str] = frozenset(),
     engine_arg_names: frozenset[str] = frozenset(),
     gpu_count: int | None = None,
+    platform: Callable[[], multinode.PlatformFacts] | None = None,
     label: str = "environment",
 ) -> Validation:
     """Type and range checks (``Settings.load``), unknown names, and contradictions.
@@ -81,7 +83,8 @@ def validate(
     ``engine_names`` are the variables vLLM reads, ``engine_arg_names`` its engine
     arguments (``VLLM_MCP_ENGINE_ARGS`` keys are not checked when empty). ``gpu_count``
     is the number of GPUs visible on this machine, or None when there are none or it is
-    unknown (the parallelism check is then skipped).
+    unknown (the parallelism check is then skipped). ``platform`` reports vLLM's platform
+    (asked only with Ray; the check is skipped without it).
     """
     environ = os.environ if environ is None else environ
     problems: list[str] = []
@@ -100,5 +103,8 @@ def validate(
         parallel = parallel_problem(settings, gpu_count)
         if parallel:
             problems.append(parallel)
+        ray = multinode.platform_problem(settings, platform) if platform else None
+        if ray:
+            problems.append(ray)
         warnings = settings.warnings()
     return Validation(label, settings, sources, problems, warnings)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllm_mcp import lifeline, lora, model_source
+from vllm_mcp import lifeline, lora, model_source, multinode
 from vllm_mcp.config import Settings, unknown_engine_args
 from vllm_mcp.lora import Adapter
 from vllm_mcp.structured import Constraint
@@ -263,6 +263,7 @@ def build_engine_args(settings: Settings, model: str) -> Any:
         "distributed_executor_backend": settings.distributed_executor_backend,
         "enable_log_requests": False,
         **lora.engine_kwargs(settings.lora_modules),
+        **multinode.engine_kwargs(settings),
     }
     kwargs.update(settings.engine_args)
     # vLLM wants a config object here; JSON gives a dict, e.g. compact JSON for json_schema:
@@ -272,6 +273,34 @@ def build_engine_args(settings: Settings, model: str) -> Any:
 
         kwargs["structured_outputs_config"] = StructuredOutputsConfig(**kwargs["structured_outputs_config"])
     return AsyncEngineArgs(**kwargs)
+
+
+def platform_facts() -> multinode.PlatformFacts:
+    """vLLM's platform: its device name and Ray device key (empty: no Ray). Imports torch."""
+    from vllm.platforms import current_platform
+
+    return str(current_platform.device_name), str(current_platform.ray_device_key)
+
+
+def run_worker(settings: Settings, on_ready: Callable[[], None] = lambda: None) -> None:
+    """This node's share of the model's workers, headless (``vllm serve --headless``'s way).
+
+    ``on_ready`` runs once the head has connected. Blocks until a worker process exits or a
+    signal handler raises.
+    """
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.executor.multiproc_executor import MultiprocExecutor
+
+    model, _ = model_source.for_engine(settings)
+    args = build_engine_args(settings, model)
+    config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER, headless=True)
+    executor = MultiprocExecutor(config, monitor_workers=False)
+    try:
+        log.info("worker node ready", extra=multinode.describe(settings))
+        on_ready()
+        executor.start_worker_monitor(inline=True)
+    finally:
+        executor.shutdown()
 
 
 def _load(settings: Settings) -> tuple[Any, str, str]:

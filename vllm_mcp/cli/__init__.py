@@ -61,9 +61,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from vllm_mcp.cli import chat, config, doctor, prefetch, serve
+    from vllm_mcp.cli import chat, config, doctor, prefetch, serve, worker
 
-    for command in (serve.serve, chat.chat, doctor.doctor, prefetch.prefetch, config.config):
+    for command in (serve.serve, worker.worker, chat.chat, doctor.doctor, prefetch.prefetch, config.config):
         cli.add_command(command)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vllm_mcp.cli.doctor import engine_arg_names, engine_names
+from vllm_mcp.cli.doctor import engine_arg_names, engine_names, engine_platform
 from vllm_mcp.cli.errors import CheckFailed
 from vllm_mcp.config import ConfigError, Settings
 from vllm_mcp.config_check import validate
@@ -38,7 +38,12 @@ def config_validate(path: Path | None) -> None:
             raise CheckFailed(f"{path}: cannot be read as a configuration") from None
     gpu_count = len(probe_gpus().gpus) or None
     names, arg_names = engine_names(), engine_arg_names()  # imports vLLM: seconds
-    known = {"engine_names": names, "engine_arg_names": arg_names, "gpu_count": gpu_count}
+    known = {
+        "engine_names": names,
+        "engine_arg_names": arg_names,
+        "gpu_count": gpu_count,
+        "platform": engine_platform,
+    }
     if path is None:
         results = [validate(**known)]
     else:

@@ -29,6 +29,16 @@ def engine_arg_names() -> frozenset[str]:
         return frozenset()
 
 
+def engine_platform() -> tuple[str, str]:
+    """vLLM's platform and its Ray support, for the Ray check (no Ray support without vLLM)."""
+    try:
+        from vllm_mcp.engine import platform_facts
+
+        return platform_facts()
+    except ImportError:
+        return "unknown", ""
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--smoke", is_flag=True, help="Also start the engine and generate a few tokens.")
@@ -46,7 +56,9 @@ def doctor(as_json: bool, smoke: bool, root: Path) -> None:
     """
     from vllm_mcp.doctor import Probes, run_checks
 
-    probes = Probes(engine_names=engine_names, engine_arg_names=engine_arg_names, root=root)
+    probes = Probes(
+        engine_names=engine_names, engine_arg_names=engine_arg_names, platform=engine_platform, root=root
+    )
     report = run_checks(probes, smoke=smoke)
     click.echo(report.to_json() if as_json else report.to_text())
     failed = [c.name for c in report.checks if c.status == "fail"]

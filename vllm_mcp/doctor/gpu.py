@@ -269,11 +269,12 @@ def check_gpu_memory(gpu: GpuProbe, s: Settings) -> Check:
 
 
 def check_parallel(gpu: GpuProbe, s: Settings) -> Check:
-    needed = s.tensor_parallel_size * s.pipeline_parallel_size
+    needed = s.tensor_parallel_size * s.pipeline_parallel_size // s.nnodes  # on this node
     visible = len(gpu.gpus)
     text = (
         f"VLLM_TENSOR_PARALLEL_SIZE={s.tensor_parallel_size} x "
         f"VLLM_PIPELINE_PARALLEL_SIZE={s.pipeline_parallel_size} = {needed} GPU(s)"
+        + (f" on each of {s.nnodes} nodes" if s.nnodes > 1 else "")
     )
     if not visible:
         if needed > 1:
@@ -285,8 +286,8 @@ def check_parallel(gpu: GpuProbe, s: Settings) -> Check:
             "parallel",
             "fail",
             refused,
-            f"set VLLM_TENSOR_PARALLEL_SIZE to at most {visible}, or use Ray across "
-            "nodes (VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray)",
+            f"set VLLM_TENSOR_PARALLEL_SIZE to at most {visible}, or spread the model over more "
+            "nodes (VLLM_NNODES, or VLLM_DISTRIBUTED_EXECUTOR_BACKEND=ray)",
         )
     if needed > visible:  # with Ray, whose other nodes may bring the rest
         return Check(

@@ -177,6 +177,7 @@ def check_config(p: Probes, gpu: GpuProbe) -> tuple[Check, Settings | None]:
         engine_names=p.engine_names(),
         engine_arg_names=p.engine_arg_names(),
         gpu_count=len(gpu.gpus) or None,
+        platform=p.platform,
     )
     if v.problems:
         return Check(

@@ -120,6 +120,7 @@ class Probes:
     embedded_gguf: Callable[[], Path | None] = model_source.embedded_gguf
     engine_names: Callable[[], frozenset[str]] = field(default=lambda: frozenset())  # vLLM's variables
     engine_arg_names: Callable[[], frozenset[str]] = field(default=lambda: frozenset())  # its arguments
+    platform: Callable[[], tuple[str, str]] | None = None  # vLLM's device, Ray key (multinode)
     root: Path = Path("/")  # the host's file tree; a staging directory in tests (DESTDIR)
 
 

@@ -6,7 +6,8 @@
   drives: serve until told to stop, refuse new calls, report what is still in flight.
 - ``stdio``: newline-delimited JSON-RPC on stdin/stdout, for gateways that spawn us.
 - ``http``: MCP Streamable HTTP (the SDK's app under uvicorn) for many clients at once;
-  ``auth``: its bearer tokens, read from a file, one caller per token.
+  ``auth``: its bearer tokens, read from a file, one caller per token; ``oauth``: access
+  tokens from an OAuth authorization server (vllm-mcp as a resource server).
 - ``client``: the MCP client behind ``vllm-mcp chat``.
 """
 

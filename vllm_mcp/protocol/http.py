@@ -230,6 +230,15 @@ class HttpTransport(Transport):
                 raise HttpSetupError(str(e)) from None
         self.socket = bind_socket(settings.http_host, settings.http_port)
         self.port = int(self.socket.getsockname()[1])
+        self.oauth: Any = None
+        if settings.oauth_issuer is not None:
+            from vllm_mcp.protocol import oauth
+
+            try:
+                self.oauth = oauth.start(settings, self.url)
+            except oauth.OAuthSetupError as e:
+                self.socket.close()
+                raise HttpSetupError(str(e)) from None
 
     @property
     def url(self) -> str:
@@ -240,7 +249,12 @@ class HttpTransport(Transport):
     def build_app(self, server: Any) -> ASGIApp:
         s = self.settings
         auth = None
-        if self.verifier is not None:
+        verifier: Any = self.verifier
+        if self.oauth is not None:  # the metadata route and WWW-Authenticate (protocol/oauth.py)
+            from vllm_mcp.protocol import oauth
+
+            auth, verifier = oauth.app_auth(self.oauth, self.verifier, s.oauth_scopes)
+        elif self.verifier is not None:
             # The SDK wires BearerAuthBackend + RequireAuthMiddleware only with AuthSettings;
             # no OAuth routes are made (no provider, no resource_server_url).
             auth = AuthSettings(issuer_url=self.url.removesuffix(MCP_PATH), resource_server_url=None)
@@ -251,7 +265,7 @@ class HttpTransport(Transport):
             transport_security=security_settings(s.http_host, s.allowed_hosts),
             max_request_body_size=s.max_message_bytes,
             auth=auth,
-            token_verifier=self.verifier,
+            token_verifier=verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
         )
         return _Gate(app, self)
@@ -279,7 +293,9 @@ class HttpTransport(Transport):
             extra={
                 "url": self.url,
                 "health": self.url.removesuffix(MCP_PATH) + HEALTH_PATH,
-                "auth": "bearer token file" if self.verifier else "none (loopback only)",
+                "auth": self.oauth.describe(self.verifier)
+                if self.oauth
+                else ("bearer token file" if self.verifier else "none (loopback only)"),
                 "callers": self.verifier.caller_names if self.verifier else [],
             },
         )
