@@ -8,6 +8,8 @@ End-to-end servers get their environment from ``tests.support.serve_env``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,11 @@ def _callers_variables() -> list[str]:
 # HF_ENDPOINT into constants then.
 for _name in _callers_variables():
     del os.environ[_name]
+# ... and import it now, while the environment is clean (its hf_api and file_download copy
+# constants at import too), rather than in whichever test first needs it: a test's
+# monkeypatched HF_HUB_OFFLINE would become every later test's constant.
+import huggingface_hub.file_download  # noqa: E402
+import huggingface_hub.hf_api  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
@@ -55,22 +62,55 @@ def pytest_report_header() -> str | None:
     return None
 
 
+# Unit tests first (a failure shows in a minute), then the end-to-end modules: the cheap ones
+# first, the long integrations (gateways, units, the embedded model) last; others in between.
+E2E_FIRST = ("test_lifecycle", "test_direct", "test_protocol", "test_server")
+E2E_LAST = ("test_http_unit", "test_gateway", "test_fluidmcp_main", "test_embedded")
+
+
+def _order(item: pytest.Item) -> tuple[int, int]:
+    path = Path(str(item.fspath))
+    if path.parent.name != "e2e":
+        return (0, 0)
+    if path.stem in E2E_FIRST:
+        return (1, E2E_FIRST.index(path.stem))
+    if path.stem in E2E_LAST:
+        return (3, E2E_LAST.index(path.stem))
+    return (2, 0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_order)  # stable: the order within each module (and group) is kept
+
+
+@contextlib.contextmanager
+def _models_lock() -> Iterator[None]:
+    """The test models are made once on disk; parallel workers (pytest -n) wait for each other."""
+    MODELS.mkdir(parents=True, exist_ok=True)
+    with open(MODELS / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """A tiny random Llama with a chat template (made once, kept in .cache/)."""
-    return make_tiny_model(MODELS / "tiny-llama")
+    with _models_lock():
+        return make_tiny_model(MODELS / "tiny-llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_base_model() -> Path:
     """The same model without a chat template: a base model."""
-    return make_tiny_model(MODELS / "tiny-llama-base", chat_template=False)
+    with _models_lock():
+        return make_tiny_model(MODELS / "tiny-llama-base", chat_template=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_adapters(tiny_model: Path) -> dict[str, Path]:
     """Two random LoRA adapters (rank 8) for the tiny model: name -> directory."""
-    return {
-        name: make_tiny_adapter(MODELS / f"tiny-llama-lora-{name}", tiny_model, seed)
-        for name, seed in (("alpha", 1), ("beta", 2))
-    }
+    with _models_lock():
+        return {
+            name: make_tiny_adapter(MODELS / f"tiny-llama-lora-{name}", tiny_model, seed)
+            for name, seed in (("alpha", 1), ("beta", 2))
+        }

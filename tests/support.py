@@ -96,7 +96,7 @@ class McpClient:
         self._ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._stop: asyncio.Event | None = None
         self._main = asyncio.run_coroutine_threadsafe(self._hold(), self.loop)
-        self.init_result = self._ready.result(timeout=120)
+        self.init_result = self._ready.result(timeout=300)
 
     async def _hold(self) -> None:
         from mcp import ClientSession

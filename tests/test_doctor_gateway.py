@@ -3,9 +3,12 @@ deploy/install.sh: the FluidMCP gateway (GATEWAY=fluidmcp) and the HTTP server (
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,8 +30,25 @@ HTTP_UNIT = "etc/systemd/system/vllm-mcp-http.service"
 HTTP_TOKENS = "etc/vllm-mcp/http-tokens"
 
 
+_STAGED: dict[tuple[str, str], Path] = {}
+
+
 def run_install(root: Path, allow_from: str, gateway: str) -> None:
-    """The real deploy/install.sh into ``root`` (no venv, no users, no systemctl)."""
+    """The real deploy/install.sh into ``root`` (no venv, no users, no systemctl).
+
+    It runs once per ``allow_from`` and ``gateway`` in a session; each test gets its own copy of
+    that staged tree (modes kept), so what one test edits no other sees.
+    """
+    key = (allow_from, gateway)
+    if key not in _STAGED:
+        staged = Path(tempfile.mkdtemp(prefix="staged-install-"))
+        atexit.register(shutil.rmtree, staged, True)
+        _install(staged, allow_from, gateway)
+        _STAGED[key] = staged
+    shutil.copytree(_STAGED[key], root, symlinks=True, dirs_exist_ok=True)
+
+
+def _install(root: Path, allow_from: str, gateway: str) -> None:
     env = {
         **os.environ,
         "DESTDIR": str(root),

@@ -20,10 +20,12 @@ from vllm_mcp import lifeline
 if sys.argv[1] == "adopt":
     lifeline.adopt_children()
 ctx = multiprocessing.get_context("spawn")
-child = ctx.Process(target=time.sleep, args=(600,), daemon=False)
+up = ctx.Event()
+# The child runs its main module (lifeline's watch, when adopted) before its target says it is up.
+child = ctx.Process(target=exec, args=("up.set(); import time; time.sleep(600)", {"up": up}), daemon=False)
 child.start()
 print(child.pid, flush=True)
-time.sleep(1.5)  # the child is up and watching
+assert up.wait(60), "the child never started"
 os.kill(os.getpid(), signal.SIGKILL)
 """
 

@@ -209,7 +209,19 @@ def big_hub() -> tuple[FakeHub, bytes]:
     return hub.start(), weights
 
 
-def test_a_cut_connection_resumes_where_it_stopped(tmp_path: Path) -> None:
+@pytest.fixture
+def no_resume_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub waits 1 s before each of its 5 resumes: the same resumes, without the wait."""
+    import time
+    import types
+
+    from huggingface_hub import file_download
+
+    fast = types.SimpleNamespace(**{**vars(time), "sleep": lambda seconds: None})
+    monkeypatch.setattr(file_download, "time", fast)
+
+
+def test_a_cut_connection_resumes_where_it_stopped(tmp_path: Path, no_resume_wait: None) -> None:
     h, weights = big_hub()
     h.cut["model.safetensors"] = [CHUNK + 4096]  # the first download breaks after 10 MiB
     try:
@@ -223,7 +235,7 @@ def test_a_cut_connection_resumes_where_it_stopped(tmp_path: Path) -> None:
 
 
 def test_an_interrupted_prefetch_is_one_line_and_a_rerun_keeps_finished_files(
-    tmp_path: Path,
+    tmp_path: Path, no_resume_wait: None
 ) -> None:
     h, weights = big_hub()
     h.cut["model.safetensors"] = [CHUNK + 4096] + [0] * 20  # the network stays down

@@ -5,19 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
 
 from vllm_mcp import prompts
 
 
+def tokenizer(directory: Path):  # type: ignore[no-untyped-def]
+    """transformers (and torch with it) imported when a test needs it, not when pytest collects."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory)
+
+
 @pytest.fixture(scope="module")
 def chat_tok(tiny_model: Path):  # type: ignore[no-untyped-def]
-    return AutoTokenizer.from_pretrained(tiny_model)
+    return tokenizer(tiny_model)
 
 
 @pytest.fixture(scope="module")
 def base_tok(tiny_base_model: Path):  # type: ignore[no-untyped-def]
-    return AutoTokenizer.from_pretrained(tiny_base_model)
+    return tokenizer(tiny_base_model)
 
 
 def user(text: str) -> dict[str, str]:

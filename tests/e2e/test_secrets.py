@@ -11,6 +11,7 @@ the whole process tree are searched for it (and for a distinctive piece of it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import subprocess
@@ -142,8 +143,13 @@ COMMANDS = [
 
 def available(args: list[str]) -> bool:
     """Commands other branches add; each is checked once it exists."""
-    words = [a for a in args if not a.startswith("--")]
-    probe = subprocess.run([*serve_command()[:-1], *words, "--help"], capture_output=True, timeout=60)
+    return _has_command(tuple(a for a in args if not a.startswith("--")))
+
+
+@functools.cache
+def _has_command(words: tuple[str, ...]) -> bool:
+    """One `--help` probe per command for the whole run (each starts the CLI)."""
+    probe = subprocess.run([*serve_command()[:-1], *words, "--help"], capture_output=True, timeout=120)
     return probe.returncode == 0
 
 

@@ -1,0 +1,153 @@
+"""Servers the end-to-end modules share, and a count of the vLLM engines the suite starts.
+
+Starting `vllm-mcp serve` on the tiny model costs a vLLM engine (20-50 s of two CPU cores),
+so a module that only needs a server with the usual settings takes a shared one:
+
+- ``shared_stdio``: an official-SDK stdio client (``tests.support.McpClient``) of one
+  ``vllm-mcp serve`` with ``serve_env(tiny_model)``, the model loaded;
+- ``shared_http``: one ``vllm-mcp serve --transport http`` (``tests.e2e.httpserver.HttpServer``)
+  with the same settings, on an OS-chosen loopback port, no token file, ``/healthz`` 200.
+
+Both are session-scoped and started on first use. Tests that share one must not depend on
+what another test did to it: open your own sessions (``session_id`` unique to the test),
+compare counters as differences, never stop it. A test that needs other settings, a fresh
+start (the loading state), a fault, a restart or the shutdown keeps its own server: the
+settings are part of what it tests.
+
+Every test waits for readiness (``wait_ready``: ``model_info`` says ready, ``/healthz`` is 200)
+with generous deadlines instead of sleeping a fixed time, so a slower machine is only slower.
+
+The suite counts the ``vllm-mcp serve`` processes and vLLM engine cores started under pytest
+(any depth: gateways, systemd-style units and ``vllm-mcp chat`` included) by watching its
+process tree; the counts per module are printed at the end and written to
+``.cache/e2e-engines.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.e2e.httpserver import HttpServer
+from tests.support import ROOT, McpClient, serve_env
+
+COUNT_FILE = ROOT / ".cache" / "e2e-engines.json"
+
+
+class ProcessCensus:
+    """Polls the pytest process's descendants for serve processes and engine cores."""
+
+    INTERVAL = 0.3  # an engine core lives for seconds at least, a serve process too
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, float], tuple[str, str]] = {}  # (pid, start) -> (kind, test)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="e2e-census", daemon=True)
+
+    @staticmethod
+    def kind(p: psutil.Process) -> str | None:
+        try:
+            if "EngineCore" in p.name():
+                return "engine"
+            line = p.cmdline()
+        except psutil.Error:
+            return None
+        if any("EngineCore" in word for word in line):
+            return "engine"
+        for i, word in enumerate(line[:-1]):
+            if (word.endswith("vllm-mcp") or word == "vllm_mcp") and line[i + 1] == "serve":
+                return "serve"
+        return None
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(self.INTERVAL):
+            try:
+                children = me.children(recursive=True)
+            except psutil.Error:
+                continue
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[0]
+            for p in children:
+                try:
+                    key = (p.pid, p.create_time())
+                except psutil.Error:
+                    continue
+                if key not in self.seen and (kind := self.kind(p)):
+                    self.seen[key] = (kind, test)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(5)
+        per_module: dict[str, Counter[str]] = {}
+        for kind, module in self.seen.values():
+            per_module.setdefault(module, Counter())[kind] += 1
+        totals = Counter(kind for kind, _ in self.seen.values())
+        return {
+            "serve_processes": totals["serve"],
+            "engines": totals["engine"],
+            "per_module": {m: dict(c) for m, c in sorted(per_module.items())},
+        }
+
+
+_census: ProcessCensus | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _count_engines() -> Iterator[None]:
+    """Runs for every e2e test: the census starts with the first one."""
+    global _census
+    _census = ProcessCensus()
+    _census.start()
+    yield
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _census is None:
+        return
+    report = _census.stop()
+    COUNT_FILE.parent.mkdir(parents=True, exist_ok=True)
+    COUNT_FILE.write_text(json.dumps(report, indent=1) + "\n")
+    terminalreporter.write_sep("-", "vLLM engines started by the e2e tests")
+    for module, counts in report["per_module"].items():
+        terminalreporter.write_line(
+            f"{counts.get('engine', 0):3d} engines {counts.get('serve', 0):3d} serve  {module}"
+        )
+    terminalreporter.write_line(
+        f"{report['engines']:3d} engines {report['serve_processes']:3d} serve  in all ({COUNT_FILE})"
+    )
+
+
+# --- the shared servers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_stdio(tiny_model: Path) -> Iterator[McpClient]:
+    """One stdio server with the usual settings, model loaded, for every module that needs no other."""
+    client = McpClient(serve_env(tiny_model))
+    try:
+        client.wait_ready(timeout=900)
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def shared_http(tiny_model: Path) -> Iterator[HttpServer]:
+    """One HTTP server with the usual settings (no token file), ``/healthz`` 200."""
+    server = HttpServer(tiny_model)
+    try:
+        server.wait_ready(timeout=900)
+        yield server
+    finally:
+        server.close()
