@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from vllm_mcp.engine import Delta, EngineState, EngineUnavailable, Sampling
+from vllm_mcp.load_phase import LoadProgress, Phase
 
 
 class FakeTokenizer:
@@ -93,8 +94,10 @@ class FakeEngine:
         self._ready = asyncio.Event()
         self._released = asyncio.Event()
         self._released.set()
+        self.load = LoadProgress(Phase.IMPORTING)  # a test may advance it, as vLLM's log would
         if loaded:
             self.state, self.load_seconds = EngineState.READY, 0.0
+            self.load.advance(Phase.READY)
             self._ready.set()
 
     # --- life cycle, as Engine ------------------------------------------------------
@@ -102,8 +105,10 @@ class FakeEngine:
     async def start(self) -> None:
         if self.fail_to_load:
             self.state, self.failure = EngineState.FAILED, self.fail_to_load
+            self.load.advance(Phase.FAILED)
         else:
             self.state, self.load_seconds = EngineState.READY, 0.0
+            self.load.advance(Phase.READY)
         self._ready.set()
 
     async def wait_ready(self) -> None:

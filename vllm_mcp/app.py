@@ -20,6 +20,7 @@ from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config import Settings
 from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
+from vllm_mcp.load_phase import vllm_info_line
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
@@ -43,6 +44,7 @@ class _Shutdown:
 async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
     transport = make_transport(settings)
     engine = Engine(settings, recent_log_lines=pump.tail)
+    pump.observers.append(engine.load.observe_log_line)
     metrics = Metrics(engine.model_name, settings.metrics_textfile, settings.metrics_interval)
     sessions = open_store(
         settings.session_store,
@@ -99,6 +101,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
 
     transport.on_eof = lambda: begin_shutdown("end of input")
     transport.health = lambda: "stopping" if shutdown.started else engine.state.value
+    transport.load_status = engine.load.status
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, begin_shutdown, f"signal {signal.Signals(sig).name}")
 
@@ -128,7 +131,8 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
 
 def run(settings: Settings) -> int:
     """Serve MCP until end of input or a signal; the exit status."""
-    pump = vlogging.LogPump(settings.log_file)
+    # vLLM logs at INFO so that its load phases can be read; its INFO lines are shown at DEBUG.
+    pump = vlogging.LogPump(settings.log_file, drop=None if settings.log_level == "DEBUG" else vllm_info_line)
     vlogging.configure(settings)
     prepare_process_environment(settings)
     try:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllm_mcp import lifeline, lora, model_source
-from vllm_mcp.config import Settings, unknown_engine_args
+from vllm_mcp import embedded, lifeline, lora, model_source
+from vllm_mcp.config import EMBEDDED_MODEL, Settings, unknown_engine_args
+from vllm_mcp.load_phase import LoadProgress, Phase
 from vllm_mcp.lora import Adapter
 from vllm_mcp.structured import Constraint
 
@@ -90,7 +91,9 @@ def prepare_process_environment(settings: Settings) -> None:
     gateway = {name for name in os.environ if name.startswith(GATEWAY_ENV_PREFIXES)}
     for name in own | gateway | {"HUGGING_FACE_HUB_TOKEN"}:
         os.environ.pop(name, None)
-    vllm_level = "INFO" if settings.log_level == "DEBUG" else "WARNING"
+    # INFO: its engine processes tell the load phases only there (load_phase.py); the log
+    # pump keeps those lines off stderr unless VLLM_LOG_LEVEL is DEBUG.
+    vllm_level = "INFO"
     os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
     os.environ["VLLM_LOGGING_LEVEL"] = vllm_level
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
@@ -274,14 +277,17 @@ def build_engine_args(settings: Settings, model: str) -> Any:
     return AsyncEngineArgs(**kwargs)
 
 
-def _load(settings: Settings) -> tuple[Any, str, str]:
+def _load(settings: Settings, progress: LoadProgress) -> tuple[Any, str, str]:
     """(``AsyncLLM``, model name shown to users, device type): the blocking part of a start."""
     model, name = model_source.for_engine(settings)
+    progress.advance(Phase.IMPORTING)
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
     device = str(current_platform.device_type)
-    return AsyncLLM.from_engine_args(build_engine_args(settings, model)), name, device
+    args = build_engine_args(settings, model)
+    progress.advance(Phase.STARTING_ENGINE)  # the engine processes say when they load, compile
+    return AsyncLLM.from_engine_args(args), name, device
 
 
 class Engine:
@@ -305,16 +311,36 @@ class Engine:
         self.version = vllm_version()
         self.tokenizer: Any = None
         self.load_seconds: float | None = None
+        converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
+        self.load = LoadProgress(Phase.CONVERTING if converts else Phase.IMPORTING, self._phase_changed)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _phase_changed(self, previous: Phase, seconds: float, phase: Phase) -> None:
+        """One log line per phase, written by the event loop (this may run in the log pump)."""
+
+        def write() -> None:
+            log.info(
+                f"load phase: {phase.value}",
+                extra={"phase": phase.value, "previous": previous.value, "previous_s": round(seconds, 1)},
+            )
+
+        loop = self._loop
+        if loop is None:
+            write()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads the log
+            loop.call_soon_threadsafe(write)
 
     # --- life cycle ------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the model; never raises (the failure is kept and reported to callers)."""
         started = time.monotonic()
+        self._loop = asyncio.get_running_loop()
         try:
             # All of it in the load thread: importing vLLM alone blocks for seconds, and the
             # event loop must go on answering (and see end of input) meanwhile.
-            self._llm, self.model_name, self.device = await _in_load_thread(_load, self.settings)
+            self._llm, self.model_name, self.device = await _in_load_thread(_load, self.settings, self.load)
             config = self._llm.model_config
             self.max_model_len = int(config.max_model_len)
             self.dtype = str(config.dtype).removeprefix("torch.")
@@ -325,6 +351,7 @@ class Engine:
                 lower_worker_priority(os.getpid(), self.settings.cpu_worker_nice)
         except asyncio.CancelledError:
             self.state, self.failure = EngineState.STOPPED, "shut down while loading"
+            self.load.advance(Phase.STOPPED)
             if self._llm is None:
                 lifeline.forbid_new_children()  # the load thread goes on; it must spawn nothing
                 stopped = stop_engine_processes()
@@ -333,10 +360,12 @@ class Engine:
         except BaseException as e:
             self.state = EngineState.FAILED
             self.failure = self._explain_failure(e)
+            self.load.advance(Phase.FAILED)
             log.error("model failed to load", extra={"reason": self.failure})
         else:
             self.state = EngineState.READY
             self.load_seconds = time.monotonic() - started
+            self.load.advance(Phase.READY)
             log.info(
                 "model ready",
                 extra={

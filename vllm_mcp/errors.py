@@ -6,9 +6,10 @@ a sentence for the caller that names what is wrong and how to fix it::
     ToolError               the call failed; outcome "error"
     ├── InvalidArguments    a bad argument, named; outcome "invalid"
     ├── ServerBusy          VLLM_MCP_MAX_CONCURRENCY and VLLM_MCP_MAX_QUEUE are full; "busy"
-    └── ShuttingDown        the server stopped taking calls, or its grace ran out
-    OutOfTime               internal: a call's time budget ran out before it generated anything
-                            (the caller gets an empty reply with finish_reason "time_limit")
+    ├── ShuttingDown        the server stopped taking calls, or its grace ran out
+    └── NotStarted          the call's time budget ran out before its first token (the model
+                            still loading, no free slot, the prompt still being read); "timeout"
+    OutOfTime               internal: the budget ran out before anything was generated
 
 The engine's own failures (``EngineUnavailable``, ``EngineDead``, ``PromptRejected``) live in
 ``vllm_mcp.engine``, next to the code that raises them.
@@ -33,6 +34,10 @@ class ServerBusy(ToolError):
 
 class ShuttingDown(ToolError):
     pass
+
+
+class NotStarted(ToolError):
+    outcome = "timeout"
 
 
 class OutOfTime(Exception):
