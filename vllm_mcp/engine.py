@@ -26,7 +26,7 @@ from vllm_mcp import embedded, lifeline, lora, model_source
 from vllm_mcp.config import EMBEDDED_MODEL, Settings, unknown_engine_args
 from vllm_mcp.load_phase import LoadProgress, Phase
 from vllm_mcp.lora import Adapter
-from vllm_mcp.structured import Constraint
+from vllm_mcp.structured import Constraint, compact_json_grammar
 
 log = logging.getLogger(__name__)
 
@@ -501,6 +501,10 @@ def _structured_outputs(constraint: Constraint | None) -> Any:
         return None
     from vllm.sampling_params import StructuredOutputsParams
 
+    if constraint.kind == "json" and constraint.compact:
+        grammar = compact_json_grammar(constraint.value)
+        if grammar is not None:
+            return StructuredOutputsParams(grammar=grammar)
     return StructuredOutputsParams(**{constraint.kind: constraint.value})
 
 
