@@ -174,9 +174,10 @@ class FakeEngine:
 class FakeChat:
     """TEST DOUBLE of ``vllm_mcp.protocol.client.chat_once``: no server is started.
 
-    Streams ``pieces`` to the caller's ``on_text`` and returns ``result``, or raises
-    ``error``; writes ``server_log`` to the log file the command chose (as the real
-    server would) and records each call's arguments in ``calls``.
+    Passes ``statuses`` (load statuses, as the server reports them) to ``on_status``, streams
+    ``pieces`` to the caller's ``on_text`` and returns ``result``, or raises ``error``; writes
+    ``server_log`` to the log file the command chose (as the real server would) and records
+    each call's arguments in ``calls``.
     """
 
     def __init__(
@@ -185,8 +186,10 @@ class FakeChat:
         result: dict[str, Any] | None = None,
         error: BaseException | None = None,
         server_log: str | None = None,
+        statuses: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.pieces = list(pieces)
+        self.statuses = list(statuses)
         self.result = (
             result
             if result is not None
@@ -213,6 +216,9 @@ class FakeChat:
         if self.server_log is not None:
             with open(env["VLLM_MCP_LOG_FILE"], "w") as f:
                 f.write(self.server_log)
+        on_status = options.get("on_status")
+        for status in self.statuses:
+            on_status(status)
         for piece in self.pieces:
             on_text(piece)
         if self.error is not None:
