@@ -221,7 +221,9 @@ def doctor_finds(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def install(*statuses: str) -> None:
         checks = [doctor.Check(f"check{i}", s, f"{s} here") for i, s in enumerate(statuses)]  # type: ignore[arg-type]
-        monkeypatch.setattr(doctor, "run_checks", lambda probes, smoke=False: doctor.Report(checks))
+        monkeypatch.setattr(
+            doctor, "run_checks", lambda probes, smoke=False, smoke_status=None: doctor.Report(checks)
+        )
 
     return install
 

@@ -52,6 +52,11 @@ class LogPump:
     def tail(self) -> list[str]:
         return list(self._tail)
 
+    def real_stderr(self) -> TextIO:
+        """The stderr we took over, for a status line rewritten in place (lines through fd 2
+        come out only once whole)."""
+        return open(os.dup(self._target), "w", encoding="utf-8", errors="replace", closefd=True)
+
     def _run(self) -> None:
         pending = b""
         while True:

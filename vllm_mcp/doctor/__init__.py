@@ -25,7 +25,7 @@ from vllm_mcp.doctor.host import (
 from vllm_mcp.doctor.model import ModelFacts, check_context, check_memory, check_model, check_token
 from vllm_mcp.doctor.probes import CommandResult, Probes, TorchProbe
 from vllm_mcp.doctor.report import Check, Report
-from vllm_mcp.doctor.smoke import smoke_test
+from vllm_mcp.doctor.smoke import StatusFactory, smoke_test
 
 __all__ = [
     "Check",
@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 
-def run_checks(p: Probes | None = None, smoke: bool = False) -> Report:
+def run_checks(
+    p: Probes | None = None, smoke: bool = False, smoke_status: StatusFactory | None = None
+) -> Report:
     """All checks in the order an operator reads them; ``smoke`` adds a real generation."""
     p = p or Probes()
     checks = [check_python(p), check_packages(p)]
@@ -71,5 +73,5 @@ def run_checks(p: Probes | None = None, smoke: bool = False) -> Report:
         check_gateway(p),
     ]
     if smoke:
-        checks.append(smoke_test(settings))
+        checks.append(smoke_test(settings, status=smoke_status))
     return Report(checks)
