@@ -161,3 +161,26 @@ def test_bad_timeout_s_is_named(value: Any, expected: str) -> None:
 def test_the_setting_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="VLLM_MCP_MAX_CALL_SECONDS"):
         Settings.load(environ={"VLLM_MCP_MAX_CALL_SECONDS": "0"})
+
+
+def test_a_call_queued_for_a_slot_hears_that_it_waits_for_one() -> None:
+    t = tools_over(
+        FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True), VLLM_MCP_MAX_CONCURRENCY="1"
+    )
+    t.wait_report_interval = 0.05
+    waits: list[str] = []
+
+    async def progress(text: str, done: float, total: int | None) -> None:
+        if total is None:
+            waits.append(text)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(
+            t.chat_completion({"messages": [{"role": "user", "content": "a"}], "max_tokens": 30})
+        )
+        await asyncio.sleep(0.02)
+        await t.chat_completion({"messages": [{"role": "user", "content": "b"}], "max_tokens": 2}, progress)
+        await first
+
+    asyncio.run(scenario())
+    assert waits and all(re.fullmatch(r"waiting for a free generation slot \(0 s so far\)", w) for w in waits)

@@ -308,7 +308,11 @@ class Tools:
         Meanwhile a caller that sent a progress token hears what it waits for (WaitReporter).
         Raises ``NotStarted`` when the deadline passes first.
         """
-        reporter = WaitReporter(progress, self._waiting_for, started, self.wait_report_interval)
+        # No reporter (no task) for the usual call, which waits for nothing.
+        waits = self.engine.state.value == "loading" or self.admission.in_flight >= self.admission.limit
+        reporter = WaitReporter(
+            progress if waits else None, self._waiting_for, started, self.wait_report_interval
+        )
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with reporter.running():
