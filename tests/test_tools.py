@@ -218,25 +218,6 @@ def test_a_call_waits_for_the_model_then_reports_a_load_failure() -> None:
     assert run(scenario) == "model failed: out of memory"
 
 
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        (
-            [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}],
-            "messages[0].content: part [0] has type 'image_url': this model takes text only",
-        ),
-        ([{"type": "text", "text": "a"}, {"text": "b"}], "part [1] has type None: this model takes text"),
-        (["hi"], "part [0] must be an object {'type': 'text', 'text': ...}, got str"),
-        ([{"type": "text"}], "part [0] (type 'text') needs 'text', a string"),
-        ([{"type": "text", "text": "a", "cache": 1}], "part [0]: unknown key 'cache'"),
-    ],
-)
-def test_content_parts_other_than_text_are_refused_by_name(content: Any, expected: str) -> None:
-    with pytest.raises(tools.InvalidArguments) as e:
-        tools.parse_arguments(tools.ChatArguments, {"messages": [{"role": "user", "content": content}]})
-    assert expected in str(e.value)
-
-
 def test_text_parts_are_joined_in_order_and_the_session_keeps_the_joined_text() -> None:
     prompts: list[str] = []
 
@@ -254,13 +235,6 @@ def test_text_parts_are_joined_in_order_and_the_session_keeps_the_joined_text() 
 
     run(scenario)
     assert prompts == ["<user>Hello<assistant>", "<user>Hello<assistant>ok<user>more<assistant>"]
-
-
-def test_the_schema_declares_both_content_forms() -> None:
-    message = tools.schema(tools.ChatArguments, "validation")["properties"]["messages"]["items"]
-    forms = message["properties"]["content"]["anyOf"]
-    assert forms[0] == {"type": "string"}
-    assert forms[1]["items"]["properties"]["type"]["const"] == "text"
 
 
 def test_the_content_limit_counts_the_joined_parts() -> None:

@@ -312,31 +312,14 @@ class Engine:
         self.tokenizer: Any = None
         self.load_seconds: float | None = None
         converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
-        self.load = LoadProgress(Phase.CONVERTING if converts else Phase.IMPORTING, self._phase_changed)
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _phase_changed(self, previous: Phase, seconds: float, phase: Phase) -> None:
-        """One log line per phase, written by the event loop (this may run in the log pump)."""
-
-        def write() -> None:
-            log.info(
-                f"load phase: {phase.value}",
-                extra={"phase": phase.value, "previous": previous.value, "previous_s": round(seconds, 1)},
-            )
-
-        loop = self._loop
-        if loop is None:
-            write()
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads the log
-            loop.call_soon_threadsafe(write)
+        self.load = LoadProgress(Phase.CONVERTING if converts else Phase.IMPORTING)
 
     # --- life cycle ------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the model; never raises (the failure is kept and reported to callers)."""
         started = time.monotonic()
-        self._loop = asyncio.get_running_loop()
+        self.load.attach(asyncio.get_running_loop())  # its log lines are written by this loop
         try:
             # All of it in the load thread: importing vLLM alone blocks for seconds, and the
             # event loop must go on answering (and see end of input) meanwhile.

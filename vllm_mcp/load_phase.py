@@ -10,11 +10,16 @@ tells the pump which of those lines to keep off stderr at the usual log levels. 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 
 class Phase(str, enum.Enum):
@@ -74,9 +79,9 @@ def describe(phase: Phase, seconds: float) -> str:
 class LoadProgress:
     """The current phase and when it began; safe to advance from any thread.
 
-    ``on_change(previous, previous_seconds, new)`` runs in the thread that advanced; the log
-    pump's thread must not log (it would write into the pipe it drains), so the engine passes
-    a callback that hands the line over to its event loop.
+    ``on_change(previous, previous_seconds, new)`` runs in the thread that advanced; by default
+    it logs one line per change. The log pump's thread must not log (it would write into the
+    pipe it drains), so once ``attach``ed to an event loop the line is written by that loop.
     """
 
     def __init__(
@@ -87,8 +92,25 @@ class LoadProgress:
         self.started = time.monotonic()
         self.phase = first
         self.since = self.started
-        self.on_change = on_change
+        self.on_change = on_change or self._log_change
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def _log_change(self, previous: Phase, seconds: float, phase: Phase) -> None:
+        def write() -> None:
+            log.info(
+                f"load phase: {phase.value}",
+                extra={"phase": phase.value, "previous": previous.value, "previous_s": round(seconds, 1)},
+            )
+
+        if self._loop is None:
+            write()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads the log any more
+            self._loop.call_soon_threadsafe(write)
 
     def advance(self, phase: Phase) -> None:
         """Move on to ``phase``; a phase already passed, or any after the end, changes nothing."""
@@ -98,8 +120,7 @@ class LoadProgress:
                 return
             now = time.monotonic()
             spent, self.phase, self.since = now - self.since, phase, now
-        if self.on_change is not None:
-            self.on_change(old, spent, phase)
+        self.on_change(old, spent, phase)
 
     def status(self) -> dict[str, object]:
         """What model_info and /healthz show: the phase, seconds in it, seconds since the start."""
