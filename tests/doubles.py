@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from vllm_mcp.engine import Delta, EngineState, EngineUnavailable, Sampling
+from vllm_mcp.load_phase import LoadProgress, Phase
 
 
 class FakeTokenizer:
@@ -93,8 +94,10 @@ class FakeEngine:
         self._ready = asyncio.Event()
         self._released = asyncio.Event()
         self._released.set()
+        self.load = LoadProgress(Phase.IMPORTING)  # a test may advance it, as vLLM's log would
         if loaded:
             self.state, self.load_seconds = EngineState.READY, 0.0
+            self.load.advance(Phase.READY)
             self._ready.set()
 
     # --- life cycle, as Engine ------------------------------------------------------
@@ -102,8 +105,10 @@ class FakeEngine:
     async def start(self) -> None:
         if self.fail_to_load:
             self.state, self.failure = EngineState.FAILED, self.fail_to_load
+            self.load.advance(Phase.FAILED)
         else:
             self.state, self.load_seconds = EngineState.READY, 0.0
+            self.load.advance(Phase.READY)
         self._ready.set()
 
     async def wait_ready(self) -> None:
@@ -169,9 +174,10 @@ class FakeEngine:
 class FakeChat:
     """TEST DOUBLE of ``vllm_mcp.protocol.client.chat_once``: no server is started.
 
-    Streams ``pieces`` to the caller's ``on_text`` and returns ``result``, or raises
-    ``error``; writes ``server_log`` to the log file the command chose (as the real
-    server would) and records each call's arguments in ``calls``.
+    Passes ``statuses`` (load statuses, as the server reports them) to ``on_status``, streams
+    ``pieces`` to the caller's ``on_text`` and returns ``result``, or raises ``error``; writes
+    ``server_log`` to the log file the command chose (as the real server would) and records
+    each call's arguments in ``calls``.
     """
 
     def __init__(
@@ -180,8 +186,10 @@ class FakeChat:
         result: dict[str, Any] | None = None,
         error: BaseException | None = None,
         server_log: str | None = None,
+        statuses: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.pieces = list(pieces)
+        self.statuses = list(statuses)
         self.result = (
             result
             if result is not None
@@ -208,6 +216,9 @@ class FakeChat:
         if self.server_log is not None:
             with open(env["VLLM_MCP_LOG_FILE"], "w") as f:
                 f.write(self.server_log)
+        on_status = options.get("on_status")
+        for status in self.statuses:
+            on_status(status)
         for piece in self.pieces:
             on_text(piece)
         if self.error is not None:

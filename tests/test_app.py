@@ -30,6 +30,9 @@ class FakePump:
 
     dropped_lines = 0
 
+    def __init__(self) -> None:
+        self.observers: list[Any] = []
+
     def tail(self) -> list[str]:
         return []
 

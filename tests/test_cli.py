@@ -157,6 +157,25 @@ def test_chat_streams_the_answer_on_stdout(use_chat: Any) -> None:
     assert not Path(call["env"]["VLLM_MCP_LOG_FILE"]).exists()  # removed after a good answer
 
 
+def test_chat_shows_the_load_phases_as_plain_lines_when_not_on_a_terminal(use_chat: Any) -> None:
+    statuses = [
+        {"state": "loading", "phase": "importing", "phase_s": 1.0, "load_s": 1.0},
+        {"state": "loading", "phase": "importing", "phase_s": 2.0, "load_s": 2.0},
+        {"state": "loading", "phase": "compiling", "phase_s": 40.2, "load_s": 95.0},
+        {"state": "ready", "phase": "ready", "phase_s": 0.1, "load_s": 130.4},
+    ]
+    use_chat(FakeChat(["Paris"], statuses=statuses))
+    result = invoke("chat", "hi")
+    assert result.exit_code == 0 and result.stdout == "Paris\n"
+    lines = result.stderr.splitlines()
+    assert "several minutes on a CPU" in lines[0] and "about a minute" not in result.stderr
+    assert lines[1:4] == [
+        PREFIX + "importing vLLM, 1 s so far (load: 1 s)",  # once per phase, not per poll
+        PREFIX + "compiling the model, 40 s so far (load: 95 s)",
+        PREFIX + "model ready after 130 s",
+    ]
+
+
 def test_chat_bad_settings_exit_2_before_starting_a_server(use_chat: Any) -> None:
     chat = use_chat(FakeChat())
     assert_error(invoke("chat", "hi", VLLM_MAX_SESSIONS="0"), 2, "invalid VLLM_MAX_SESSIONS='0'")
@@ -202,7 +221,9 @@ def doctor_finds(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def install(*statuses: str) -> None:
         checks = [doctor.Check(f"check{i}", s, f"{s} here") for i, s in enumerate(statuses)]  # type: ignore[arg-type]
-        monkeypatch.setattr(doctor, "run_checks", lambda probes, smoke=False: doctor.Report(checks))
+        monkeypatch.setattr(
+            doctor, "run_checks", lambda probes, smoke=False, smoke_status=None: doctor.Report(checks)
+        )
 
     return install
 

@@ -197,6 +197,16 @@ def test_healthz_follows_the_server_state(double: ServedDouble) -> None:
     assert (r.status_code, r.json()) == (200, {"state": "ready"})
 
 
+def test_healthz_says_the_load_phase(double: ServedDouble) -> None:
+    import httpx2
+
+    wait_listening(double.base + "/healthz")
+    status = {"phase": "compiling", "phase_s": 12.0, "load_s": 95.3}
+    double.transport.load_status = lambda: status  # type: ignore[method-assign]
+    r = httpx2.get(double.base + "/healthz")
+    assert (r.status_code, r.json()) == (503, {"state": "loading", **status})
+
+
 def test_requests_without_the_token_are_401_with_a_bearer_challenge(double: ServedDouble) -> None:
     import httpx2
 

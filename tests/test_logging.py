@@ -73,3 +73,35 @@ def test_log_file_gets_every_line_and_stderr_none(tmp_path: Path) -> None:
     assert proc.stderr == ""
     lines = log_file.read_text().splitlines()
     assert len(lines) == 501 and json.loads(lines[499])["message"] == "line 499"
+
+
+OBSERVED = textwrap.dedent(
+    """
+    import json, os
+    from vllm_mcp import logging as vlogging
+    from vllm_mcp.load_phase import LoadProgress, vllm_info_line
+    progress = LoadProgress()
+    pump = vlogging.LogPump(None, drop=vllm_info_line)
+    pump.observers.append(progress.observe_log_line)
+    for line in (
+        b"(Worker pid=7) INFO 12-01 22:37:21 [cpu_model_runner.py:68] Starting to load model /m...",
+        b"(Worker pid=7) WARNING 12-01 22:37:21 [utils.py:333] kept: a warning",
+        b"(EngineCore pid=6) INFO 12-01 22:38:25 [shm_broadcast.py:871] dropped: no broadcast block",
+        b"a line of our own",
+    ):
+        os.write(2, line + b"\\n")
+    pump.close()
+    print(json.dumps({"phase": progress.phase.value, "tail": pump.tail()}))
+    """
+)
+
+
+def test_the_pump_shows_every_line_to_observers_and_keeps_vllms_info_lines_off_stderr() -> None:
+    proc = subprocess.run([sys.executable, "-c", OBSERVED], capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout)
+    assert result["phase"] == "loading_weights"  # read from an INFO line that stderr never shows
+    assert proc.stderr.splitlines() == [
+        "(Worker pid=7) WARNING 12-01 22:37:21 [utils.py:333] kept: a warning",
+        "a line of our own",
+    ]
+    assert result["tail"] == proc.stderr.splitlines()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_mcp import structured
+from vllm_mcp import generation, structured
 
 
 def test_one_constraint_at_most() -> None:
@@ -42,3 +42,43 @@ def test_a_cut_reply_says_why() -> None:
         structured.parse_reply('{"a": ', "length", 10)
     with pytest.raises(structured.IncompleteJson, match="a stop string ended it"):
         structured.parse_reply('{"a": ', "stop", 10)
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"type": "string"}}},
+    "required": ["a", "b"],
+}
+
+
+def test_the_compact_grammar_takes_json_without_free_whitespace_only() -> None:
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    grammar = structured.compact_json_grammar(SCHEMA)
+    assert grammar is not None
+    assert accepts(grammar, '{"a":1,"b":["x y","z"]}')  # whitespace inside a string is text
+    assert not accepts(grammar, '{"a": 1,"b":[]}')
+    assert not accepts(grammar, '{\n"a":1,"b":[]}')
+    assert not accepts(grammar, '{"a":1,"b":["x"]}  ')
+
+
+def test_json_schema_is_compact_unless_json_whitespace_is_asked_for() -> None:
+    def parsed(**extra: object) -> generation.GenerationArguments:
+        return generation.GenerationArguments.model_validate({"json_schema": SCHEMA, **extra})
+
+    assert parsed().constraint() == structured.Constraint("json", SCHEMA, compact=True)
+    assert parsed(json_whitespace=False).constraint() == structured.Constraint("json", SCHEMA, compact=True)
+    assert parsed(json_whitespace=True).constraint() == structured.Constraint("json", SCHEMA)
+    regex = generation.GenerationArguments.model_validate({"regex": "a+"}).constraint()
+    assert regex == structured.Constraint("regex", "a+")
+    with pytest.raises(ValueError, match="json_whitespace: applies only with json_schema"):
+        generation.GenerationArguments.model_validate({"regex": "a+", "json_whitespace": True})
+
+
+def test_the_engine_sends_the_compact_grammar_and_the_schema_itself_when_whitespace_is_allowed() -> None:
+    from vllm_mcp import engine
+
+    compact = engine._structured_outputs(structured.Constraint("json", SCHEMA, compact=True))
+    assert compact.json is None and compact.grammar == structured.compact_json_grammar(SCHEMA)
+    free = engine._structured_outputs(structured.Constraint("json", SCHEMA))
+    assert free.json == SCHEMA and free.grammar is None

@@ -1,4 +1,5 @@
-"""The per-call time budget (VLLM_MCP_MAX_CALL_SECONDS, ``timeout_s``), on an engine double.
+"""The per-call time budget (VLLM_MCP_MAX_CALL_SECONDS, ``timeout_s``) and what a waiting call
+hears, on an engine double.
 
 The real engine under a budget is tested end to end in tests/e2e/test_fluidmcp_main.py.
 """
@@ -6,6 +7,7 @@ The real engine under a budget is tested end to end in tests/e2e/test_fluidmcp_m
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from tests.doubles import FakeEngine, tools_over
 from vllm_mcp import tools
 from vllm_mcp.config import ConfigError, Settings
+from vllm_mcp.load_phase import Phase
 
 
 def chat(t: tools.Tools, **arguments: Any) -> tuple[tools.ChatResult, float]:
@@ -53,34 +56,98 @@ def test_a_call_within_its_budget_is_untouched() -> None:
     assert engine.aborted == []
 
 
-def test_time_spent_waiting_counts_and_nothing_is_stored() -> None:
+def test_a_budget_that_ends_while_the_model_loads_is_an_error_that_says_so() -> None:
     engine = FakeEngine(endless="x", pace=0.01, model_name="double")  # still loading when the budget runs out
+    engine.load.advance(Phase.COMPILING)
     t = tools_over(engine)
-    result, took = chat(t, timeout_s=0.2, session_id="s")
-    assert result.finish_reason == "time_limit" and result.text == "" and took < 5
-    assert result.usage.completion_tokens == 0
+    started = time.monotonic()
+    with pytest.raises(tools.NotStarted) as e:
+        chat(t, timeout_s=0.2, session_id="s")
+    assert time.monotonic() - started < 5
+    message = str(e.value)
+    assert re.match(
+        r"the model is still loading: compiling the model, 0 s so far \(0 s since the load", message
+    )
+    assert "this call's time budget of 0.2 s (timeout_s, capped at VLLM_MCP_MAX_CALL_SECONDS)" in message
     assert asyncio.run(t.sessions.history("s")) == []  # the same turn can simply be sent again
+    assert engine.started == []
 
 
-def test_time_queued_for_a_slot_counts() -> None:
+def test_a_budget_that_ends_in_the_queue_is_an_error_naming_the_wait_for_a_slot() -> None:
     t = tools_over(
         FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True), VLLM_MCP_MAX_CONCURRENCY="1"
     )
 
-    async def scenario() -> tuple[tools.ChatResult, tools.ChatResult]:
+    async def scenario() -> tuple[tools.ChatResult, str]:
         first = asyncio.create_task(
             t.chat_completion({"messages": [{"role": "user", "content": "a"}], "max_tokens": 100})
         )
         await asyncio.sleep(0.05)
-        second = await t.chat_completion(
-            {"messages": [{"role": "user", "content": "b"}], "max_tokens": 100, "timeout_s": 0.2}
-        )
-        return await first, second
+        with pytest.raises(tools.NotStarted) as e:
+            await t.chat_completion(
+                {"messages": [{"role": "user", "content": "b"}], "max_tokens": 100, "timeout_s": 0.2}
+            )
+        return await first, str(e.value)
 
-    first, second = asyncio.run(scenario())
+    first, message = asyncio.run(scenario())
     assert first.finish_reason == "length"
-    assert second.finish_reason == "time_limit" and second.text == ""
-    assert second.timings.queued_s >= 0.19
+    assert re.match(
+        r"waited 0\.[2-9] s for a free generation slot \(1 calls generating, "
+        r"VLLM_MCP_MAX_CONCURRENCY=1\)",
+        message,
+    ), message
+
+
+def test_a_budget_that_ends_before_the_first_token_is_an_error_not_an_empty_reply() -> None:
+    engine = FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True)
+    engine.hold()  # the engine has the request, no token comes
+    t = tools_over(engine)
+    with pytest.raises(tools.NotStarted, match=r"no token within this call's time budget of 0\.2 s"):
+        chat(t, timeout_s=0.2, session_id="s")
+    assert t.sessions.history("s") == [] and engine.aborted == ["mcp-1"]
+
+
+def test_a_call_waiting_for_the_model_hears_what_it_waits_for() -> None:
+    engine = FakeEngine(reply="hello there", model_name="double")
+    t = tools_over(engine)
+    t.wait_report_interval = 0.05
+    heard: list[tuple[str, float, int | None]] = []
+
+    async def progress(text: str, done: float, total: int | None) -> None:
+        heard.append((text, done, total))
+
+    async def scenario() -> tools.ChatResult:
+        call = asyncio.create_task(
+            t.chat_completion({"messages": [{"role": "user", "content": "x"}]}, progress)
+        )
+        await asyncio.sleep(0.12)
+        engine.load.advance(Phase.LOADING_WEIGHTS)
+        await asyncio.sleep(0.12)
+        await engine.start()
+        return await call
+
+    result = asyncio.run(scenario())
+    assert result.text == "hello there"
+    waits = [h for h in heard if h[2] is None]
+    replies = [h for h in heard if h[2] is not None]
+    assert len(waits) >= 3 and waits[0][0].startswith("waiting for the model to load: importing vLLM, ")
+    assert waits[-1][0].startswith("waiting for the model to load: loading the weights, ")
+    assert "".join(r[0] for r in replies) == "hello there"
+    values = [h[1] for h in heard]
+    assert values == sorted(values) and len(set(values)) == len(values)  # progress only increases
+    assert all(v < 1 for _, v, _ in waits) and replies[0][1] >= 1
+
+
+def test_a_call_that_does_not_wait_hears_no_waiting_message() -> None:
+    t = tools_over(FakeEngine(reply="hi", loaded=True))
+    t.wait_report_interval = 0.01
+    heard: list[int | None] = []
+
+    async def progress(text: str, done: float, total: int | None) -> None:
+        heard.append(total)
+
+    asyncio.run(t.chat_completion({"messages": [{"role": "user", "content": "x"}]}, progress))
+    assert heard and None not in heard
 
 
 @pytest.mark.parametrize(("value", "expected"), [(0, "greater than 0"), ("10", "valid number")])
@@ -94,3 +161,26 @@ def test_bad_timeout_s_is_named(value: Any, expected: str) -> None:
 def test_the_setting_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="VLLM_MCP_MAX_CALL_SECONDS"):
         Settings.load(environ={"VLLM_MCP_MAX_CALL_SECONDS": "0"})
+
+
+def test_a_call_queued_for_a_slot_hears_that_it_waits_for_one() -> None:
+    t = tools_over(
+        FakeEngine(endless="x", pace=0.01, model_name="double", loaded=True), VLLM_MCP_MAX_CONCURRENCY="1"
+    )
+    t.wait_report_interval = 0.05
+    waits: list[str] = []
+
+    async def progress(text: str, done: float, total: int | None) -> None:
+        if total is None:
+            waits.append(text)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(
+            t.chat_completion({"messages": [{"role": "user", "content": "a"}], "max_tokens": 30})
+        )
+        await asyncio.sleep(0.02)
+        await t.chat_completion({"messages": [{"role": "user", "content": "b"}], "max_tokens": 2}, progress)
+        await first
+
+    asyncio.run(scenario())
+    assert waits and all(re.fullmatch(r"waiting for a free generation slot \(0 s so far\)", w) for w in waits)

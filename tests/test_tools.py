@@ -37,7 +37,7 @@ def chat_args(**extra: Any) -> dict[str, Any]:
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role: Input should be"),
         (
             {"messages": [{"role": "user", "content": 5}]},
-            "messages[0].content: Input should be a valid string",
+            "messages[0].content: must be a string or a list of {'type': 'text', 'text': ...} parts",
         ),
         (chat_args(session_id=""), "session_id: String should have at least 1 character"),
     ],
@@ -216,6 +216,38 @@ def test_a_call_waits_for_the_model_then_reports_a_load_failure() -> None:
         return str(e.value)
 
     assert run(scenario) == "model failed: out of memory"
+
+
+def test_text_parts_are_joined_in_order_and_the_session_keeps_the_joined_text() -> None:
+    prompts: list[str] = []
+
+    def reply(ids: list[int]) -> str:
+        prompts.append("".join(map(chr, ids)))
+        return "ok"
+
+    parts = [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]
+
+    async def scenario() -> None:
+        t, engine = make_tools(FakeEngine(reply=reply))
+        await engine.start()
+        await t.chat_completion({"messages": [{"role": "user", "content": parts}], "session_id": "p"})
+        await t.chat_completion({"messages": [{"role": "user", "content": "more"}], "session_id": "p"})
+
+    run(scenario)
+    assert prompts == ["<user>Hello<assistant>", "<user>Hello<assistant>ok<user>more<assistant>"]
+
+
+def test_the_content_limit_counts_the_joined_parts() -> None:
+    async def scenario() -> None:
+        t, engine = make_tools(VLLM_MCP_MAX_CONTENT_CHARS="5")
+        await engine.start()
+        parts = [{"type": "text", "text": "123"}, {"type": "text", "text": "456"}]
+        with pytest.raises(tools.InvalidArguments, match=r"messages\[0\].content: longer than 5"):
+            await t.chat_completion({"messages": [{"role": "user", "content": parts}]})
+        await t.chat_completion({"messages": [{"role": "user", "content": parts[:1]}]})
+        assert len(engine.started) == 1
+
+    run(scenario)
 
 
 def test_too_long_content_is_refused_before_admission() -> None:

@@ -16,8 +16,12 @@ from typing import Any
 
 from vllm_mcp.errors import OutOfTime, ServerBusy
 
-ProgressSender = Callable[[str, int, int], Awaitable[None]]
-"""``(new_text, tokens_so_far, max_tokens)``, called at a bounded rate."""
+ProgressSender = Callable[[str, float, int | None], Awaitable[None]]
+"""``(new_text, tokens_so_far, max_tokens)``, called at a bounded rate; or, while a call waits,
+``(what_it_waits_for, progress below 1, None)``: no total marks a message that is not reply text."""
+
+WAIT_REPORT_INTERVAL = 2.0
+"""Seconds between the notifications of a call waiting for the model or a slot."""
 
 
 class Admission:
@@ -83,3 +87,46 @@ class ProgressPacer:
         text, self._pending = self._pending, ""
         self._last, self._sent_tokens = time.monotonic(), self._tokens
         await self._send(text, self._tokens, self._total)
+
+
+class WaitReporter:
+    """While a call waits (model loading, no free slot), tells its caller so every ``interval``.
+
+    Clients that reset their request timeout on progress (the TypeScript SDK's
+    ``resetTimeoutOnProgress``) then keep waiting. Progress must increase and the token counts
+    that follow start at 1, so a wait reports n/(n+1), and no total.
+    """
+
+    def __init__(
+        self,
+        send: ProgressSender | None,
+        describe: Callable[[float], str],
+        started: float,
+        interval: float = WAIT_REPORT_INTERVAL,
+    ) -> None:
+        self._send = send
+        self._describe = describe
+        self._started = started
+        self._interval = interval
+        self.sent = 0
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> Any:
+        if self._send is None:
+            yield
+            return
+        task = asyncio.create_task(self._run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self) -> None:
+        assert self._send is not None
+        while True:
+            await asyncio.sleep(self._interval)
+            self.sent += 1
+            message = self._describe(time.monotonic() - self._started)
+            await self._send(message, self.sent / (self.sent + 1), None)

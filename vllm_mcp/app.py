@@ -20,6 +20,7 @@ from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config import Settings
 from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
+from vllm_mcp.load_phase import vllm_info_line
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
@@ -50,6 +51,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
     else:  # one of VLLM_MCP_HTTP_WORKERS front ends: the parent's socket and engine core
         transport = make_transport(settings, worker.listening)
         engine = Engine(settings, recent_log_lines=pump.tail, client=worker.client)
+    pump.observers.append(engine.load.observe_log_line)
     metrics = Metrics(
         engine.model_name,
         settings.metrics_textfile,
@@ -107,6 +109,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
 
     transport.on_eof = lambda: begin_shutdown("end of input")
     transport.health = lambda: "stopping" if shutdown.started else engine.state.value
+    transport.load_status = engine.load.status
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, begin_shutdown, f"signal {signal.Signals(sig).name}")
 
@@ -139,7 +142,8 @@ def run(settings: Settings, worker: Worker | None = None) -> int:
 
     ``worker``: this process is one of ``VLLM_MCP_HTTP_WORKERS`` front ends (vllm_mcp.workers).
     """
-    pump = vlogging.LogPump(settings.log_file)
+    # vLLM logs at INFO so that its load phases can be read; its INFO lines are shown at DEBUG.
+    pump = vlogging.LogPump(settings.log_file, drop=None if settings.log_level == "DEBUG" else vllm_info_line)
     vlogging.configure(settings)
     prepare_process_environment(settings)
     try:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vllm_mcp import lifeline, lora, model_source, multinode
-from vllm_mcp.config import Settings, unknown_engine_args
+from vllm_mcp import embedded, lifeline, lora, model_source, multinode
+from vllm_mcp.config import EMBEDDED_MODEL, Settings, unknown_engine_args
+from vllm_mcp.load_phase import LoadProgress, Phase
 from vllm_mcp.lora import Adapter
-from vllm_mcp.structured import Constraint
+from vllm_mcp.structured import Constraint, compact_json_grammar
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,9 @@ def prepare_process_environment(settings: Settings) -> None:
     gateway = {name for name in os.environ if name.startswith(GATEWAY_ENV_PREFIXES)}
     for name in own | gateway | {"HUGGING_FACE_HUB_TOKEN"}:
         os.environ.pop(name, None)
-    vllm_level = "INFO" if settings.log_level == "DEBUG" else "WARNING"
+    # INFO: its engine processes tell the load phases only there (load_phase.py); the log
+    # pump keeps those lines off stderr unless VLLM_LOG_LEVEL is DEBUG.
+    vllm_level = "INFO"
     os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"
     os.environ["VLLM_LOGGING_LEVEL"] = vllm_level
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
@@ -305,18 +308,22 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] = lambda: None) 
         executor.shutdown()
 
 
-def _load(settings: Settings, client: dict[str, Any] | None = None) -> tuple[Any, str, str]:
+def _load(
+    settings: Settings, progress: LoadProgress, client: dict[str, Any] | None = None
+) -> tuple[Any, str, str]:
     """(``AsyncLLM``, model name shown to users, device type): the blocking part of a start.
 
     With ``client`` (one of ``shared_engine_core``'s front ends) the ``AsyncLLM`` connects to
     the engine core another process started, as a ``vllm serve --api-server-count`` worker does.
     """
     model, name = model_source.for_engine(settings)
+    progress.advance(Phase.IMPORTING)
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
     device = str(current_platform.device_type)
     args = build_engine_args(settings, model)
+    progress.advance(Phase.STARTING_ENGINE)  # the engine processes say when they load, compile
     if client is None:
         return AsyncLLM.from_engine_args(args), name, device
     client = dict(client)
@@ -403,17 +410,20 @@ class Engine:
         self.version = vllm_version()
         self.tokenizer: Any = None
         self.load_seconds: float | None = None
+        converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
+        self.load = LoadProgress(Phase.CONVERTING if converts else Phase.IMPORTING)
 
     # --- life cycle ------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the model; never raises (the failure is kept and reported to callers)."""
         started = time.monotonic()
+        self.load.attach(asyncio.get_running_loop())  # its log lines are written by this loop
         try:
             # All of it in the load thread: importing vLLM alone blocks for seconds, and the
             # event loop must go on answering (and see end of input) meanwhile.
             self._llm, self.model_name, self.device = await _in_load_thread(
-                _load, self.settings, self._client
+                _load, self.settings, self.load, self._client
             )
             config = self._llm.model_config
             self.max_model_len = int(config.max_model_len)
@@ -426,6 +436,7 @@ class Engine:
             _cache_vllm_env()
         except asyncio.CancelledError:
             self.state, self.failure = EngineState.STOPPED, "shut down while loading"
+            self.load.advance(Phase.STOPPED)
             if self._llm is None:
                 lifeline.forbid_new_children()  # the load thread goes on; it must spawn nothing
                 stopped = stop_engine_processes()
@@ -434,10 +445,12 @@ class Engine:
         except BaseException as e:
             self.state = EngineState.FAILED
             self.failure = self._explain_failure(e)
+            self.load.advance(Phase.FAILED)
             log.error("model failed to load", extra={"reason": self.failure})
         else:
             self.state = EngineState.READY
             self.load_seconds = time.monotonic() - started
+            self.load.advance(Phase.READY)
             log.info(
                 "model ready",
                 extra={
@@ -590,6 +603,10 @@ def _structured_outputs(constraint: Constraint | None) -> Any:
         return None
     from vllm.sampling_params import StructuredOutputsParams
 
+    if constraint.kind == "json" and constraint.compact:
+        grammar = compact_json_grammar(constraint.value)
+        if grammar is not None:
+            return StructuredOutputsParams(grammar=grammar)
     return StructuredOutputsParams(**{constraint.kind: constraint.value})
 
 

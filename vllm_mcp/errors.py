@@ -7,10 +7,11 @@ a sentence for the caller that names what is wrong and how to fix it::
     ├── InvalidArguments    a bad argument, named; outcome "invalid"
     ├── ServerBusy          VLLM_MCP_MAX_CONCURRENCY and VLLM_MCP_MAX_QUEUE are full; "busy"
     ├── ShuttingDown        the server stopped taking calls, or its grace ran out
-    └── SessionStoreUnavailable  the session store failed during the call; nothing of the
-                            turn was recorded; outcome "store"
-    OutOfTime               internal: a call's time budget ran out before it generated anything
-                            (the caller gets an empty reply with finish_reason "time_limit")
+    ├── SessionStoreUnavailable  the session store failed during the call; nothing of the
+    │                       turn was recorded; outcome "store"
+    └── NotStarted          the call's time budget ran out before its first token (the model
+                            still loading, no free slot, the prompt still being read); "timeout"
+    OutOfTime               internal: the budget ran out before anything was generated
 
 The engine's own failures (``EngineUnavailable``, ``EngineDead``, ``PromptRejected``) live in
 ``vllm_mcp.engine``, next to the code that raises them.
@@ -41,6 +42,10 @@ class SessionStoreUnavailable(ToolError):
     """The session store (named in the message, without a password) failed during a call."""
 
     outcome = "store"
+
+
+class NotStarted(ToolError):
+    outcome = "timeout"
 
 
 class OutOfTime(Exception):

@@ -56,6 +56,12 @@ class GenerationArguments(BaseModel):
         description="A JSON Schema object: the reply is constrained to JSON valid against it, and "
         "the result's 'json' holds the parsed value. Excludes choice and regex.",
     )
+    json_whitespace: bool | None = Field(
+        None,
+        description="With json_schema: let the reply put spaces and newlines between JSON tokens. "
+        "By default it is compact JSON, which a small model cannot fill with whitespace until "
+        "max_tokens.",
+    )
     choice: list[str] | None = Field(
         None, min_length=1, description="The reply is exactly one of these strings."
     )
@@ -96,10 +102,15 @@ class GenerationArguments(BaseModel):
     @model_validator(mode="after")
     def _one_constraint(self) -> GenerationArguments:
         structured.constraint(self.json_schema, self.choice, self.regex)  # ValueError naming the mistake
+        if self.json_whitespace is not None and self.json_schema is None:
+            raise ValueError("json_whitespace: applies only with json_schema")
         return self
 
     def constraint(self) -> structured.Constraint | None:
-        return structured.constraint(self.json_schema, self.choice, self.regex)
+        found = structured.constraint(self.json_schema, self.choice, self.regex)
+        if found is not None and found.kind == "json" and not self.json_whitespace:
+            return dataclasses.replace(found, compact=True)
+        return found
 
 
 class Usage(BaseModel):

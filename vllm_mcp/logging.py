@@ -6,7 +6,8 @@ processes, which write to the same inherited descriptor. So ``LogPump`` points f
 at a pipe of our own and one thread moves its lines to the real stderr (or the log
 file), writing only what the destination can take at once and dropping, and
 counting, the rest. It also keeps the last lines, because vLLM reports start-up
-failures only as "see root cause above".
+failures only as "see root cause above", shows every line to its observers (the load
+phase is read from vLLM's INFO lines) and leaves out the lines ``drop`` says to.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import select
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -32,8 +34,10 @@ _TAIL_LINES = 200
 class LogPump:
     """Owns fd 2 while the server runs; see the module docstring for why."""
 
-    def __init__(self, log_file: Path | None = None) -> None:
+    def __init__(self, log_file: Path | None = None, drop: Callable[[str], bool] | None = None) -> None:
         self.dropped_lines = 0
+        self.observers: list[Callable[[str], None]] = []
+        self._drop = drop
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._file = open(log_file, "ab", buffering=0) if log_file else None  # noqa: SIM115
         sys.stderr.flush()
@@ -47,6 +51,11 @@ class LogPump:
 
     def tail(self) -> list[str]:
         return list(self._tail)
+
+    def real_stderr(self) -> TextIO:
+        """The stderr we took over, for a status line rewritten in place (lines through fd 2
+        come out only once whole)."""
+        return open(os.dup(self._target), "w", encoding="utf-8", errors="replace", closefd=True)
 
     def _run(self) -> None:
         pending = b""
@@ -68,7 +77,13 @@ class LogPump:
                 self._emit(line + b"\n")
 
     def _emit(self, line: bytes) -> None:
-        self._tail.append(line.decode("utf-8", "replace").rstrip("\n"))
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        for observe in self.observers:
+            with contextlib.suppress(Exception):  # an observer's bug must not stop the log
+                observe(text)
+        if self._drop is not None and self._drop(text):
+            return
+        self._tail.append(text)
         if self._file is not None:
             try:
                 self._file.write(line)

@@ -4,22 +4,32 @@ vLLM constrains decoding itself (``StructuredOutputsParams``, xgrammar first): a
 be text the JSON schema, choice list or regular expression allows, even from a model that
 knows nothing of JSON. Here a schema is checked against the JSON Schema meta-schema so a
 mistake gets an error that points at it; a constraint the backend cannot compile comes back
-from vLLM as its own error. No vLLM import here.
+from vLLM as its own error. No vLLM import here (xgrammar, vLLM's grammar library, makes the
+compact form of a schema).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Constraint:
-    """One constraint: ``json`` (a schema object), ``choice`` (strings) or ``regex``."""
+    """One constraint: ``json`` (a schema object), ``choice`` (strings) or ``regex``.
+
+    ``compact`` (json only): no whitespace outside strings. The grammar vLLM builds from a schema
+    allows any amount between tokens, and a small model can spend every token on it.
+    """
 
     kind: Literal["json", "choice", "regex"]
     value: Any
+    compact: bool = False
 
 
 def schema_problem(schema: dict[str, Any]) -> str | None:
@@ -53,6 +63,27 @@ def constraint(
     if regex is not None:
         return Constraint("regex", regex)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _compact_grammar(schema_text: str) -> str | None:
+    import xgrammar  # vLLM's own structured-output backend
+
+    try:
+        grammar = xgrammar.Grammar.from_json_schema(schema_text, any_whitespace=False, separators=(",", ":"))
+    except Exception as e:  # a schema xgrammar cannot express: vLLM gets it as is, whitespace allowed
+        log.info("json_schema kept as is (xgrammar cannot make it compact)", extra={"reason": str(e)[:200]})
+        return None
+    return str(grammar)
+
+
+def compact_json_grammar(schema: dict[str, Any]) -> str | None:
+    """The schema as an xgrammar EBNF grammar without free whitespace, or None if it cannot be.
+
+    vLLM 0.32 offers compact JSON only for the whole engine (``disable_any_whitespace``, which
+    also rules out the 'auto' backend); a grammar per request does it for one call.
+    """
+    return _compact_grammar(json.dumps(schema, sort_keys=True))
 
 
 class IncompleteJson(ValueError):

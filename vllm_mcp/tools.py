@@ -18,24 +18,27 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vllm_mcp import generation, prompts, structured
-from vllm_mcp.admission import Admission, ProgressPacer, ProgressSender
+from vllm_mcp.admission import WAIT_REPORT_INTERVAL, Admission, ProgressPacer, ProgressSender, WaitReporter
 from vllm_mcp.config import Settings
 from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected
 from vllm_mcp.errors import (
     InvalidArguments,
+    NotStarted,
     OutOfTime,
     ServerBusy,
     SessionStoreUnavailable,
     ShuttingDown,
     ToolError,
 )
-from vllm_mcp.generation import TIME_LIMIT, GenerationArguments, GenerationResult, Timings, Usage
+from vllm_mcp.generation import GenerationArguments, GenerationResult, Timings, Usage
+from vllm_mcp.messages import ChatMessage
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
 
 __all__ = [
     "Admission",
     "InvalidArguments",
+    "NotStarted",
     "ProgressPacer",
     "ServerBusy",
     "ShuttingDown",
@@ -47,13 +50,6 @@ R = TypeVar("R")
 
 
 # --- argument and result models -------------------------------------------------------
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    role: Literal["system", "user", "assistant"]
-    content: str
 
 
 class ChatArguments(GenerationArguments):
@@ -110,6 +106,12 @@ class ModelInfo(BaseModel):
     max_concurrency: int
     max_call_seconds: float | None
     uptime_s: float
+    load_phase: str = Field(
+        description="Where the model load stands: converting (the embedded model, first start), "
+        "importing, starting_engine, loading_weights, compiling, warming_up, then ready or failed."
+    )
+    load_phase_s: float = Field(description="Seconds in load_phase so far.")
+    load_s: float = Field(description="Seconds the load has taken so far (all of it once over).")
     adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
 
 
@@ -182,6 +184,7 @@ class Tools:
         self._hard_stop = asyncio.Event()
         self._ids = itertools.count(1)
         self._calls: set[asyncio.Task[Any]] = set()
+        self.wait_report_interval = WAIT_REPORT_INTERVAL
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -255,31 +258,59 @@ class Tools:
         return requested
 
     @contextlib.asynccontextmanager
-    async def _ready_slot(self, started: float, deadline: float | None) -> AsyncIterator[float]:
+    async def _ready_slot(
+        self, started: float, deadline: float | None, progress: ProgressSender | None
+    ) -> AsyncIterator[float]:
         """A generation slot and a loaded model, within the call's deadline; yields seconds queued.
 
-        Raises ``OutOfTime`` when the deadline passes first.
+        Meanwhile a caller that sent a progress token hears what it waits for (WaitReporter).
+        Raises ``NotStarted`` when the deadline passes first.
         """
-        async with self.admission.slot(_left(deadline)):
-            queued = time.monotonic() - started
-            self.metrics.set_queued(self.admission.waiting)
+        # No reporter (no task) for the usual call, which waits for nothing.
+        waits = self.engine.state.value == "loading" or self.admission.in_flight >= self.admission.limit
+        reporter = WaitReporter(
+            progress if waits else None, self._waiting_for, started, self.wait_report_interval
+        )
+        async with contextlib.AsyncExitStack() as stack:
             try:
-                await asyncio.wait_for(self.engine.wait_ready(), _left(deadline))
-            except asyncio.TimeoutError:
-                raise OutOfTime from None
+                async with reporter.running():
+                    await stack.enter_async_context(self.admission.slot(_left(deadline)))
+                    queued = time.monotonic() - started
+                    self.metrics.set_queued(self.admission.waiting)
+                    await asyncio.wait_for(self.engine.wait_ready(), _left(deadline))
+            except (OutOfTime, asyncio.TimeoutError):
+                raise NotStarted(self._not_started_message(started, deadline)) from None
             yield queued
 
-    def _nothing_in_time(self, args: GenerationArguments, started: float) -> dict[str, Any]:
-        """The result fields of a call whose budget ran out before its first token."""
-        total = round(time.monotonic() - started, 6)
-        return {
-            "text": "",
-            "finish_reason": TIME_LIMIT,
-            "model": self.engine.model_name,
-            "adapter": args.adapter,
-            "usage": Usage(prompt_tokens=0, completion_tokens=0),
-            "timings": Timings(time_to_first_token_s=None, total_s=total, queued_s=total),
-        }
+    def _waiting_for(self, seconds: float) -> str:
+        """What a waiting call is told in its progress notifications."""
+        if self.engine.state.value == "loading":
+            return f"waiting for the model to load: {self.engine.load.describe()}"
+        return f"waiting for a free generation slot ({seconds:.0f} s so far)"
+
+    def _not_started_message(self, started: float, deadline: float | None) -> str:
+        budget = f"{(deadline or started) - started:g} s"
+        if self.engine.state.value == "loading":
+            load = self.engine.load
+            return (
+                f"the model is still loading: {load.describe()} ({load.seconds_loading():.0f} s since "
+                f"the load began); this call's time budget of {budget} (timeout_s, capped at "
+                "VLLM_MCP_MAX_CALL_SECONDS) ran out before it could start. Retry later, or wait "
+                "until model_info's server_state is 'ready'"
+            )
+        waited = time.monotonic() - started
+        return (
+            f"waited {waited:.1f} s for a free generation slot ({self.admission.in_flight} calls "
+            f"generating, VLLM_MCP_MAX_CONCURRENCY={self.admission.limit}); this call's time "
+            f"budget of {budget} ran out before it could start. Retry later, or allow more time"
+        )
+
+    def _no_first_token(self, started: float, deadline: float | None) -> NotStarted:
+        return NotStarted(
+            f"no token within this call's time budget of {(deadline or started) - started:g} s: "
+            "the model was still reading the prompt. Allow more time (timeout_s, "
+            "VLLM_MCP_MAX_CALL_SECONDS) or send a shorter prompt"
+        )
 
     async def _chat(
         self, args: ChatArguments, progress: ProgressSender | None, key: str | None
@@ -287,7 +318,7 @@ class Tools:
         started = time.monotonic()
         deadline = _deadline(started, self.time_budget(args.timeout_s))
         try:
-            async with self._ready_slot(started, deadline) as queued:
+            async with self._ready_slot(started, deadline, progress) as queued:
                 if key is None:
                     return await self._turn(args, [], progress, started, queued, deadline)
                 async with self.sessions.lock(key):
@@ -302,9 +333,8 @@ class Tools:
                 await self._count_sessions()
                 return result
         except OutOfTime:
-            # Nothing was generated (queued or loading all along): nothing is stored in the
-            # session, so the caller can send the same turn again.
-            return ChatResult(**self._nothing_in_time(args, started), session_id=args.session_id)
+            # Not one token yet: nothing is stored, so the caller can send the same turn again.
+            raise self._no_first_token(started, deadline) from None
 
     async def _turn(
         self,
@@ -338,7 +368,7 @@ class Tools:
         started = time.monotonic()
         deadline = _deadline(started, self.time_budget(args.timeout_s))
         try:
-            async with self._ready_slot(started, deadline) as queued:
+            async with self._ready_slot(started, deadline, progress) as queued:
                 max_tokens = args.max_tokens or self.settings.default_max_tokens
                 assert self.engine.max_model_len is not None
                 try:
@@ -352,7 +382,7 @@ class Tools:
                 )
                 return CompleteResult(**fields)
         except OutOfTime:
-            return CompleteResult(**self._nothing_in_time(args, started))
+            raise self._no_first_token(started, deadline) from None
 
     async def _generate(
         self,
@@ -431,6 +461,7 @@ class Tools:
             max_concurrency=s.max_concurrency,
             max_call_seconds=s.max_call_seconds,
             uptime_s=round(time.monotonic() - self.started, 3),
+            **_load_fields(e.load.status()),
             adapters=list(s.lora_modules),
         )
 
@@ -449,6 +480,10 @@ def engine_error_message(error: BaseException) -> str:
     if isinstance(error, EngineUnavailable):
         return str(error)
     return f"internal error: {type(error).__name__}: {error}"
+
+
+def _load_fields(status: dict[str, Any]) -> dict[str, Any]:
+    return {"load_phase": status["phase"], "load_phase_s": status["phase_s"], "load_s": status["load_s"]}
 
 
 def _deadline(started: float, budget: float | None) -> float | None:

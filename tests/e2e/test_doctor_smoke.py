@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import serve_env
+from vllm_mcp.load_phase import vllm_info_line
 
 pytestmark = pytest.mark.engine
 
@@ -28,3 +29,7 @@ def test_smoke_generates_with_the_real_engine(tiny_model: Path, tmp_path: Path) 
     assert smoke["status"] == "ok", smoke
     assert smoke["details"]["tokens"] == 8
     assert proc.returncode == 0
+    # The wait is shown (stderr is no terminal here: a plain line per phase), vLLM's INFO lines not.
+    lines = proc.stderr.splitlines()
+    assert "vllm-mcp: loading the weights" in proc.stderr and "vllm-mcp: model ready after" in proc.stderr
+    assert not [line for line in lines if vllm_info_line(line)]

@@ -34,18 +34,8 @@ PERSON = {
 @pytest.fixture(scope="module")
 def client(tiny_model: Path, tiny_adapters: dict[str, Path]) -> Any:
     modules = " ".join(f"{name}={path}" for name, path in tiny_adapters.items())
-    # A random model left free to put whitespace between JSON fields spends all its tokens on it;
-    # compact JSON (vLLM's disable_any_whitespace, with the xgrammar backend) closes in time.
-    engine_args = {
-        "enforce_eager": True,
-        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
-    }
-    env = serve_env(
-        tiny_model,
-        VLLM_MCP_LORA_MODULES=modules,
-        VLLM_DEFAULT_MAX_TOKENS="16",
-        VLLM_MCP_ENGINE_ARGS=json.dumps(engine_args),
-    )
+    # No structured-output engine arguments: json_schema replies are compact by default.
+    env = serve_env(tiny_model, VLLM_MCP_LORA_MODULES=modules, VLLM_DEFAULT_MAX_TOKENS="16")
     c = McpClient(env)
     c.wait_ready(timeout=600)
     yield c
@@ -95,6 +85,21 @@ def test_json_schema_output_validates(client: McpClient, seed: int) -> None:
     assert out["finish_reason"] == "stop"
     assert json.loads(out["text"]) == out["json"]
     jsonschema.validate(out["json"], PERSON)
+
+
+def test_json_schema_replies_are_compact_and_end_well_inside_max_tokens(client: McpClient) -> None:
+    """A random model left free to put whitespace between JSON tokens spends every token on it."""
+    lengths = []
+    for seed in range(4):
+        out = call(
+            client, "complete", prompt="{", json_schema=PERSON, seed=seed, temperature=1.0, max_tokens=200
+        )
+        assert out["finish_reason"] == "stop", out
+        jsonschema.validate(out["json"], PERSON)
+        outside_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', out["text"])
+        assert not re.search(r"\s", outside_strings), out["text"]
+        lengths.append(out["usage"]["completion_tokens"])
+    assert max(lengths) < 100, lengths
 
 
 def test_choice_and_regex_constrain_the_reply(client: McpClient) -> None:

@@ -7,12 +7,14 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from vllm_mcp.cli.errors import CliError
+from vllm_mcp.cli.progress import StatusLine
 from vllm_mcp.config import ConfigError, Settings, child_environment
 
 
@@ -62,9 +64,11 @@ def chat(
     )
     command = [sys.executable, "-m", "vllm_mcp", "serve"]
     click.echo(
-        f"vllm-mcp: starting the server and loading {settings.model_name} (about a minute on a CPU)...",
+        f"vllm-mcp: starting the server and loading {settings.model_name} (the first start converts "
+        "and compiles it: several minutes on a CPU; later starts are quicker)",
         err=True,
     )
+    status = StatusLine()
 
     def server_log() -> list[str]:
         if env["VLLM_MCP_LOG_FILE"] != str(log_file) or not log_file.exists():
@@ -78,14 +82,18 @@ def chat(
                 question,
                 command,
                 env,
-                _show,
+                _shown_after(status),
+                on_status=status,
                 **sampling,
             )
         )
     except client.ChatFailed as e:
+        status.done()
         raise CliError(str(e), server_log()) from None
     except Exception as e:
+        status.done()
         raise CliError(f"chat failed: {type(e).__name__}: {e}", server_log()) from None
+    status.done()
     log_file.unlink(missing_ok=True)
     _footer(result)
 
@@ -93,6 +101,16 @@ def chat(
 def _show(text: str) -> None:
     click.echo(text, nl=False)
     sys.stdout.flush()
+
+
+def _shown_after(status: StatusLine) -> Callable[[str], None]:
+    """``_show``, once the status line is ended (the reply goes to stdout, the status to stderr)."""
+
+    def show(text: str) -> None:
+        status.done()
+        _show(text)
+
+    return show
 
 
 def _chat_url(question: str, url: str, token_file: Path | None, sampling: dict[str, Any]) -> dict[str, Any]:
@@ -104,12 +122,18 @@ def _chat_url(question: str, url: str, token_file: Path | None, sampling: dict[s
         token = read_client_token(token_file) if token_file else None
     except TokenFileError as e:
         raise ConfigError([str(e)]) from None
+    status = StatusLine()
     try:
-        return asyncio.run(client.chat_url(question, url, token, _show, **sampling))
+        result = asyncio.run(
+            client.chat_url(question, url, token, _shown_after(status), on_status=status, **sampling)
+        )
+        status.done()
+        return result
     except client.ChatFailed as e:
         message = str(e)
     except Exception as e:
         message = f"chat failed: {type(e).__name__}: {e}"
+    status.done()
     raise CliError(message.replace(token, "<token>") if token else message) from None
 
 

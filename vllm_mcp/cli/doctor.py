@@ -54,12 +54,13 @@ def doctor(as_json: bool, smoke: bool, root: Path) -> None:
 
     Warnings do not fail, so the gateway unit can run this as its ExecStartPre.
     """
+    from vllm_mcp.cli.progress import StatusLine
     from vllm_mcp.doctor import Probes, run_checks
 
     probes = Probes(
         engine_names=engine_names, engine_arg_names=engine_arg_names, platform=engine_platform, root=root
     )
-    report = run_checks(probes, smoke=smoke)
+    report = run_checks(probes, smoke=smoke, smoke_status=StatusLine)
     click.echo(report.to_json() if as_json else report.to_text())
     failed = [c.name for c in report.checks if c.status == "fail"]
     if failed:

@@ -27,7 +27,7 @@ from vllm_mcp.doctor.model import ModelFacts, check_context, check_memory, check
 from vllm_mcp.doctor.oauth import check_oauth
 from vllm_mcp.doctor.probes import CommandResult, Probes, TorchProbe
 from vllm_mcp.doctor.report import Check, Report
-from vllm_mcp.doctor.smoke import smoke_test
+from vllm_mcp.doctor.smoke import StatusFactory, smoke_test
 from vllm_mcp.doctor.store import check_store
 
 __all__ = [
@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 
-def run_checks(p: Probes | None = None, smoke: bool = False) -> Report:
+def run_checks(
+    p: Probes | None = None, smoke: bool = False, smoke_status: StatusFactory | None = None
+) -> Report:
     """All checks in the order an operator reads them; ``smoke`` adds a real generation."""
     p = p or Probes()
     checks = [check_python(p), check_packages(p)]
@@ -78,5 +80,5 @@ def run_checks(p: Probes | None = None, smoke: bool = False) -> Report:
     if oauth is not None:
         checks.append(oauth)
     if smoke:
-        checks.append(smoke_test(settings))
+        checks.append(smoke_test(settings, status=smoke_status))
     return Report(checks)

@@ -3,23 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from vllm_mcp.config import Settings
 from vllm_mcp.doctor.report import Check
 
 SMOKE_PROMPT = "Say hello."
 
+StatusFactory = Callable[[TextIO], Any]
+"""Given the real stderr, a callable that shows a load status dict (cli/progress.StatusLine)."""
 
-def smoke_test(settings: Settings, max_tokens: int = 8) -> Check:
-    """Start the real engine and generate a few tokens; the one check that proves it works."""
+
+def smoke_test(settings: Settings, max_tokens: int = 8, status: StatusFactory | None = None) -> Check:
+    """Start the real engine and generate a few tokens; the one check that proves it works.
+
+    As in ``serve``, the log pump owns fd 2 meanwhile: vLLM's INFO lines tell the load phase
+    (shown through ``status``, on the real stderr) and stay off the terminal.
+    """
     from vllm_mcp import engine as engine_module
+    from vllm_mcp import logging as vlogging
     from vllm_mcp import prompts
+    from vllm_mcp.load_phase import vllm_info_line
 
     engine_module.prepare_process_environment(settings)
+    pump = vlogging.LogPump(drop=None if settings.log_level == "DEBUG" else vllm_info_line)
+    show = status(pump.real_stderr()) if status is not None else None
+
+    async def report(engine: Any) -> None:
+        assert show is not None
+        while True:
+            show({"state": engine.state.value, **engine.load.status()})
+            await asyncio.sleep(1.0)
 
     async def generate() -> tuple[str, int, float | None]:
-        engine = engine_module.Engine(settings)
-        await engine.start()
+        engine = engine_module.Engine(settings, recent_log_lines=pump.tail)
+        pump.observers.append(engine.load.observe_log_line)
+        reporter = asyncio.create_task(report(engine)) if show is not None else None
+        try:
+            await engine.start()
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
+                show({"state": engine.state.value, **engine.load.status()})
+                show.done()
         try:
             engine.check_serving()
             # The same prompt rendering as serve (chat template, or plain text for base models).
@@ -45,6 +75,8 @@ def smoke_test(settings: Settings, max_tokens: int = 8) -> Check:
             f"engine did not generate: {reason}",
             "fix the failures above; the message names the cause",
         )
+    finally:
+        pump.close()
     if tokens == 0:
         return Check(
             "smoke",

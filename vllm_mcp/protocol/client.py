@@ -1,14 +1,41 @@
 """The MCP client behind ``vllm-mcp chat``: one question, the answer streamed.
 
-Over stdio it starts its own server; with ``--url`` it asks a running HTTP server.
+Over stdio it starts its own server; with ``--url`` it asks a running HTTP server. While the
+model loads it reports the server's load phase (``model_info`` over stdio, ``/healthz`` over
+HTTP) to ``on_status``, so a person sees what the wait is for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
+
+POLL_SECONDS = 1.0
+
+StatusCallback = Callable[[dict[str, Any]], None]
+"""Gets ``{"state", "phase", "phase_s", "load_s"}`` (what the server says) while it loads."""
+
+
+async def wait_until_loaded(
+    status: Callable[[], Awaitable[dict[str, Any] | None]], on_status: StatusCallback, timeout: float
+) -> None:
+    """Poll ``status`` until the server is no longer loading; each answer goes to ``on_status``.
+
+    ``status`` returns None when the server cannot say (an older one): the call then just waits.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = await status()
+        if current is None:
+            return
+        on_status(current)
+        if current.get("state") != "loading":
+            return
+        await asyncio.sleep(POLL_SECONDS)
 
 
 class ChatFailed(RuntimeError):
@@ -37,7 +64,8 @@ async def _ask(
     streamed: list[str] = []
 
     async def progress(done: float, total: float | None, message: str | None) -> None:
-        if message:
+        # Without a total a notification says what the call waits for; it is not reply text.
+        if message and total is not None:
             streamed.append(message)
             on_text(message)
 
@@ -66,6 +94,7 @@ async def chat_once(
     temperature: float | None = None,
     seed: int | None = None,
     timeout: float = 900.0,
+    on_status: StatusCallback | None = None,
 ) -> dict[str, Any]:
     """Start ``vllm-mcp serve`` as a child, ask one question, stream the reply to ``on_text``."""
     from mcp import ClientSession
@@ -75,6 +104,21 @@ async def chat_once(
     arguments = _arguments(question, system, max_tokens, temperature, seed)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
+
+        async def status() -> dict[str, Any] | None:
+            result = await session.call_tool("model_info", {}, read_timeout_seconds=60)
+            info = result.structured_content or {}
+            if result.is_error or "load_phase" not in info:
+                return None
+            return {
+                "state": info["server_state"],
+                "phase": info["load_phase"],
+                "phase_s": info["load_phase_s"],
+                "load_s": info["load_s"],
+            }
+
+        if on_status is not None:
+            await wait_until_loaded(status, on_status, timeout)
         return await _ask(session.call_tool, arguments, on_text, timeout)
 
 
@@ -89,6 +133,7 @@ async def chat_url(
     temperature: float | None = None,
     seed: int | None = None,
     timeout: float = 900.0,
+    on_status: StatusCallback | None = None,
 ) -> dict[str, Any]:
     """Ask a running ``vllm-mcp serve --transport http`` at ``url``, the reply streamed."""
     import httpx2
@@ -100,15 +145,27 @@ async def chat_url(
     refused: list[int] = []  # the SDK turns an HTTP error into "Server returned an error response"
 
     async def note(response: httpx2.Response) -> None:
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.url.path != "/healthz":  # 503 there: loading
             refused.append(response.status_code)
 
     http = httpx2.AsyncClient(
         headers=headers, timeout=httpx2.Timeout(30, read=timeout), event_hooks={"response": [note]}
     )
+    health = str(httpx2.URL(url).copy_with(path="/healthz", query=None))
+
+    async def status() -> dict[str, Any] | None:
+        try:
+            body = (await http.get(health)).json()
+        except Exception:  # no /healthz there (another server), or not JSON: just ask
+            return None
+        return body if isinstance(body, dict) and "state" in body else None
+
     try:
-        async with http, Client(streamable_http_client(url, http_client=http)) as client:  # type: ignore[arg-type]
-            return await _ask(client.call_tool, arguments, on_text, timeout)
+        async with http:
+            if on_status is not None:
+                await wait_until_loaded(status, on_status, timeout)
+            async with Client(streamable_http_client(url, http_client=http)) as client:  # type: ignore[arg-type]
+                return await _ask(client.call_tool, arguments, on_text, timeout)
     except Exception as e:
         problem = _http_problem(e, refused)
         if problem:

@@ -4,7 +4,8 @@ The official SDK does the protocol (``Server.streamable_http_app``: both eras, s
 SSE, Host/Origin checks, body limit, bearer authentication) and uvicorn serves it. This
 module adds what a production service needs around it:
 
-- ``GET /healthz``: 200 once the model is ready, 503 with the state before and after;
+- ``GET /healthz``: 200 once the model is ready, 503 with the state before and after; the
+  body also says the load phase and its seconds so far (``load_phase.py``);
 - a gate in front of ``/mcp`` that counts calls in flight (for the shutdown drain) and,
   once a shutdown starts, refuses new requests with 503;
 - an HTTP client that disconnects in the middle of a call cancels that call, so its
@@ -276,7 +277,8 @@ class HttpTransport(Transport):
 
     async def _health(self, request: Request) -> JSONResponse:
         state = self.health()
-        return JSONResponse({"state": state}, status_code=200 if state == "ready" else 503)
+        body = {"state": state, **self.load_status()}
+        return JSONResponse(body, status_code=200 if state == "ready" else 503)
 
     async def serve(self, server: Any) -> None:
         config = uvicorn.Config(

@@ -45,7 +45,8 @@ TOOLS = [
         description=(
             "Generate a reply from the served model. Pass session_id to continue a "
             "conversation: earlier turns are remembered. Send _meta.progressToken to "
-            "receive the reply as it is generated (progress notifications carry the new text). "
+            "receive the reply as it is generated (progress notifications carry the new text; "
+            "while the call waits for the model to load or a free slot, they say so, without a total). "
             "json_schema, choice or regex constrain the reply; adapter picks a LoRA adapter."
         ),
         input_schema=schema(ChatArguments, "validation"),
@@ -159,8 +160,8 @@ def _progress_token(ctx: Any) -> Any:
     return getattr(meta, "progress_token", None)
 
 
-def _progress_sender(ctx: Any) -> Callable[[str, int, int], Any]:
-    async def send(text: str, tokens: int, total: int) -> None:
+def _progress_sender(ctx: Any) -> Callable[[str, float, int | None], Any]:
+    async def send(text: str, tokens: float, total: int | None) -> None:
         await ctx.session.report_progress(tokens, total, text)
 
     return send

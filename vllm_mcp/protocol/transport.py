@@ -33,6 +33,8 @@ class Transport(abc.ABC):
     on_eof: Callable[[], None] = staticmethod(lambda: None)
     #: The server's state for health checks ("loading", "ready", "failed", "stopping", ...).
     health: Callable[[], str] = staticmethod(lambda: "ready")
+    #: Where the model load stands: {"phase": ..., "phase_s": ..., "load_s": ...} (load_phase.py).
+    load_status: Callable[[], dict[str, Any]] = staticmethod(dict)
 
     @abc.abstractmethod
     async def serve(self, server: Any) -> None:
