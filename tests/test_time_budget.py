@@ -104,7 +104,7 @@ def test_a_budget_that_ends_before_the_first_token_is_an_error_not_an_empty_repl
     t = tools_over(engine)
     with pytest.raises(tools.NotStarted, match=r"no token within this call's time budget of 0\.2 s"):
         chat(t, timeout_s=0.2, session_id="s")
-    assert t.sessions.history("s") == [] and engine.aborted == ["mcp-1"]
+    assert asyncio.run(t.sessions.history("s")) == [] and engine.aborted == ["mcp-1"]
 
 
 def test_a_call_waiting_for_the_model_hears_what_it_waits_for() -> None:
