@@ -247,6 +247,12 @@ class Settings(BaseModel):
         description="Comma-separated Host header values the HTTP transport accepts besides the "
         "address it listens on (DNS-rebinding protection); '*' accepts any.",
     )
+    http_stateless: bool = Field(
+        False,
+        alias="VLLM_MCP_HTTP_STATELESS",
+        description="Serve the 2025 protocol without server-side MCP sessions (no Mcp-Session-Id), so "
+        "replicas behind a load balancer need no sticky routing.",
+    )
 
     @field_validator("default_top_k")
     @classmethod

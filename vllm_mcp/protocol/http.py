@@ -250,6 +250,7 @@ class HttpTransport(Transport):
             host=s.http_host,
             transport_security=security_settings(s.http_host, s.allowed_hosts),
             max_request_body_size=s.max_message_bytes,
+            stateless_http=s.http_stateless,
             auth=auth,
             token_verifier=self.verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
