@@ -115,3 +115,28 @@ current_token() {
     [ -f "$file" ] || return 0
     sed -n 's/^FMCP_BEARER_TOKEN=//p' "$file" | tail -n 1
 }
+
+# deploy/haproxy/vllm-mcp.cfg with its listening address and one server per replica:
+#   haproxy_config TEMPLATE BIND HOST:PORT...   (to stdout)
+# Every `server replica0 ...` line becomes one line per HOST:PORT (replica0, replica1, ...);
+# the template's other replicaN lines are dropped. The docs/scaling.md commands use it too.
+haproxy_config() {
+    local template=$1 bind=$2
+    shift 2
+    [ $# -gt 0 ] || die "haproxy_config: no replica address given"
+    awk -v bind="$bind" -v servers="$*" '
+        BEGIN { n = split(servers, addr, " ") }
+        /^[ \t]+bind / { sub(/bind .*/, "bind " bind); print; next }
+        /^[ \t]+server replica0 / {
+            for (i = 1; i <= n; i++) {
+                line = $0
+                gsub(/replica0/, "replica" (i - 1), line)
+                sub(/ [^ ]+:[0-9]+ /, " " addr[i] " ", line)
+                print line
+            }
+            next
+        }
+        /^[ \t]+server replica[0-9]+ / { next }
+        { print }
+    ' "$template"
+}

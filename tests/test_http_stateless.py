@@ -20,12 +20,14 @@ PARAM_HEADER = f"mcp-param-{SESSION_HEADER.lower()}"
 
 
 class Recorder:
-    """A Server with vllm-mcp's tool list whose calls report progress, record headers, or hang."""
+    """A Server with vllm-mcp's tool list whose calls report progress and record their headers;
+    ``end_session`` stands in for a slow generation: it runs until released or cancelled."""
 
     def __init__(self) -> None:
         self.headers: list[dict[str, str]] = []
         self.started = threading.Event()
         self.cancelled = threading.Event()
+        self.release = threading.Event()  # ends a slow call
 
     def server(self) -> Server[Any]:
         async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
@@ -35,10 +37,11 @@ class Recorder:
         async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
             request = ctx.request
             self.headers.append({k: v for k, v in request.headers.items() if k.startswith("mcp-")})
-            if params.name == "end_session":  # stands in for a slow generation
+            if params.name == "end_session":
                 self.started.set()
                 try:
-                    await asyncio.sleep(60)
+                    while not self.release.is_set():
+                        await asyncio.sleep(0.05)
                 except asyncio.CancelledError:
                     self.cancelled.set()
                     raise
