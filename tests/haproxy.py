@@ -19,18 +19,11 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 _LOG = re.compile(r" (?P<frontend>\S+) (?P<backend>[\w.-]+)/(?P<server>\S+) [-\d/+]+ (?P<status>-?\d+) ")
 
 
-def render(bind: str, servers: list[str]) -> str:
-    """The shipped template with ``bind`` and one ``server`` per address, rendered by deploy/lib.sh."""
+def render(bind: str, servers: list[str], allow: str = "") -> str:
+    """The shipped template with ``bind``, ``allow`` (besides localhost) and one ``server`` per
+    address, rendered by deploy/lib.sh as install.sh renders it."""
     done = subprocess.run(
-        [
-            "bash",
-            "-c",
-            'source "$0"; haproxy_config "$@"',
-            str(ROOT / "deploy" / "lib.sh"),
-            str(TEMPLATE),
-            bind,
-            *servers,
-        ],
+        ["bash", "-c", 'source "$0"; haproxy_config "$@"', str(LIB), str(TEMPLATE), bind, allow, *servers],
         capture_output=True,
         text=True,
         check=False,

@@ -25,12 +25,17 @@ def test_the_shipped_config_is_valid() -> None:
 
 
 def test_a_rendered_config_has_one_server_per_replica_in_each_backend(tmp_path: Path) -> None:
-    text = haproxy.render("*:8099", ["10.0.0.1:8100", "10.0.0.2:8100", "10.0.0.3:8200"])
+    text = haproxy.render(
+        "*:8099", ["10.0.0.1:8100", "10.0.0.2:8100", "10.0.0.3:8200"], "10.0.0.5 192.168.1.0/24"
+    )
     config = tmp_path / "haproxy.cfg"
     config.write_text(text)
     done = haproxy.check(config)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "    bind *:8099\n" in text
+    assert (
+        "    tcp-request connection reject unless { src 127.0.0.0/8 ::1 10.0.0.5 192.168.1.0/24 }\n" in text
+    )
     servers = [line.split() for line in text.splitlines() if line.strip().startswith("server ")]
     assert [s[1:3] for s in servers] == [
         ["replica0", "10.0.0.1:8100"],
