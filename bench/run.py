@@ -107,6 +107,20 @@ async def run_bench(
     return results
 
 
+def run_sessions(turns: int, store_url: str | None, out: Path) -> None:
+    """``--sessions``: the stores' cost per turn, written as sessions.json and sessions.md."""
+    from bench import sessions
+
+    meta = {"turns": turns, "sessions": 20, "cpus": os.cpu_count(), "loadavg": os.getloadavg()}
+    meta["started"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results = sessions.run_sessions_bench(turns, 20, 8, store_url)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sessions.json").write_text(json.dumps({"meta": meta, "stores": results}, indent=1))
+    md = sessions.markdown(results, meta)
+    (out / "sessions.md").write_text(md)
+    click.echo(md)
+
+
 @click.command()
 @click.option(
     "--model", default="tiny", show_default=True, help="'tiny' (made on the spot), 'embedded' or a path."
@@ -134,6 +148,18 @@ async def run_bench(
     default=None,
     help="Run py-spy on each server and on the client during the levels; write stacks here.",
 )
+@click.option(
+    "--sessions",
+    "sessions_mode",
+    is_flag=True,
+    help="Instead: the session stores' cost per turn (memory, SQLite, PostgreSQL), no engine.",
+)
+@click.option("--turns", type=int, default=2000, show_default=True, help="With --sessions: turns per store.")
+@click.option(
+    "--store-url",
+    default=None,
+    help="With --sessions: a PostgreSQL URL to use (default: a server started for the run).",
+)
 def main(
     model: str,
     label: str | None,
@@ -147,8 +173,14 @@ def main(
     kv_cache_gib: int,
     out: Path,
     profile_dir: Path | None,
+    sessions_mode: bool,
+    turns: int,
+    store_url: str | None,
 ) -> None:
     """Benchmark vllm-mcp against the raw engine, `vllm serve`, a one-at-a-time server and FluidMCP."""
+    if sessions_mode:
+        run_sessions(turns, store_url, out)
+        return
     workload = SMOKE if smoke else Workload()
     changes: dict[str, Any] = {}
     if concurrency:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures, for every test
 from tests.support import ROOT, make_tiny_adapter, make_tiny_model
 
 CALLER_PREFIXES = ("VLLM_", "HF_", "HUGGING_FACE", "TRANSFORMERS_OFFLINE")

@@ -219,8 +219,8 @@ def tools_over(engine: FakeEngine, **env: str) -> Any:
     """``Tools`` as the app builds them, over the double; settings from ``env`` only."""
     from vllm_mcp.config import Settings
     from vllm_mcp.metrics import Metrics
-    from vllm_mcp.sessions import SessionStore
+    from vllm_mcp.sessions import MemorySessionStore
     from vllm_mcp.tools import Tools
 
     settings = Settings.load(environ=env)
-    return Tools(settings, engine, SessionStore(10, 50), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]
+    return Tools(settings, engine, MemorySessionStore(10, 50), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]

@@ -143,3 +143,17 @@ def test_unit_http_targets_compare_with_vllm_serve_and_fluidmcp() -> None:
         "TTFT p50 within 5 ms of vllm serve at c=64 (ms difference)": False,
         "output tok/s >= 5 x the FluidMCP gateway at c=16": True,
     }
+
+
+def test_unit_the_sessions_mode_measures_every_store(postgres_url: str, tmp_path: Path) -> None:
+    """``--sessions`` needs no engine: every store, both levels, sane numbers (a real PostgreSQL)."""
+    argv = ["--sessions", "--turns", "60", "--store-url", postgres_url, "--out", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *argv], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    stores = json.loads((tmp_path / "sessions.json").read_text())["stores"]
+    assert set(stores) == {f"{s} c={c}" for s in ("memory", "sqlite", "postgres") for c in (1, 8)}
+    for result in stores.values():
+        assert result["turns"] == 60 and 0 < result["p50_ms"] <= result["p99_ms"]
+    assert "| postgres | 8 |" in (tmp_path / "sessions.md").read_text()

@@ -55,7 +55,7 @@ def test_calls_carrying_gateway_headers_are_served_and_the_token_goes_nowhere(
     assert "temperature:" in bad.content[0].text and "headers" not in bad.content[0].text
     seen = [
         *(r.model_dump_json() for r in results),
-        json.dumps(tools.sessions.history("s")),
+        json.dumps(asyncio.run(tools.sessions.history("s"))),
         json.dumps(engine.tokenizer.texts),
         caplog.text,
     ]

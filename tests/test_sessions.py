@@ -1,44 +1,34 @@
-"""Unit tests of the session stores: the in-memory one and the SQLite one behave alike."""
+"""The session stores: memory, SQLite and a real PostgreSQL behave alike (one parametrized suite).
+
+Each test opens its stores inside one event loop (``Backend.run``) and closes them after.
+"Two instances" are two store objects on one file or one database, as two server processes
+or two replicas on two hosts have; the memory store has no second instance, so those tests
+run on SQLite and PostgreSQL only. Backend-specific behaviour is in test_sessions_backends.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.postgres import PostgresServer
+from vllm_mcp.config import ConfigError, Settings
+from vllm_mcp.errors import SessionStoreUnavailable
 from vllm_mcp.sessions import (
+    MemorySessionStore,
     SessionStore,
-    SessionStoreError,
     SqliteSessionStore,
-    open_store,
+    make_store,
+    parse_location,
     truncate,
 )
-
-StoreFactory = Callable[..., SessionStore]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory for either backend, so every behaviour is checked on both."""
-    opened: list[SessionStore] = []
-
-    def make(max_sessions: int = 10, max_messages: int = 10, **kw: object) -> SessionStore:
-        if request.param == "memory":
-            store = SessionStore(max_sessions, max_messages, **kw)  # type: ignore[arg-type]
-        else:
-            store = SqliteSessionStore(tmp_path / "s.db", max_sessions, max_messages, **kw)  # type: ignore[arg-type]
-        opened.append(store)
-        return store
-
-    yield make  # type: ignore[misc]
-    for store in opened:
-        store.close()
+from vllm_mcp.tools import session_key
 
 
 def user(text: str) -> dict[str, str]:
@@ -49,79 +39,273 @@ def reply(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text}
 
 
-def test_turns_accumulate_in_order(make_store: StoreFactory) -> None:
-    store = make_store()
-    store.append("a", [user("q1")], reply("r1"))
-    store.append("a", [user("q2")], reply("r2"))
-    assert store.history("a") == [user("q1"), reply("r1"), user("q2"), reply("r2")]
-    assert store.history("unknown") == []
-    assert "a" in store and len(store) == 1
+class Clock:
+    """A clock the TTL tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_oldest_session_is_evicted_and_counted(make_store: StoreFactory) -> None:
+class Backend:
+    """Opens stores of one kind on one shared location, and closes them after the scenario."""
+
+    def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.path = tmp_path / "sessions.db"
+        self.url = request.getfixturevalue("postgres_url") if kind == "postgres" else ""
+        self.server: PostgresServer | None = (
+            request.getfixturevalue("postgres_server") if kind == "postgres" else None
+        )
+        self._opened: list[SessionStore] = []
+
+    @property
+    def shared(self) -> bool:
+        return self.kind != "memory"
+
+    async def open(self, max_sessions: int = 10, max_messages: int = 10, **kw: Any) -> SessionStore:
+        store: SessionStore
+        if self.kind == "memory":
+            store = MemorySessionStore(max_sessions, max_messages, **kw)
+        elif self.kind == "sqlite":
+            store = SqliteSessionStore(self.path, max_sessions, max_messages, **kw)
+        else:
+            from vllm_mcp.sessions.postgres import PostgresSessionStore
+
+            store = PostgresSessionStore(self.url, None, max_sessions, max_messages, **kw)
+        await store.open()
+        self._opened.append(store)
+        return store
+
+    def run(self, scenario: Callable[[], Awaitable[Any]]) -> Any:
+        async def main() -> Any:
+            try:
+                return await asyncio.wait_for(scenario(), 120)
+            finally:
+                for store in self._opened:
+                    await store.aclose()
+
+        return asyncio.run(main())
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend(request.param, tmp_path, request)
+
+
+def needs_two(backend: Backend) -> None:
+    if not backend.shared:
+        pytest.skip("the memory store lives in one process: there is no second instance to share it")
+
+
+def test_turns_accumulate_in_order(backend: Backend) -> None:
+    async def scenario() -> None:
+        store = await backend.open()
+        await store.append_turn("a", [user("q1")], reply("r1"))
+        await store.append_turn("a", [user("q2")], reply("r2"))
+        assert await store.history("a") == [user("q1"), reply("r1"), user("q2"), reply("r2")]
+        assert await store.history("unknown") == []
+        assert await store.count() == 1
+
+    backend.run(scenario)
+
+
+def test_each_caller_has_its_own_namespace(backend: Backend) -> None:
+    async def scenario() -> None:
+        store = await backend.open()
+        for caller in ("alice", "bob", None):
+            await store.append_turn(session_key(caller, "s"), [user(f"from {caller}")], reply("r"))
+        assert await store.history(session_key("alice", "s")) == [user("from alice"), reply("r")]
+        assert await store.history(session_key("bob", "s")) == [user("from bob"), reply("r")]
+        assert await store.history("s") == [user("from None"), reply("r")]
+        assert await store.end(session_key("bob", "s")) is True
+        assert await store.history(session_key("alice", "s")) != []
+        assert await store.count() == 2
+
+    backend.run(scenario)
+
+
+def test_oldest_session_is_evicted_and_counted(backend: Backend) -> None:
     evicted: list[int] = []
-    store = make_store(max_sessions=3, on_evict=evicted.append)
-    for sid in "abcd":
-        store.append(sid, [user(sid)], reply(sid))
-    assert len(store) == 3
-    assert "a" not in store and store.history("a") == []
-    assert all(sid in store for sid in "bcd")
-    assert evicted == [1]
-    # A later turn of an old session does not make it younger: eviction follows creation.
-    store.append("b", [user("again")], reply("again"))
-    store.append("e", [user("e")], reply("e"))
-    assert "b" not in store and "c" in store
+
+    async def scenario() -> None:
+        store = await backend.open(max_sessions=3, on_evict=evicted.append)
+        for sid in "abcd":
+            await store.append_turn(sid, [user(sid)], reply(sid))
+        assert await store.count() == 3
+        assert await store.history("a") == []
+        assert all([await store.history(sid) for sid in "bcd"])
+        assert evicted == [1]
+        # A later turn of an old session does not make it younger: eviction follows creation.
+        await store.append_turn("b", [user("again")], reply("again"))
+        await store.append_turn("e", [user("e")], reply("e"))
+        assert await store.history("b") == [] and await store.history("c") != []
+
+    backend.run(scenario)
 
 
-def test_truncation_keeps_the_system_prompt(make_store: StoreFactory) -> None:
-    store = make_store(max_messages=4)
-    store.append("s", [{"role": "system", "content": "be brief"}, user("q1")], reply("r1"))
-    for i in range(2, 6):
-        store.append("s", [user(f"q{i}")], reply(f"r{i}"))
-    history = store.history("s")
-    assert len(history) == 4
-    assert history[0] == {"role": "system", "content": "be brief"}
-    assert history[1:] == [reply("r4"), user("q5"), reply("r5")]
+def test_eviction_counts_the_sessions_of_every_instance(backend: Backend) -> None:
+    needs_two(backend)
+
+    async def scenario() -> None:
+        one, two = await backend.open(max_sessions=3), await backend.open(max_sessions=3)
+        await one.append_turn("a", [user("a")], reply("a"))
+        await two.append_turn("b", [user("b")], reply("b"))
+        await one.append_turn("c", [user("c")], reply("c"))
+        await two.append_turn("d", [user("d")], reply("d"))  # the fourth in all: "a" goes
+        assert await one.count() == await two.count() == 3
+        assert await one.history("a") == [] and await one.history("d") == [user("d"), reply("d")]
+
+    backend.run(scenario)
 
 
-def test_a_new_system_prompt_replaces_the_old_one(make_store: StoreFactory) -> None:
-    store = make_store()
-    store.append("s", [user("q1")], reply("r1"))
-    store.append("s", [{"role": "system", "content": "one"}], reply("r2"))
-    store.append("s", [{"role": "system", "content": "two"}, user("q3")], reply("r3"))
-    history = store.history("s")
-    assert history[0] == {"role": "system", "content": "two"}
-    assert [m for m in history if m["role"] == "system"] == [history[0]]
-    assert history[-2:] == [user("q3"), reply("r3")]
+def test_concurrent_creators_on_two_instances_never_overshoot(backend: Backend) -> None:
+    needs_two(backend)
+
+    async def scenario() -> None:
+        one, two = await backend.open(max_sessions=5), await backend.open(max_sessions=5)
+
+        async def create(store: SessionStore, prefix: str) -> None:
+            for i in range(12):
+                await store.append_turn(f"{prefix}{i}", [user("q")], reply("r"))
+                assert await store.count() <= 5
+
+        await asyncio.gather(create(one, "x"), create(two, "y"))
+        assert await one.count() == 5
+        keys = [f"{p}{i}" for p in "xy" for i in range(12)]
+        survivors = {k: await two.history(k) for k in keys if await two.history(k)}
+        assert len(survivors) == 5 and all(h == [user("q"), reply("r")] for h in survivors.values())
+        assert "x11" in survivors or "y11" in survivors  # the newest creation is kept
+
+    backend.run(scenario)
 
 
-def test_end_forgets_a_session(make_store: StoreFactory) -> None:
-    store = make_store()
-    store.append("x", [user("q")], reply("r"))
-    assert store.end("x") is True
-    assert store.end("x") is False
-    assert store.history("x") == [] and len(store) == 0
+def test_truncation_keeps_the_system_prompt(backend: Backend) -> None:
+    async def scenario() -> None:
+        store = await backend.open(max_messages=4)
+        await store.append_turn("s", [{"role": "system", "content": "be brief"}, user("q1")], reply("r1"))
+        for i in range(2, 6):
+            await store.append_turn("s", [user(f"q{i}")], reply(f"r{i}"))
+        history = await store.history("s")
+        assert history == [{"role": "system", "content": "be brief"}, reply("r4"), user("q5"), reply("r5")]
+
+    backend.run(scenario)
 
 
-def test_concurrent_turns_on_one_session_lose_none(make_store: StoreFactory) -> None:
+def test_a_new_system_prompt_replaces_the_old_one(backend: Backend) -> None:
+    async def scenario() -> None:
+        store = await backend.open()
+        await store.append_turn("s", [user("q1")], reply("r1"))
+        await store.append_turn("s", [{"role": "system", "content": "one"}], reply("r2"))
+        await store.append_turn("s", [{"role": "system", "content": "two"}, user("q3")], reply("r3"))
+        history = await store.history("s")
+        assert history[0] == {"role": "system", "content": "two"}
+        assert [m for m in history if m["role"] == "system"] == [history[0]]
+        assert history[-2:] == [user("q3"), reply("r3")]
+
+    backend.run(scenario)
+
+
+def test_end_forgets_a_session(backend: Backend) -> None:
+    async def scenario() -> None:
+        store = await backend.open()
+        await store.append_turn("x", [user("q")], reply("r"))
+        assert await store.end("x") is True
+        assert await store.end("x") is False
+        assert await store.history("x") == [] and await store.count() == 0
+
+    backend.run(scenario)
+
+
+def test_concurrent_turns_in_one_server_lose_none(backend: Backend) -> None:
     """The pattern tools.py follows: lock, read history, await the model, append."""
-    store = make_store(max_messages=1000)
 
-    async def turn(i: int) -> int:
-        async with store.lock("shared"):
-            seen = len(store.history("shared"))
-            await asyncio.sleep(0.001 * (i % 3))  # the "generation", interleaving other calls
-            store.append("shared", [user(f"q{i}")], reply(f"r{i}"))
-            return seen
+    async def scenario() -> None:
+        store = await backend.open(max_messages=1000)
 
-    async def main() -> list[int]:
-        return await asyncio.gather(*(turn(i) for i in range(40)))
+        async def turn(i: int) -> int:
+            async with store.lock("shared"):
+                seen = len(await store.history("shared"))
+                await asyncio.sleep(0.001 * (i % 3))  # the "generation", interleaving other calls
+                await store.append_turn("shared", [user(f"q{i}")], reply(f"r{i}"))
+                return seen
 
-    seen = asyncio.run(main())
-    history = store.history("shared")
-    assert len(history) == 80
-    assert sorted(seen) == list(range(0, 80, 2))  # each turn saw every earlier one
-    assert {m["content"] for m in history} == {f"q{i}" for i in range(40)} | {f"r{i}" for i in range(40)}
+        seen = await asyncio.gather(*(turn(i) for i in range(30)))
+        assert len(await store.history("shared")) == 60
+        assert sorted(seen) == list(range(0, 60, 2))  # each turn saw every earlier one
+
+    backend.run(scenario)
+
+
+def test_two_instances_appending_to_one_session_never_lose_or_interleave_a_turn(backend: Backend) -> None:
+    needs_two(backend)
+
+    async def scenario() -> None:
+        one, two = await backend.open(max_messages=1000), await backend.open(max_messages=1000)
+
+        async def turns(store: SessionStore, name: str) -> None:
+            for i in range(15):
+                await store.append_turn(
+                    "shared", [user(f"{name}-q{i}"), user(f"{name}-more{i}")], reply(f"{name}-r{i}")
+                )
+
+        await asyncio.gather(turns(one, "one"), turns(two, "two"))
+        history = await two.history("shared")
+        assert len(history) == 90
+        # Every turn is whole and in one piece: its two questions, then its reply.
+        for at in range(0, 90, 3):
+            name, i = history[at]["content"].split("-q")
+            assert history[at + 1 : at + 3] == [user(f"{name}-more{i}"), reply(f"{name}-r{i}")]
+        for name in ("one", "two"):  # and each instance's turns in the order it made them
+            mine = [m["content"] for m in history if m["content"].startswith(f"{name}-q")]
+            assert mine == [f"{name}-q{i}" for i in range(15)]
+
+    backend.run(scenario)
+
+
+def test_a_turn_is_seen_by_another_instance_as_soon_as_it_returns(backend: Backend) -> None:
+    """One committed transaction per turn: nothing cached, nothing pending."""
+    needs_two(backend)
+
+    async def scenario() -> None:
+        one, two = await backend.open(), await backend.open()
+        for i in range(5):
+            await one.append_turn("s", [user(f"q{i}")], reply(f"r{i}"))
+            assert len(await two.history("s")) == 2 * (i + 1)
+        await two.append_turn("s", [user("from two")], reply("r"))
+        assert (await one.history("s"))[-2:] == [user("from two"), reply("r")]
+        assert await two.end("s") and await one.history("s") == []
+
+    backend.run(scenario)
+
+
+def test_an_idle_session_expires_after_the_ttl(backend: Backend) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        store = await backend.open(ttl=60, clock=clock)
+        await store.append_turn("old", [user("q")], reply("r"))
+        clock.now += 30
+        await store.append_turn("young", [user("q")], reply("r"))
+        assert await store.history("old") == [user("q"), reply("r")]
+        clock.now += 31  # "old" idle 61 s, "young" 31 s
+        assert await store.history("old") == [] and await store.count() == 1
+        assert await store.end("old") is False
+        await store.append_turn("new", [user("q")], reply("r"))  # a creation purges what expired
+        if backend.shared:
+            fresh = await backend.open()  # without a TTL: sees every row still stored
+            assert await fresh.history("old") == []
+        await store.append_turn("young", [user("q2")], reply("r2"))  # activity keeps it alive
+        clock.now += 59
+        assert len(await store.history("young")) == 4
+        await store.append_turn("young", [user("q3")], reply("r3"))
+        clock.now += 61
+        await store.append_turn("young", [user("q4")], reply("r4"))  # expired: starts afresh
+        assert await store.history("young") == [user("q4"), reply("r4")]
+
+    backend.run(scenario)
 
 
 def test_truncate_without_system_prompt() -> None:
@@ -130,106 +314,111 @@ def test_truncate_without_system_prompt() -> None:
     assert truncate(messages, 10) is messages
 
 
-# --- SQLite only --------------------------------------------------------------------------
+def test_a_store_lost_during_a_call_is_a_tool_error_and_later_calls_succeed(backend: Backend) -> None:
+    if backend.kind == "memory":
+        pytest.skip("the memory store cannot be lost")
+
+    async def scenario() -> None:
+        store = await backend.open()
+        await store.append_turn("s", [user("q1")], reply("r1"))
+        with lost(backend, store):
+            with pytest.raises(SessionStoreUnavailable) as err:
+                await store.append_turn("s", [user("q2")], reply("r2"))
+            assert store.name in str(err.value) and "nothing of this turn was recorded" in str(err.value)
+            with pytest.raises(SessionStoreUnavailable):
+                await store.history("s")
+        # Back: the same store object serves again, and the failed turn left nothing behind.
+        assert await store.history("s") == [user("q1"), reply("r1")]
+        await store.append_turn("s", [user("q3")], reply("r3"))
+        assert len(await store.history("s")) == 4
+
+    backend.run(scenario)
 
 
-def test_reopen_restores_sessions_order_and_limits(tmp_path: Path) -> None:
-    path = tmp_path / "sessions.db"
-    store = SqliteSessionStore(path, 3, 4)
-    store.append("a", [{"role": "system", "content": "sys"}, user("é ☃ \U0001f600")], reply("r1"))
-    store.append("b", [user("b")], reply("b"))
-    store.append("c", [user("c")], reply("c"))
-    store.append("a", [user("q2")], reply("r2"))
-    expected = {sid: store.history(sid) for sid in "abc"}
-    store.close()
-
-    again = SqliteSessionStore(path, 3, 4)
-    assert {sid: again.history(sid) for sid in "abc"} == expected
-    assert expected["a"][0] == {"role": "system", "content": "sys"}
-    # Creation order survived the restart: a new session evicts "a", the oldest.
-    again.append("d", [user("d")], reply("d"))
-    assert "a" not in again and all(s in again for s in "bcd")
-    again.close()
-    # Lower limits on the next start are applied to what was stored.
-    smaller = SqliteSessionStore(path, 2, 2)
-    assert len(smaller) == 2 and "b" not in smaller
-    assert smaller.history("d") == [user("d"), reply("d")]
-    smaller.close()
-    assert SqliteSessionStore(path, 10, 10).history("b") == []
+@contextlib.contextmanager
+def lost(backend: Backend, store: SessionStore) -> Iterator[None]:
+    """The store unavailable inside the block: PostgreSQL stopped, or SQLite refusing every statement."""
+    if backend.server is not None:
+        backend.server.stop()
+        try:
+            yield
+        finally:
+            backend.server.start()
+        return
+    assert isinstance(store, SqliteSessionStore) and store._db is not None
+    # SQLite refuses every statement, as it does when the disk is full or the file unwritable.
+    store._db.set_authorizer(lambda *action: sqlite3.SQLITE_DENY)
+    try:
+        yield
+    finally:
+        store._db.set_authorizer(None)
 
 
-def test_store_is_in_wal_mode_and_readable_while_open(tmp_path: Path) -> None:
-    path = tmp_path / "sessions.db"
-    store = SqliteSessionStore(path, 10, 10)
-    store.append("a", [user("q")], reply("r"))
-    reader = sqlite3.connect(path)
-    assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    (raw,) = reader.execute("SELECT messages FROM sessions WHERE id = 'a'").fetchone()
-    assert json.loads(raw) == [user("q"), reply("r")]
-    reader.close()
-    store.close()
+# --- VLLM_MCP_SESSION_STORE: the accepted forms --------------------------------------------
 
 
-def test_each_turn_is_on_disk_before_append_returns(tmp_path: Path) -> None:
-    """A process killed with SIGKILL right after a turn still has that turn on disk."""
-    path = tmp_path / "sessions.db"
-    script = (
-        "import os, signal, sys\n"
-        "from pathlib import Path\n"
-        "from vllm_mcp.sessions import SqliteSessionStore\n"
-        "s = SqliteSessionStore(Path(sys.argv[1]), 100, 1000)\n"
-        "for i in range(50):\n"
-        "    s.append(f's{i % 5}', [{'role': 'user', 'content': f'q{i}'}], "
-        "{'role': 'assistant', 'content': f'r{i}'})\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(path)], timeout=60, cwd=Path(__file__).parent.parent
-    )
-    assert proc.returncode == -9
-    store = SqliteSessionStore(path, 100, 1000)
-    assert len(store) == 5
-    assert sum(len(store.history(f"s{k}")) for k in range(5)) == 100
-    assert store.history("s4")[-1] == reply("r49")
-    store.close()
+@pytest.mark.parametrize(
+    ("value", "kind", "shown"),
+    [
+        ("sessions.db", "sqlite", "sessions.db"),
+        ("/var/lib/vllm-mcp/s.db", "sqlite", "/var/lib/vllm-mcp/s.db"),
+        ("sqlite:///var/lib/vllm-mcp/s.db", "sqlite", "/var/lib/vllm-mcp/s.db"),
+        (
+            "postgresql://mcp@db.example:5432/sessions",
+            "postgres",
+            "postgresql://mcp@db.example:5432/sessions",
+        ),
+        ("postgres://mcp@10.0.0.5/sessions?sslmode=require", "postgres", None),
+    ],
+)
+def test_accepted_store_locations(value: str, kind: str, shown: str | None) -> None:
+    where = parse_location(value)
+    assert where.kind == kind
+    assert Settings.load(environ={"VLLM_MCP_SESSION_STORE": value}).session_store == (shown or value)
 
 
-def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
-    path = tmp_path / "sessions.db"
-    path.write_bytes(b"this is not a database" * 100)
-    store = SqliteSessionStore(path, 10, 10)
-    assert len(store) == 0
-    store.append("a", [user("q")], reply("r"))
-    store.close()
-    aside = [p for p in tmp_path.iterdir() if ".unreadable-" in p.name]
-    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
-    assert SqliteSessionStore(path, 10, 10).history("a") == [user("q"), reply("r")]
-
-
-def test_a_directory_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(SessionStoreError, match="is a directory"):
-        SqliteSessionStore(tmp_path, 10, 10)
-
-
-def test_a_failed_write_is_logged_and_caught_up_by_the_next_turn(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("redis://cache:6379/0", "unknown session store scheme redis://"),
+        ("postgresql:/x", "starts with postgresql:// (two slashes)"),
+        ("postgres:host/db", "starts with postgresql:// (two slashes)"),
+        ("mysql:host/db", "looks like a URL, not a file path"),
+        ("sqlite://relative.db", "three slashes"),
+        ("postgresql://mcp@db/", "name the database"),
+        ("postgresql://mcp@db:port/x", "not a valid PostgreSQL URL"),
+    ],
+)
+def test_a_url_the_server_does_not_know_is_an_error_never_a_file(
+    value: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "sessions.db"
-    store = SqliteSessionStore(path, 10, 10)
-    store.append("a", [user("q1")], reply("r1"))
-    store._db.execute("PRAGMA query_only = ON")  # every write now fails, as on a full disk
-    store.append("a", [user("q2")], reply("r2"))
-    assert store.write_errors == 1
-    assert "could not write the session store" in caplog.text
-    assert len(store.history("a")) == 4  # memory still has the turn
-    store._db.execute("PRAGMA query_only = OFF")
-    store.append("a", [user("q3")], reply("r3"))
-    store.close()
-    assert len(SqliteSessionStore(path, 10, 10).history("a")) == 6
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        Settings.load(environ={"VLLM_MCP_SESSION_STORE": value})
+    assert says in str(err.value) and "VLLM_MCP_SESSION_STORE" in str(err.value)
+    assert "postgresql://user@host:port/dbname" in str(err.value) or "password" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no stray directory or file
 
 
-def test_open_store_picks_the_backend(tmp_path: Path) -> None:
-    assert type(open_store(None, 5, 5)) is SessionStore
-    store = open_store(tmp_path / "deep" / "dir" / "s.db", 5, 5)
-    assert isinstance(store, SqliteSessionStore)
-    store.close()
+@pytest.mark.parametrize(
+    "value",
+    ["postgresql://mcp:hunter2hunter2@db/sessions", "postgresql://mcp@db/sessions?password=hunter2hunter2"],
+)
+def test_a_url_with_a_password_is_refused_without_showing_it(value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.load(environ={"VLLM_MCP_SESSION_STORE": value})
+    assert "hunter2hunter2" not in str(err.value)
+    assert "VLLM_MCP_SESSION_STORE_PASSWORD_FILE" in str(err.value) and "PGPASSFILE" in str(err.value)
+
+
+def test_make_store_picks_the_backend(tmp_path: Path) -> None:
+    from vllm_mcp.sessions.postgres import PostgresSessionStore
+
+    def made(**env: str) -> SessionStore:
+        return make_store(Settings.load(environ=env))
+
+    assert type(made()) is MemorySessionStore
+    assert type(made(VLLM_MCP_SESSION_STORE=str(tmp_path / "s.db"))) is SqliteSessionStore
+    pg = made(VLLM_MCP_SESSION_STORE="postgresql://mcp@127.0.0.1:1/x", VLLM_MCP_SESSION_TTL="30")
+    assert isinstance(pg, PostgresSessionStore) and pg.name == "postgresql://mcp@127.0.0.1:1/x"
+    assert pg.ttl == 30

@@ -20,7 +20,7 @@ from vllm_mcp.config import Settings
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server
 from vllm_mcp.protocol.stdio import StdioTransport
-from vllm_mcp.sessions import SessionStore
+from vllm_mcp.sessions import MemorySessionStore
 from vllm_mcp.tools import Tools
 
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
@@ -35,7 +35,7 @@ async def serving(engine: FakeEngine | None = None, **env: str) -> AsyncIterator
     settings = Settings.load(environ=env)
     engine = engine or FakeEngine()
     await engine.start()
-    tools = Tools(settings, engine, SessionStore(10, 10), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]
+    tools = Tools(settings, engine, MemorySessionStore(10, 10), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]
     peer = StdioPeer()
     transport = StdioTransport(settings.max_message_bytes, peer.server_in, peer.server_out)
     task = asyncio.create_task(transport.serve(build_server(tools)))

@@ -31,7 +31,7 @@ def test_the_server_budget_cuts_a_long_generation_and_returns_the_text_so_far() 
     assert 0.3 <= took < 5
     assert engine.aborted == ["mcp-1"]  # the generation was stopped, not left running
     # The turn is kept as the caller received it.
-    assert t.sessions.history("s")[-1] == {"role": "assistant", "content": result.text}
+    assert asyncio.run(t.sessions.history("s"))[-1] == {"role": "assistant", "content": result.text}
 
 
 def test_timeout_s_is_capped_at_the_server_budget() -> None:
@@ -59,7 +59,7 @@ def test_time_spent_waiting_counts_and_nothing_is_stored() -> None:
     result, took = chat(t, timeout_s=0.2, session_id="s")
     assert result.finish_reason == "time_limit" and result.text == "" and took < 5
     assert result.usage.completion_tokens == 0
-    assert t.sessions.history("s") == []  # the same turn can simply be sent again
+    assert asyncio.run(t.sessions.history("s")) == []  # the same turn can simply be sent again
 
 
 def test_time_queued_for_a_slot_counts() -> None:

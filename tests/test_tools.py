@@ -240,7 +240,7 @@ def test_admission_limits_generations_answers_busy_and_keeps_queue_order() -> No
             calls.append(asyncio.create_task(t.chat_completion(chat_args(max_tokens=n))))
             await asyncio.sleep(0)
         await until(lambda: len(engine.started) == 2 and t.admission.waiting == 3)
-        info = t.model_info()
+        info = await t.model_info()
         assert (info.in_flight_requests, info.queued_requests, info.engine_unfinished_requests) == (2, 3, 2)
         with pytest.raises(tools.ServerBusy) as busy:
             await t.chat_completion(chat_args())
@@ -283,7 +283,7 @@ def test_abort_all_ends_generating_and_waiting_calls_with_an_error_and_refuses_n
         waiting = asyncio.create_task(t.chat_completion(chat_args()))
         await until(lambda: engine.started and t.admission.waiting == 1)
         t.stop_intake()
-        assert t.model_info().server_state == "stopping"
+        assert (await t.model_info()).server_state == "stopping"
         t.abort_all()
         for call in (generating, waiting):
             with pytest.raises(tools.ShuttingDown, match="server shut down before this call could finish"):

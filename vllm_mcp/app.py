@@ -23,7 +23,7 @@ from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
-from vllm_mcp.sessions import open_store
+from vllm_mcp.sessions import SessionStoreError, open_store
 from vllm_mcp.tools import Tools
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,9 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
     transport = make_transport(settings)
     engine = Engine(settings, recent_log_lines=pump.tail)
     metrics = Metrics(engine.model_name, settings.metrics_textfile, settings.metrics_interval)
-    sessions = open_store(
-        settings.session_store,
-        settings.max_sessions,
-        settings.max_session_messages,
-        on_evict=metrics.session_evicted,
-    )
-    metrics.set_sessions(len(sessions))
+    # Before the model loads: a store that cannot be reached refuses the start at once.
+    sessions = await open_store(settings, on_evict=metrics.session_evicted)
+    metrics.set_sessions(await sessions.count())
     tools = Tools(settings, engine, sessions, metrics)
     server = build_server(tools)
     shutdown = _Shutdown()
@@ -121,7 +117,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump) -> int:
         await engine.aclose()
         metrics.set_engine_state(engine.state.value)
         metrics.write()
-        sessions.close()
+        await sessions.aclose()
     log.info("stopped", extra={"reason": shutdown.reason or "input closed"})
     return shutdown.exit_code
 
@@ -136,6 +132,9 @@ def run(settings: Settings) -> int:
     except TransportSetupError as e:  # before the engine starts: a configuration problem
         log.critical(str(e))
         code = EXIT_CONFIG
+    except SessionStoreError as e:  # before the engine starts: unreachable, or an unknown schema
+        log.critical(str(e))
+        code = 1  # not a configuration error: a supervisor may retry once the database is up
     except Exception as e:  # last line of defence: one clear log line, no traceback on stdout
         log.critical("server failed", extra={"error": f"{type(e).__name__}: {e}"})
         code = 1  # every failure exits 1 (docs/cli.md)

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from vllm_mcp import lora
+from vllm_mcp.sessions import location as sessions_location
 
 EMBEDDED_MODEL = "embedded"
 
@@ -203,10 +204,22 @@ class Settings(BaseModel):
         alias="VLLM_MCP_CACHE_DIR",
         description="Where the embedded model's checkpoint is prepared.",
     )
-    session_store: Path | None = Field(
+    session_store: str | None = Field(
         None,
         alias="VLLM_MCP_SESSION_STORE",
-        description="SQLite file that keeps sessions across restarts; in memory if unset.",
+        description="Where sessions live: a SQLite file path (or sqlite:///path), or "
+        "postgresql://user@host:port/db (no password in it); in memory if unset.",
+    )
+    session_store_password_file: Path | None = Field(
+        None,
+        alias="VLLM_MCP_SESSION_STORE_PASSWORD_FILE",
+        description="File holding the PostgreSQL session store's password (or use PGPASSFILE).",
+    )
+    session_ttl: float | None = Field(
+        None,
+        alias="VLLM_MCP_SESSION_TTL",
+        gt=0.0,
+        description="Seconds a session may stay idle before it is forgotten; kept until evicted if unset.",
     )
     metrics_textfile: Path | None = Field(
         None,
@@ -291,6 +304,8 @@ class Settings(BaseModel):
         "hf_token",
         "log_file",
         "session_store",
+        "session_store_password_file",
+        "session_ttl",
         "metrics_textfile",
         "http_token_file",
         "http_allowed_hosts",
@@ -299,6 +314,11 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("session_store")
+    @classmethod
+    def _store_location(cls, v: str | None) -> str | None:
+        return None if v is None else sessions_location.parse_location(v).display
 
     @field_validator("http_allowed_hosts")
     @classmethod
@@ -436,6 +456,8 @@ def _explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
             lines.append(f"invalid configuration: {msg}")
             continue
         shown = "<hidden>" if name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN") else raw.get(name)
+        if name == "VLLM_MCP_SESSION_STORE" and isinstance(shown, str):
+            shown = sessions_location.redact(shown)
         lines.append(f"invalid {name}={shown!r}: {msg[0].lower() + msg[1:]}")
     return lines
 

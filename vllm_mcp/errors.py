@@ -6,7 +6,9 @@ a sentence for the caller that names what is wrong and how to fix it::
     ToolError               the call failed; outcome "error"
     ├── InvalidArguments    a bad argument, named; outcome "invalid"
     ├── ServerBusy          VLLM_MCP_MAX_CONCURRENCY and VLLM_MCP_MAX_QUEUE are full; "busy"
-    └── ShuttingDown        the server stopped taking calls, or its grace ran out
+    ├── ShuttingDown        the server stopped taking calls, or its grace ran out
+    └── SessionStoreUnavailable  the session store failed during the call; nothing of the
+                            turn was recorded; outcome "store"
     OutOfTime               internal: a call's time budget ran out before it generated anything
                             (the caller gets an empty reply with finish_reason "time_limit")
 
@@ -33,6 +35,12 @@ class ServerBusy(ToolError):
 
 class ShuttingDown(ToolError):
     pass
+
+
+class SessionStoreUnavailable(ToolError):
+    """The session store (named in the message, without a password) failed during a call."""
+
+    outcome = "store"
 
 
 class OutOfTime(Exception):

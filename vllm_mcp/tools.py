@@ -21,7 +21,14 @@ from vllm_mcp import generation, prompts, structured
 from vllm_mcp.admission import Admission, ProgressPacer, ProgressSender
 from vllm_mcp.config import Settings
 from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected
-from vllm_mcp.errors import InvalidArguments, OutOfTime, ServerBusy, ShuttingDown, ToolError
+from vllm_mcp.errors import (
+    InvalidArguments,
+    OutOfTime,
+    ServerBusy,
+    SessionStoreUnavailable,
+    ShuttingDown,
+    ToolError,
+)
 from vllm_mcp.generation import TIME_LIMIT, GenerationArguments, GenerationResult, Timings, Usage
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
@@ -167,6 +174,7 @@ class Tools:
         self.settings = settings
         self.engine = engine
         self.sessions = sessions
+        self.active_sessions = 0
         self.metrics = metrics
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
         self.started = time.monotonic()
@@ -283,16 +291,16 @@ class Tools:
                 if key is None:
                     return await self._turn(args, [], progress, started, queued, deadline)
                 async with self.sessions.lock(key):
-                    history = self.sessions.history(key)
+                    history = await self.sessions.history(key)
                     result = await self._turn(args, history, progress, started, queued, deadline)
                     # A turn cut by the time limit is stored as the caller received it.
-                    self.sessions.append(
+                    await self.sessions.append_turn(
                         key,
                         [m.model_dump() for m in args.messages],
                         {"role": "assistant", "content": result.text},
                     )
-                    self.metrics.set_sessions(len(self.sessions))
-                    return result
+                await self._count_sessions()
+                return result
         except OutOfTime:
             # Nothing was generated (queued or loading all along): nothing is stored in the
             # session, so the caller can send the same turn again.
@@ -389,7 +397,14 @@ class Tools:
             ),
         }
 
-    def model_info(self, arguments: dict[str, Any] | None = None) -> ModelInfo:
+    async def _count_sessions(self) -> int:
+        """Sessions in the store (all servers sharing it); the last count if it cannot answer."""
+        with contextlib.suppress(SessionStoreUnavailable):
+            self.active_sessions = await self.sessions.count()
+            self.metrics.set_sessions(self.active_sessions)
+        return self.active_sessions
+
+    async def model_info(self, arguments: dict[str, Any] | None = None) -> ModelInfo:
         parse_arguments(NoArguments, arguments)
         s, e = self.settings, self.engine
         state = "stopping" if self.stopping and e.state.value == "ready" else e.state.value
@@ -401,7 +416,7 @@ class Tools:
             gpu_memory_utilization=s.gpu_memory_utilization,
             server_state=state,
             failure=e.failure,
-            active_sessions=len(self.sessions),
+            active_sessions=await self._count_sessions(),
             max_sessions=s.max_sessions,
             max_session_messages=s.max_session_messages,
             default_temperature=s.default_temperature,
@@ -419,10 +434,12 @@ class Tools:
             adapters=list(s.lora_modules),
         )
 
-    def end_session(self, arguments: dict[str, Any] | None, *, caller: str | None = None) -> EndSessionResult:
+    async def end_session(
+        self, arguments: dict[str, Any] | None, *, caller: str | None = None
+    ) -> EndSessionResult:
         args: EndSessionArguments = parse_arguments(EndSessionArguments, arguments)
-        ended = self.sessions.end(session_key(caller, args.session_id))
-        self.metrics.set_sessions(len(self.sessions))
+        ended = await self.sessions.end(session_key(caller, args.session_id))
+        await self._count_sessions()
         return EndSessionResult(session_id=args.session_id, ended=ended)
 
 

@@ -4,7 +4,7 @@ Every check yields one line, ok / warn / FAIL, and a failure carries the fix. Th
 system is reached only through ``Probes`` (probes.py), so parsing is tested on recorded
 output from real machines. vLLM itself is never imported here: versions come from
 package metadata, and ``--smoke`` goes through ``vllm_mcp.engine``. The checks live by
-subject: gpu.py, host.py, model.py, adapters.py, gateway.py, smoke.py; report.py formats them.
+subject: gpu.py, host.py, model.py, adapters.py, store.py, gateway.py, smoke.py; report.py formats them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from vllm_mcp.doctor.model import ModelFacts, check_context, check_memory, check
 from vllm_mcp.doctor.probes import CommandResult, Probes, TorchProbe
 from vllm_mcp.doctor.report import Check, Report
 from vllm_mcp.doctor.smoke import smoke_test
+from vllm_mcp.doctor.store import check_store
 
 __all__ = [
     "Check",
@@ -68,6 +69,7 @@ def run_checks(p: Probes | None = None, smoke: bool = False) -> Report:
         check_token(settings, p),
         check_disk(settings, facts, p),
         check_metrics(settings),
+        check_store(settings),
         check_gateway(p),
     ]
     if smoke:

@@ -128,9 +128,9 @@ def build_server(tools: Tools) -> Server[Any]:
                 else:  # no session, so no caller namespace
                     result = await tools.complete(params.arguments, send)
             elif name == "model_info":
-                result = tools.model_info(params.arguments)
+                result = await tools.model_info(params.arguments)
             else:
-                result = tools.end_session(params.arguments, caller=caller)
+                result = await tools.end_session(params.arguments, caller=caller)
             outcome = "ok"
             return _ok(result)
         except ToolError as e:

@@ -1,0 +1,68 @@
+"""Conversation history per ``session_id``: one interface, three backends.
+
+``SessionStore`` (base.py) is what the tools use and what every backend shares (how a turn
+merges, truncation, the in-process lock); ``memory.py`` keeps sessions in this process,
+``sqlite.py`` in a SQLite file (one host, several processes), ``postgres.py`` in PostgreSQL
+(several hosts). ``location.py`` parses ``VLLM_MCP_SESSION_STORE``; ``open_store`` opens
+what the settings name. The PostgreSQL driver is imported only when a URL asks for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vllm_mcp.sessions.base import (
+    EvictHook,
+    Message,
+    SessionStore,
+    SessionStoreError,
+    merge_turn,
+    truncate,
+)
+from vllm_mcp.sessions.location import StoreLocation, parse_location
+from vllm_mcp.sessions.memory import MemorySessionStore
+from vllm_mcp.sessions.sqlite import SqliteSessionStore
+
+if TYPE_CHECKING:
+    from vllm_mcp.config import Settings
+
+__all__ = [
+    "MemorySessionStore",
+    "Message",
+    "SessionStore",
+    "SessionStoreError",
+    "SqliteSessionStore",
+    "StoreLocation",
+    "make_store",
+    "merge_turn",
+    "open_store",
+    "parse_location",
+    "truncate",
+]
+
+
+def make_store(settings: Settings, on_evict: EvictHook = lambda n: None) -> SessionStore:
+    """The store the settings name, not yet opened."""
+    limits = (settings.max_sessions, settings.max_session_messages)
+    kw = {"ttl": settings.session_ttl, "on_evict": on_evict}
+    if settings.session_store is None:
+        return MemorySessionStore(*limits, **kw)
+    where = parse_location(settings.session_store)
+    if where.kind == "postgres":
+        from vllm_mcp.sessions.postgres import PostgresSessionStore
+
+        assert where.url is not None
+        return PostgresSessionStore(where.url, settings.session_store_password_file, *limits, **kw)
+    assert where.path is not None
+    return SqliteSessionStore(where.path, *limits, **kw)
+
+
+async def open_store(settings: Settings, on_evict: EvictHook = lambda n: None) -> SessionStore:
+    """The store the settings name, opened; ``SessionStoreError`` if it cannot be used."""
+    store = make_store(settings, on_evict)
+    try:
+        await store.open()
+    except BaseException:
+        await store.aclose()
+        raise
+    return store

@@ -1,0 +1,252 @@
+"""Sessions in PostgreSQL: any number of servers on any number of hosts share them.
+
+psycopg 3 with ``psycopg_pool``'s ``AsyncConnectionPool``: a connection is checked as it
+leaves the pool, so after a database restart the broken ones are replaced and calls succeed
+again without a server restart. Each turn is one transaction that takes a transaction-level
+advisory lock on the session (two servers' turns on one session run one after the other,
+the second merging onto the first), and creating a session also takes the store-wide
+creation lock, so the ``VLLM_MAX_SESSIONS`` count and FIFO eviction hold across servers.
+
+The password is never in the URL (``location.py`` refuses that): libpq reads ``PGPASSFILE``
+itself, or ``VLLM_MCP_SESSION_STORE_PASSWORD_FILE`` is read here and passed to the
+connection as a keyword, never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from vllm_mcp.errors import SessionStoreUnavailable
+from vllm_mcp.sessions.base import Message, SessionStore, SessionStoreError, decode_messages, truncate
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[TupleRow]
+
+SCHEMA_VERSION = 1
+CONNECT_TIMEOUT_S = 5
+"""libpq's connect_timeout: how long one connection attempt may take."""
+POOL_TIMEOUT_S = 5.0
+"""How long a call waits for a connection (the database restarting) before its tool error."""
+RECONNECT_TIMEOUT_S = 4.0
+"""How long the pool retries (backing off 1, 2 s...) before the next call starts a fresh attempt:
+short, so that a call made once the database is back is not left waiting on a long back-off."""
+POOL_MAX = 8
+_CREATION_LOCK = (0x766D6370, 0)  # pg_advisory_xact_lock(int, int): "vmcp", 0; apart from the session locks
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS vllm_mcp_schema (version integer NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS vllm_mcp_sessions ("
+    " id text PRIMARY KEY,"
+    " seq bigint GENERATED ALWAYS AS IDENTITY,"
+    " created double precision NOT NULL,"
+    " updated double precision NOT NULL,"
+    " messages jsonb NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS vllm_mcp_sessions_seq ON vllm_mcp_sessions (seq)",
+    "CREATE INDEX IF NOT EXISTS vllm_mcp_sessions_updated ON vllm_mcp_sessions (updated)",
+)
+
+
+def read_password(path: Path | None) -> str | None:
+    """The first line of the password file; ``SessionStoreError`` names the file, not its content."""
+    if path is None:
+        return None
+    try:
+        return path.read_text().splitlines()[0] if path.read_text().strip() else None
+    except OSError as e:
+        raise SessionStoreError(
+            f"cannot read VLLM_MCP_SESSION_STORE_PASSWORD_FILE {path}: {e.strerror or e}"
+        ) from None
+
+
+class PostgresSessionStore(SessionStore):
+    kind = "postgres"
+
+    def __init__(self, url: str, password_file: Path | None, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.url = url
+        self._password_file = password_file
+        self._pool: AsyncConnectionPool[Conn] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.url
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,  # transactions are explicit: conn.transaction()
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "application_name": "vllm-mcp",
+        }
+        password = read_password(self._password_file)
+        if password is not None:
+            kwargs["password"] = password
+        return kwargs
+
+    async def open(self) -> None:
+        kwargs = self._connect_kwargs()
+        # One direct attempt first: its error says why (refused, auth, no such database),
+        # where a pool that cannot fill would only time out.
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
+        except psycopg.Error as e:
+            raise SessionStoreError(f"cannot reach the session store {self.url}: {_why(e)}") from None
+        try:
+            await self._create_schema(conn)
+        except psycopg.Error as e:
+            raise SessionStoreError(f"cannot set up the session store {self.url}: {_why(e)}") from None
+        finally:
+            await conn.close()
+        self._pool = AsyncConnectionPool(
+            self.url,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=POOL_MAX,
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            timeout=POOL_TIMEOUT_S,
+            reconnect_timeout=RECONNECT_TIMEOUT_S,
+            name="vllm-mcp-sessions",
+        )
+        await self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+        log.info("session store opened", extra={"store": self.url, "sessions": await self.count()})
+
+    async def _create_schema(self, conn: Conn) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CREATION_LOCK)
+            for sql in _SCHEMA:
+                await conn.execute(sql)
+            rows = await (await conn.execute("SELECT version FROM vllm_mcp_schema")).fetchall()
+            versions = [r[0] for r in rows]
+            if not versions:
+                await conn.execute("INSERT INTO vllm_mcp_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif max(versions) > SCHEMA_VERSION:
+                raise SessionStoreError(
+                    f"the session store {self.url} has schema version {max(versions)}, newer than "
+                    f"this vllm-mcp knows ({SCHEMA_VERSION}); upgrade vllm-mcp or use another database"
+                )
+            cur = await conn.execute("SELECT count(*) FROM vllm_mcp_sessions")
+            n = (await cur.fetchone() or (0,))[0]
+            if n > self.max_sessions:  # the limit was lowered since
+                await conn.execute(
+                    "DELETE FROM vllm_mcp_sessions WHERE id IN "
+                    "(SELECT id FROM vllm_mcp_sessions ORDER BY seq LIMIT %s)",
+                    (n - self.max_sessions,),
+                )
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """``fn`` in one transaction; a lost database is a tool error naming the store."""
+        if self._pool is None:
+            raise SessionStoreUnavailable(f"the session store {self.url} is closed")
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                return await fn(conn)
+        except psycopg.Error as e:
+            log.error("session store failed", extra={"store": self.url, "error": _why(e)})
+            raise SessionStoreUnavailable(
+                f"the session store {self.url} is unavailable ({_why(e)}); nothing of this turn "
+                "was recorded, send it again"
+            ) from None
+
+    # --- the interface ------------------------------------------------------------------
+
+    async def history(self, key: str) -> list[Message]:
+        async def read(conn: Conn) -> tuple[Any, float] | None:
+            cur = await conn.execute("SELECT messages, updated FROM vllm_mcp_sessions WHERE id = %s", (key,))
+            return await cur.fetchone()  # type: ignore[return-value]
+
+        row = await self._run(read)
+        if row is None or self.is_expired(row[1]):
+            return []
+        return truncate(self._decode(row[0]), self.max_messages)
+
+    def _decode(self, raw: object) -> list[Message]:
+        try:
+            return decode_messages(raw)
+        except ValueError:
+            log.warning("unreadable session in the store; starting it afresh", extra={"store": self.url})
+            return []
+
+    async def append_turn(self, key: str, new: Sequence[Message], reply: Message) -> None:
+        async def write(conn: Conn) -> list[str]:
+            now = self._clock()
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            cur = await conn.execute(
+                "SELECT messages, updated FROM vllm_mcp_sessions WHERE id = %s FOR UPDATE", (key,)
+            )
+            row = await cur.fetchone()
+            if row is not None and not self.is_expired(row[1]):
+                messages = self.merged(self._decode(row[0]), new, reply)
+                await conn.execute(
+                    "UPDATE vllm_mcp_sessions SET messages = %s, updated = %s WHERE id = %s",
+                    (Jsonb(messages), now, key),
+                )
+                return []
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CREATION_LOCK)
+            cutoff = self.expired_before()
+            if row is not None or cutoff is not None:
+                await conn.execute(
+                    "DELETE FROM vllm_mcp_sessions WHERE id = %s OR updated < %s",
+                    (key, cutoff if cutoff is not None else float("-inf")),
+                )
+            n = (await (await conn.execute("SELECT count(*) FROM vllm_mcp_sessions")).fetchone() or (0,))[0]
+            evicted: list[str] = []
+            if n >= self.max_sessions:
+                cur = await conn.execute(
+                    "DELETE FROM vllm_mcp_sessions WHERE id IN (SELECT id FROM vllm_mcp_sessions "
+                    "ORDER BY seq LIMIT %s) RETURNING id",
+                    (n - self.max_sessions + 1,),
+                )
+                evicted = [r[0] for r in await cur.fetchall()]
+            await conn.execute(
+                "INSERT INTO vllm_mcp_sessions (id, created, updated, messages) VALUES (%s, %s, %s, %s)",
+                (key, now, now, Jsonb(self.merged([], new, reply))),
+            )
+            return evicted
+
+        self.evicted(await self._run(write))
+
+    async def end(self, key: str) -> bool:
+        async def delete(conn: Conn) -> list[tuple[float]]:
+            cur = await conn.execute("DELETE FROM vllm_mcp_sessions WHERE id = %s RETURNING updated", (key,))
+            return await cur.fetchall()  # type: ignore[return-value]
+
+        rows = await self._run(delete)
+        self.forget_lock(key)
+        return bool(rows) and not self.is_expired(rows[0][0])
+
+    async def count(self) -> int:
+        cutoff = self.expired_before()
+
+        async def count(conn: Conn) -> int:
+            cur = await conn.execute(
+                "SELECT count(*) FROM vllm_mcp_sessions WHERE updated >= %s",
+                (cutoff if cutoff is not None else float("-inf"),),
+            )
+            return (await cur.fetchone() or (0,))[0]
+
+        return await self._run(count)
+
+    async def schema_version(self) -> int:
+        async def version(conn: Conn) -> int:
+            cur = await conn.execute("SELECT max(version) FROM vllm_mcp_schema")
+            return (await cur.fetchone() or (0,))[0]
+
+        return await self._run(version)
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+def _why(error: psycopg.Error) -> str:
+    """libpq's reason in one line (it names host and port, never the password)."""
+    return " ".join(str(error).split()) or type(error).__name__
