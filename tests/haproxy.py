@@ -58,6 +58,7 @@ class Balancer:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        self.started = time.monotonic()
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
