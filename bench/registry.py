@@ -11,6 +11,7 @@ from bench.contenders import (
     VllmServeContender,
 )
 from bench.mcp_http import FluidMcpContender, McpHttpContender
+from bench.replicas import ReplicasContender
 
 CONTENDERS: dict[str, type[Contender]] = {
     c.name: c
@@ -22,5 +23,6 @@ CONTENDERS: dict[str, type[Contender]] = {
         SequentialContender,
         McpHttpContender,
         FluidMcpContender,
+        ReplicasContender,
     )
 }
