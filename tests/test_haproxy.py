@@ -172,3 +172,49 @@ def test_a_call_refused_by_a_stopping_replica_is_retried_on_the_other(replicas: 
     assert run(calls(url, [chat("probe")])) == ["probe"]
     (_, server, status) = replicas.balancer.routes(2)[-1]
     assert (server, status) == (f"replica{1 - index}", 200)
+
+
+def test_progress_streams_through_the_balancer_while_the_call_runs(tmp_path: Path) -> None:
+    """HAProxy forwards each SSE event as it comes (``option http-no-delay``), not the
+    response as a whole: the call only ends once its client has seen its progress."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    from tests.test_http_stateless import _progress_token
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if _progress_token(ctx) is not None:
+            await ctx.session.report_progress(1, 2, "part 1")
+        while not seen.is_set():
+            await asyncio.sleep(0.02)
+        return types.CallToolResult(content=[types.TextContent(type="text", text="done")])
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[types.Tool(name="anything", input_schema={"type": "object"})])
+
+    seen = threading.Event()
+    server = Server("streamer", on_list_tools=list_tools, on_call_tool=call_tool)
+    served = ServedDouble(tmp_path, server)
+    served.state = "ready"
+    (replicas.balancer.config.parent / "streamer").mkdir()
+    balancer = haproxy.Balancer(
+        replicas.balancer.config.parent / "streamer", [served.base.removeprefix("http://")]
+    )
+
+    async def go() -> str:
+        from mcp.client.client import Client
+        from mcp.client.streamable_http import streamable_http_client
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            seen.set()
+
+        async with Client(streamable_http_client(balancer.url), mode="legacy") as client:
+            result = await client.call_tool("anything", {}, 30, on_progress)
+            return result.content[0].text
+
+    try:
+        wait_listening(served.base + "/healthz")
+        assert run(go()) == "done"
+    finally:
+        balancer.close()
+        served.close()
