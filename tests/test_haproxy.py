@@ -196,10 +196,7 @@ def test_progress_streams_through_the_balancer_while_the_call_runs(tmp_path: Pat
     server = Server("streamer", on_list_tools=list_tools, on_call_tool=call_tool)
     served = ServedDouble(tmp_path, server)
     served.state = "ready"
-    (replicas.balancer.config.parent / "streamer").mkdir()
-    balancer = haproxy.Balancer(
-        replicas.balancer.config.parent / "streamer", [served.base.removeprefix("http://")]
-    )
+    balancer = haproxy.Balancer(tmp_path, [served.base.removeprefix("http://")])
 
     async def go() -> str:
         from mcp.client.client import Client
