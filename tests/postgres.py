@@ -50,8 +50,10 @@ def free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, listening on 127.0.0.1:``port``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fsync: bool = False) -> None:
         self.root = root
+        self.fsync = fsync
+        """Off for the tests (speed); on for a benchmark, as a production server has it."""
         self.data = root / "data"
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -79,7 +81,8 @@ class PostgresServer:
         with (self.data / "postgresql.conf").open("a") as f:
             f.write(
                 f"listen_addresses = '{self.host}'\nport = {self.port}\n"
-                f"unix_socket_directories = '{self.root}'\nfsync = off\nmax_connections = 100\n"
+                f"unix_socket_directories = '{self.root}'\nfsync = {'on' if self.fsync else 'off'}\n"
+                "max_connections = 100\n"
             )
         hba = self.data / "pg_hba.conf"
         uid, gid = hba.stat().st_uid, hba.stat().st_gid
@@ -90,6 +93,19 @@ class PostgresServer:
         """Start (or start again after ``stop``), on the same port; returns once it accepts."""
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-w", "-t", "60", "start")  # fmt: skip
+
+    def first_start(self) -> None:
+        """Start on a free port: another test may take the port picked between free_port() and now."""
+        for attempt in range(3):
+            try:
+                return self.start()
+            except RuntimeError:
+                log = (self.root / "server.log").read_text(errors="replace")
+                if "could not bind" not in log or attempt == 2:
+                    raise
+                self.port = free_port()
+                with (self.data / "postgresql.conf").open("a") as f:
+                    f.write(f"port = {self.port}\n")  # the last setting wins
 
     def stop(self, mode: str = "fast") -> None:
         """Stop it: ``fast`` ends open connections (a database restart as clients see it)."""
@@ -129,15 +145,16 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(fsync: bool = False) -> Iterator[PostgresServer]:
     """A started server for the ``with`` block, then stopped and removed."""
     if not (BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL not installed ({BIN}/initdb; Debian: apt-get install postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="vllm-mcp-pg-"))
-    server = PostgresServer(root)
+    # /tmp, not $TMPDIR: the postgres user must be able to reach the directory.
+    root = Path(tempfile.mkdtemp(prefix="vllm-mcp-pg-", dir="/tmp" if os.geteuid() == 0 else None))
+    server = PostgresServer(root, fsync)
     try:
         server.init()
-        server.start()
+        server.first_start()
         server.sql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
         yield server
     finally:

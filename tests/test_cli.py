@@ -266,6 +266,26 @@ def test_config_show_bad_settings_exit_2() -> None:
     assert_error(invoke("config", "show", "--json", VLLM_DTYPE="half"), 2, "invalid VLLM_DTYPE='half'")
 
 
+def test_config_show_never_shows_a_session_store_password(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2-hunter2\n")
+    url = "postgresql://mcp@db.example:5432/sessions"
+    shown = invoke(
+        "config",
+        "show",
+        "--json",
+        VLLM_MCP_SESSION_STORE=url,
+        VLLM_MCP_SESSION_STORE_PASSWORD_FILE=str(secret),
+    )
+    assert shown.exit_code == 0 and url in shown.stdout and "hunter2" not in shown.stdout
+    refused = invoke("config", "show", VLLM_MCP_SESSION_STORE="postgresql://mcp:hunter2-hunter2@db/sessions")
+    lines = assert_error(refused, 2, "VLLM_MCP_SESSION_STORE_PASSWORD_FILE")
+    assert "hunter2" not in "".join(lines)
+    assert_error(
+        invoke("config", "show", VLLM_MCP_SESSION_STORE="redis://cache/0"), 2, "unknown session store scheme"
+    )
+
+
 # --- what nobody expected --------------------------------------------------------------------
 
 

@@ -320,3 +320,31 @@ def test_session_keys_are_namespaced_per_caller() -> None:
     assert tools.session_key("alice", None) is None
     assert tools.session_key("alice", "s") != tools.session_key("bob", "s")
     assert tools.session_key("alice", "s") != "s"
+
+
+def test_a_failing_session_store_fails_the_call_but_not_the_server(tmp_path: Any) -> None:
+    """A store that refuses every statement (a full disk): the call is a tool error naming the
+    store, nothing is recorded, model_info still answers, and the next call succeeds once it is back."""
+    import sqlite3
+
+    from vllm_mcp.errors import SessionStoreUnavailable
+    from vllm_mcp.sessions import SqliteSessionStore
+
+    async def scenario() -> None:
+        t, engine = make_tools()
+        store = SqliteSessionStore(tmp_path / "s.db", 10, 50)
+        await store.open()
+        t.sessions = store
+        await engine.start()
+        await t.chat_completion(chat_args(session_id="s"))
+        assert store._db is not None
+        store._db.set_authorizer(lambda *action: sqlite3.SQLITE_DENY)
+        with pytest.raises(SessionStoreUnavailable, match=f"the session store {tmp_path / 's.db'} failed"):
+            await t.chat_completion(chat_args(session_id="s"))
+        assert (await t.model_info()).active_sessions == 1  # the last count the store gave
+        store._db.set_authorizer(None)
+        await t.chat_completion(chat_args(session_id="s"))
+        assert len(await store.history("s")) == 4  # the failed turn left nothing
+        await store.aclose()
+
+    run(scenario)

@@ -5,6 +5,18 @@ merges, truncation, the in-process lock); ``memory.py`` keeps sessions in this p
 ``sqlite.py`` in a SQLite file (one host, several processes), ``postgres.py`` in PostgreSQL
 (several hosts). ``location.py`` parses ``VLLM_MCP_SESSION_STORE``; ``open_store`` opens
 what the settings name. The PostgreSQL driver is imported only when a URL asks for it.
+
+The interface (stable; every method but ``lock`` is a coroutine)::
+
+    store = await open_store(settings, on_evict)   # SessionStoreError: cannot be used at start
+    async with store.lock(key): ...                # this process's calls on a session, in order
+    await store.history(key) -> list[Message]      # [] for unknown or expired
+    await store.append_turn(key, new, reply)       # one committed transaction, merged onto
+                                                   # the stored history (any server's turns)
+    await store.end(key) -> bool;  await store.count() -> int;  await store.aclose()
+
+During a call a failing store raises ``vllm_mcp.errors.SessionStoreUnavailable`` (a tool
+error naming the store); ``store.name`` is how to name it (never with a password).
 """
 
 from __future__ import annotations

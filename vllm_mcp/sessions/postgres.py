@@ -141,13 +141,17 @@ class PostgresSessionStore(SessionStore):
                     (n - self.max_sessions,),
                 )
 
-    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """``fn`` in one transaction; a lost database is a tool error naming the store."""
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], transaction: bool = True) -> T:
+        """``fn`` in one transaction (or, for one statement, none: two round trips fewer);
+        a lost database is a tool error naming the store."""
         if self._pool is None:
             raise SessionStoreUnavailable(f"the session store {self.url} is closed")
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                return await fn(conn)
+            async with self._pool.connection() as conn:
+                if not transaction:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
         except psycopg.Error as e:
             log.error("session store failed", extra={"store": self.url, "error": _why(e)})
             raise SessionStoreUnavailable(
@@ -162,7 +166,7 @@ class PostgresSessionStore(SessionStore):
             cur = await conn.execute("SELECT messages, updated FROM vllm_mcp_sessions WHERE id = %s", (key,))
             return await cur.fetchone()  # type: ignore[return-value]
 
-        row = await self._run(read)
+        row = await self._run(read, transaction=False)
         if row is None or self.is_expired(row[1]):
             return []
         return truncate(self._decode(row[0]), self.max_messages)
@@ -218,7 +222,7 @@ class PostgresSessionStore(SessionStore):
             cur = await conn.execute("DELETE FROM vllm_mcp_sessions WHERE id = %s RETURNING updated", (key,))
             return await cur.fetchall()  # type: ignore[return-value]
 
-        rows = await self._run(delete)
+        rows = await self._run(delete, transaction=False)
         self.forget_lock(key)
         return bool(rows) and not self.is_expired(rows[0][0])
 
@@ -232,7 +236,7 @@ class PostgresSessionStore(SessionStore):
             )
             return (await cur.fetchone() or (0,))[0]
 
-        return await self._run(count)
+        return await self._run(count, transaction=False)
 
     async def schema_version(self) -> int:
         async def version(conn: Conn) -> int:

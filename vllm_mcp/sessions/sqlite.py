@@ -58,7 +58,7 @@ class SqliteSessionStore(SessionStore):
 
     @property
     def name(self) -> str:
-        return f"sqlite:///{self.path}" if self.path.is_absolute() else str(self.path)
+        return str(self.path)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` on the worker thread; a database failure is a tool error naming the file."""
