@@ -12,6 +12,7 @@ from bench.contenders import (
 )
 from bench.mcp_http import FluidMcpContender, McpHttpContender
 from bench.peer import VllmMcpServerContender
+from bench.replicas import ReplicasContender
 
 CONTENDERS: dict[str, type[Contender]] = {
     c.name: c
@@ -24,5 +25,6 @@ CONTENDERS: dict[str, type[Contender]] = {
         McpHttpContender,
         FluidMcpContender,
         VllmMcpServerContender,
+        ReplicasContender,
     )
 }

@@ -16,6 +16,14 @@
 #   ALLOW_FROM   addresses or networks, besides localhost, that may reach the gateway,
 #                space-separated ("10.0.0.5 192.168.10.0/24"). Remembered in
 #                /etc/vllm-mcp/install.conf; set it again to change it, ALLOW_FROM= to clear it.
+#   REPLICAS     with GATEWAY=http: N runs N replicas instead of the one server, one per GPU
+#                (vllm-mcp-http@0..N-1.service; instance i: CUDA_VISIBLE_DEVICES=i, port 8100+i,
+#                in /etc/vllm-mcp/http@i.env, written once and then the operator's). 0 (the
+#                default): the one server on port 8099. Remembered in install.conf.
+#   BALANCER     with REPLICAS: haproxy makes Debian's HAProxy serve port 8099 in front of the
+#                replicas (/etc/vllm-mcp/haproxy.cfg, from deploy/haproxy/vllm-mcp.cfg, loaded
+#                beside /etc/haproxy/haproxy.cfg); none (the default): balance them yourself.
+#                Remembered in install.conf. docs/scaling.md: the session store they share.
 #   VARIANT      gpu or cpu (default: gpu when nvidia-smi works)
 #   PYTHON       the Python 3.11 interpreter for the environment (default: python3)
 #   START=1      start (or restart) the service at the end
@@ -76,6 +84,29 @@ for item in sys.argv[1].replace(",", " ").split():
 print(" ".join(dict.fromkeys(out)))
 PY
 )
+
+# REPLICAS and BALANCER: from the environment when set, else what the last install kept.
+REPLICAS=${REPLICAS-$(remembered REPLICAS)}
+REPLICAS=${REPLICAS:-0}
+BALANCER=${BALANCER-$(remembered BALANCER)}
+BALANCER=${BALANCER:-none}
+case "$REPLICAS" in
+'' | *[!0-9]*) die "REPLICAS must be a number of replicas (0: the one server), not '$REPLICAS'" ;;
+esac
+REPLICAS=$((10#$REPLICAS))
+[ "$REPLICAS" -le 64 ] || die "REPLICAS=$REPLICAS: at most 64 replicas on one host (one per GPU)"
+[ "$REPLICAS" -eq 0 ] || [ "$GATEWAY" = http ] || die "REPLICAS needs GATEWAY=http (FluidMCP runs one server)"
+case "$BALANCER" in haproxy | none) ;; *) die "BALANCER must be haproxy or none, not '$BALANCER'" ;; esac
+[ "$BALANCER" = none ] || [ "$REPLICAS" -gt 0 ] || die "BALANCER=$BALANCER needs REPLICAS=N (N replicas to balance)"
+if [ "$BALANCER" = haproxy ] && live && ! command -v haproxy >/dev/null 2>&1; then
+    die "BALANCER=haproxy needs HAProxy: apt-get install haproxy"
+fi
+# The units this install runs: the replicas, or the one server.
+SERVED_UNITS=$UNIT
+if [ "$REPLICAS" -gt 0 ]; then
+    SERVED_UNITS=$(for ((i = 0; i < REPLICAS; i++)); do printf 'vllm-mcp-http@%d.service ' "$i"; done)
+    DROPIN=$(dropin_of "$REPLICA_UNIT")
+fi
 
 # --- user ----------------------------------------------------------------------------------
 
@@ -146,7 +177,68 @@ for OTHER in http fluidmcp worker; do
         say "removed $OTHER_UNIT (GATEWAY=$GATEWAY replaces GATEWAY=$OTHER)"
     fi
 done
-put "$SRC/systemd/$UNIT" "$UNITDIR/$UNIT" 0644
+if [ "$REPLICAS" -gt 0 ]; then
+    # Replicas take the one server's place (the balancer takes its port).
+    if [ -f "$(at "$UNITDIR/$HTTP_UNIT")" ]; then
+        systemctl_live disable --now "$HTTP_UNIT" >/dev/null 2>&1 || true
+        rm -f "$(at "$UNITDIR/$HTTP_UNIT")" "$(at "$(dropin_of "$HTTP_UNIT")")"
+        rmdir "$(at "$UNITDIR/$HTTP_UNIT.d")" 2>/dev/null || true
+        say "removed $HTTP_UNIT (REPLICAS=$REPLICAS replaces it)"
+    fi
+    put "$SRC/systemd/$REPLICA_UNIT" "$UNITDIR/$REPLICA_UNIT" 0644
+    for ((i = 0; i < REPLICAS; i++)); do
+        env_file=$(at "$ETC/http@$i.env")
+        if [ ! -f "$env_file" ]; then
+            mkdir -p "$(dirname "$env_file")"
+            printf '# Replica %d of vllm-mcp-http@.service (deploy/install.sh wrote it once; yours now).
+CUDA_VISIBLE_DEVICES=%d
+VLLM_MCP_HTTP_PORT=%d
+' \
+                "$i" "$i" "$((REPLICA_PORT + i))" >"$env_file"
+            chmod 0644 "$env_file"
+            owner_root "$env_file"
+        fi
+    done
+else
+    put "$SRC/systemd/$UNIT" "$UNITDIR/$UNIT" 0644
+fi
+# Instances beyond REPLICAS (or all, with REPLICAS=0) stop; their env files stay.
+for i in $(replica_instances); do
+    if [ "$i" -ge "$REPLICAS" ]; then
+        systemctl_live disable --now "vllm-mcp-http@$i.service" >/dev/null 2>&1 || true
+    fi
+done
+if [ "$REPLICAS" -eq 0 ] && [ -f "$(at "$UNITDIR/$REPLICA_UNIT")" ]; then
+    rm -f "$(at "$UNITDIR/$REPLICA_UNIT")" "$(at "$(dropin_of "$REPLICA_UNIT")")"
+    rmdir "$(at "$UNITDIR/$REPLICA_UNIT.d")" 2>/dev/null || true
+    say "removed $REPLICA_UNIT (REPLICAS=0: the one server)"
+fi
+# The balancer: Debian's haproxy.service, told by a drop-in to load our file beside its own.
+if [ "$BALANCER" = haproxy ]; then
+    servers=$(for ((i = 0; i < REPLICAS; i++)); do printf '127.0.0.1:%d ' "$((REPLICA_PORT + i))"; done)
+    mkdir -p "$(dirname "$(at "$HAPROXY_CFG")")"
+    # shellcheck disable=SC2086
+    haproxy_config "$HERE/haproxy/vllm-mcp.cfg" "*:8099" "$ALLOW_FROM" $servers >"$(at "$HAPROXY_CFG").tmp"
+    chmod 0644 "$(at "$HAPROXY_CFG").tmp"
+    mv -f "$(at "$HAPROXY_CFG").tmp" "$(at "$HAPROXY_CFG")"
+    owner_root "$(at "$HAPROXY_CFG")"
+    if live; then
+        haproxy -c -q -f /etc/haproxy/haproxy.cfg -f "$HAPROXY_CFG" || die "HAProxy refuses $HAPROXY_CFG beside /etc/haproxy/haproxy.cfg"
+    fi
+    mkdir -p "$(dirname "$(at "$HAPROXY_DROPIN")")"
+    printf '# Written by deploy/install.sh (BALANCER=haproxy): vllm-mcp'"'"'s balancer beside your own config.
+[Service]
+Environment="CONFIG=/etc/haproxy/haproxy.cfg -f %s"
+' \
+        "$HAPROXY_CFG" >"$(at "$HAPROXY_DROPIN")"
+    owner_root "$(at "$HAPROXY_DROPIN")"
+elif [ -f "$(at "$HAPROXY_DROPIN")" ]; then
+    rm -f "$(at "$HAPROXY_DROPIN")" "$(at "$HAPROXY_CFG")"
+    rmdir "$(at "$(dirname "$HAPROXY_DROPIN")")" 2>/dev/null || true
+    systemctl_live daemon-reload
+    systemctl_live try-restart haproxy.service
+    say "removed the HAProxy balancer (BALANCER=none)"
+fi
 put "$SRC/systemd/$PREFETCH_UNIT" "$UNITDIR/$PREFETCH_UNIT" 0644
 if [ "$GATEWAY" = fluidmcp ]; then
     put "$SRC/examples/fluidmcp/config.json" "$ETC/fluidmcp/config.json" 0644
@@ -193,8 +285,8 @@ fi
 
 # Who may connect: localhost plus ALLOW_FROM, enforced by the unit itself.
 conf=$(at "$INSTALL_CONF")
-printf '# Written by deploy/install.sh; change with ALLOW_FROM="..." or GATEWAY=... deploy/install.sh\nGATEWAY="%s"\nALLOW_FROM="%s"\n' \
-    "$GATEWAY" "$ALLOW_FROM" >"$conf.tmp"
+printf '# Written by deploy/install.sh; change with ALLOW_FROM="..." or GATEWAY=... deploy/install.sh\nGATEWAY="%s"\nALLOW_FROM="%s"\nREPLICAS="%s"\nBALANCER="%s"\n' \
+    "$GATEWAY" "$ALLOW_FROM" "$REPLICAS" "$BALANCER" >"$conf.tmp"
 chmod 0644 "$conf.tmp"
 mv -f "$conf.tmp" "$conf"
 owner_root "$conf"
@@ -215,15 +307,27 @@ owner_root "$dropin_file"
 # --- systemd -------------------------------------------------------------------------------
 
 systemctl_live daemon-reload
-systemctl_live enable "$PREFETCH_UNIT" "$UNIT" >/dev/null 2>&1 || true
-if [ "${START:-0}" = 1 ]; then
-    systemctl_live restart "$UNIT"
-else
-    systemctl_live try-restart "$UNIT"
+# shellcheck disable=SC2086
+systemctl_live enable "$PREFETCH_UNIT" $SERVED_UNITS >/dev/null 2>&1 || true
+# One after the other: each restart waits for its replica's /healthz, so behind the balancer
+# the others keep serving.
+for unit in $SERVED_UNITS; do
+    if [ "${START:-0}" = 1 ]; then
+        systemctl_live restart "$unit"
+    else
+        systemctl_live try-restart "$unit"
+    fi
+done
+if [ "$BALANCER" = haproxy ]; then
+    systemctl_live enable haproxy.service >/dev/null 2>&1 || true
+    systemctl_live reload-or-restart haproxy.service
 fi
-say "installed $UNIT ($VARIANT); reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}"
+say "installed ${SERVED_UNITS% } ($VARIANT); reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}"
 if [ "$GATEWAY" = worker ]; then
     live && say "start it: systemctl start $UNIT after setting VLLM_NNODES, VLLM_NODE_RANK and VLLM_MASTER_ADDR in $MODEL_ENV"
+elif [ "$REPLICAS" -gt 0 ]; then
+    say "replicas on ports $REPLICA_PORT-$((REPLICA_PORT + REPLICAS - 1)), GPUs in $ETC/http@N.env; balancer: $BALANCER"
+    live && say "start them: systemctl start vllm-mcp-http@{0..$((REPLICAS - 1))}; token: sudo cat $HTTP_TOKENS"
 elif [ "$GATEWAY" = http ]; then
     live && say "start it: systemctl start $UNIT; MCP endpoint http://<host>:8099/mcp; token: sudo cat $HTTP_TOKENS"
 else

@@ -13,6 +13,10 @@ HTTP_UNIT=vllm-mcp-http.service
 FLUID_UNIT=vllm-mcp-gateway.service
 PREFETCH_UNIT=vllm-mcp-prefetch.service
 WORKER_UNIT=vllm-mcp-worker.service
+REPLICA_UNIT=vllm-mcp-http@.service # a template: vllm-mcp-http@0.service, @1, ...
+REPLICA_PORT=8100                   # replica i listens on REPLICA_PORT + i
+HAPROXY_CFG=$ETC/haproxy.cfg
+HAPROXY_DROPIN=$UNITDIR/haproxy.service.d/vllm-mcp.conf
 GATEWAY_ENV=$ETC/gateway.env
 HTTP_TOKENS=$ETC/http-tokens
 MODEL_ENV=$ETC/vllm-mcp.env
@@ -53,6 +57,24 @@ installed_gateway() {
     elif [ -f "$(at "$UNITDIR/$HTTP_UNIT")" ]; then
         echo http
     fi
+}
+
+# A setting remembered in install.conf: remembered NAME (empty when never set).
+remembered() {
+    local conf
+    conf=$(at "$INSTALL_CONF")
+    [ -f "$conf" ] || return 0
+    sed -n "s/^$1=//p" "$conf" | tr -d '"' | tail -n 1
+}
+
+# The replica instances whose env files exist here: 0 1 2 ...
+replica_instances() {
+    local f
+    for f in "$(at "$ETC")"/http@*.env; do
+        [ -f "$f" ] || continue
+        f=${f##*/http@}
+        echo "${f%.env}"
+    done | sort -n
 }
 
 # True on a real host (no DESTDIR): only then users, ownership and systemctl are touched.
@@ -116,4 +138,33 @@ current_token() {
     file=$(at "$GATEWAY_ENV")
     [ -f "$file" ] || return 0
     sed -n 's/^FMCP_BEARER_TOKEN=//p' "$file" | tail -n 1
+}
+
+# deploy/haproxy/vllm-mcp.cfg with its listening address, who may connect besides localhost
+# (space-separated addresses or networks, may be empty) and one server per replica:
+#   haproxy_config TEMPLATE BIND ALLOW HOST:PORT...   (to stdout)
+# Every `server replica0 ...` line becomes one line per HOST:PORT (replica0, replica1, ...);
+# the template's other replicaN lines are dropped. The docs/scaling.md commands use it too.
+haproxy_config() {
+    local template=$1 bind=$2 allow=$3
+    shift 3
+    [ $# -gt 0 ] || die "haproxy_config: no replica address given"
+    awk -v bind="$bind" -v allow="$allow" -v servers="$*" '
+        BEGIN { n = split(servers, addr, " ") }
+        /^[ \t]+bind / { sub(/bind .*/, "bind " bind); print; next }
+        /^[ \t]+tcp-request connection reject unless \{ src / {
+            sub(/\{ src .*/, "{ src 127.0.0.0/8 ::1" (allow == "" ? "" : " " allow) " }"); print; next
+        }
+        /^[ \t]+server replica0 / {
+            for (i = 1; i <= n; i++) {
+                line = $0
+                gsub(/replica0/, "replica" (i - 1), line)
+                sub(/ [^ ]+:[0-9]+ /, " " addr[i] " ", line)
+                print line
+            }
+            next
+        }
+        /^[ \t]+server replica[0-9]+ / { next }
+        { print }
+    ' "$template"
 }

@@ -170,7 +170,19 @@ def run(
     script: str, destdir: Path, *args: str, stdin: str | None = None, **env: str
 ) -> subprocess.CompletedProcess:
     # The scripts' own settings come from the test only, whatever the caller exported.
-    mine = {"ALLOW_FROM", "GATEWAY", "ROLE", "START", "PURGE", "FRESH_VENV", "LOCK", "PIP_ARGS", "VARIANT"}
+    mine = {
+        "ALLOW_FROM",
+        "GATEWAY",
+        "ROLE",
+        "START",
+        "PURGE",
+        "FRESH_VENV",
+        "LOCK",
+        "PIP_ARGS",
+        "VARIANT",
+        "REPLICAS",
+        "BALANCER",
+    }
     inherited = {k: v for k, v in os.environ.items() if k not in mine}
     full = {**inherited, "DESTDIR": str(destdir), "SKIP_VENV": "1", "VARIANT": "cpu", **env}
     return subprocess.run(
@@ -519,6 +531,90 @@ def test_uninstall_keeps_secrets_unless_purged(tmp_path: Path) -> None:
     assert not (tmp_path / "opt/vllm-mcp").exists()
     assert (tmp_path / "etc/vllm-mcp/gateway.env").is_file()
     ok(run("uninstall.sh", tmp_path))  # twice is fine
+    ok(run("uninstall.sh", tmp_path, PURGE="1"))
+    assert not (tmp_path / "etc/vllm-mcp").exists()
+
+
+# --- REPLICAS=N BALANCER=haproxy: one replica per GPU behind HAProxy ----------------------------
+
+REPLICA_UNIT = "vllm-mcp-http@.service"
+HAPROXY_DROPIN = "etc/systemd/system/haproxy.service.d/vllm-mcp.conf"
+
+
+def test_install_lays_out_replicas_behind_haproxy(tmp_path: Path) -> None:
+    result = ok(run("install.sh", tmp_path, REPLICAS="2", BALANCER="haproxy", ALLOW_FROM="10.0.0.5"))
+    etc, units = tmp_path / "etc/vllm-mcp", tmp_path / UNITS
+    assert (units / REPLICA_UNIT).read_text() == (ROOT / "systemd" / REPLICA_UNIT).read_text()
+    assert not (units / HTTP_UNIT).exists()  # the balancer has its port
+    for i in (0, 1):
+        assert env_lines(etc / f"http@{i}.env") == {
+            "CUDA_VISIBLE_DEVICES": str(i),
+            "VLLM_MCP_HTTP_PORT": str(8100 + i),
+        }
+    assert not (etc / "http@2.env").exists()
+    dropin = (units / f"{REPLICA_UNIT}.d/network.conf").read_text()
+    assert dropin.rstrip().endswith("IPAddressAllow=localhost 10.0.0.5")
+    # HAProxy: our config beside the host's own, both loaded by Debian's unit.
+    haproxy_dropin = (tmp_path / HAPROXY_DROPIN).read_text()
+    assert '\nEnvironment="CONFIG=/etc/haproxy/haproxy.cfg -f /etc/vllm-mcp/haproxy.cfg"\n' in haproxy_dropin
+    config = etc / "haproxy.cfg"
+    text = config.read_text()
+    assert "    bind *:8099\n" in text and "{ src 127.0.0.0/8 ::1 10.0.0.5 }" in text
+    servers = [line.split()[1:3] for line in text.splitlines() if line.strip().startswith("server ")]
+    assert servers == [["replica0", "127.0.0.1:8100"], ["replica1", "127.0.0.1:8101"]] * 2
+    if shutil.which("haproxy"):
+        check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    conf = (etc / "install.conf").read_text()
+    assert 'REPLICAS="2"' in conf and 'BALANCER="haproxy"' in conf
+    assert "vllm-mcp-http@0.service vllm-mcp-http@1.service (cpu)" in result.stdout
+    assert "ports 8100-8101" in result.stdout
+
+
+def test_replicas_install_twice_changes_nothing_and_keeps_the_operators_env_files(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, REPLICAS="2", BALANCER="haproxy"))
+    mine = tmp_path / "etc/vllm-mcp/http@1.env"
+    mine.write_text("CUDA_VISIBLE_DEVICES=2,3\nVLLM_MCP_HTTP_PORT=9001\n")
+    first = tree(tmp_path)
+    ok(run("install.sh", tmp_path))  # REPLICAS and BALANCER unset: the remembered ones
+    assert tree(tmp_path) == first
+    assert mine.read_text() == "CUDA_VISIBLE_DEVICES=2,3\nVLLM_MCP_HTTP_PORT=9001\n"
+    ok(run("upgrade.sh", tmp_path))
+    assert (tmp_path / UNITS / REPLICA_UNIT).is_file() and (tmp_path / HAPROXY_DROPIN).is_file()
+
+
+def test_back_to_one_server_removes_the_replicas_and_the_balancer(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, REPLICAS="3", BALANCER="haproxy"))
+    ok(run("install.sh", tmp_path, REPLICAS="0", BALANCER="none"))
+    units = tmp_path / UNITS
+    assert (units / HTTP_UNIT).is_file() and not (units / REPLICA_UNIT).exists()
+    assert not (units / f"{REPLICA_UNIT}.d").exists()
+    assert not (tmp_path / HAPROXY_DROPIN).exists() and not (tmp_path / "etc/vllm-mcp/haproxy.cfg").exists()
+    assert (tmp_path / "etc/vllm-mcp/http@2.env").is_file()  # the operator's layout stays for next time
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REPLICAS": "two"}, "REPLICAS must be a number"),
+        ({"REPLICAS": "65"}, "at most 64 replicas"),
+        ({"REPLICAS": "2", "GATEWAY": "fluidmcp"}, "REPLICAS needs GATEWAY=http"),
+        ({"BALANCER": "haproxy"}, "BALANCER=haproxy needs REPLICAS=N"),
+        ({"REPLICAS": "2", "BALANCER": "nginx"}, "BALANCER must be haproxy or none"),
+    ],
+)
+def test_install_refuses_a_bad_replica_layout(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    result = run("install.sh", tmp_path, **env)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+def test_uninstall_removes_replicas_and_the_balancer(tmp_path: Path) -> None:
+    ok(run("install.sh", tmp_path, REPLICAS="2", BALANCER="haproxy"))
+    ok(run("uninstall.sh", tmp_path))
+    assert not list((tmp_path / UNITS).iterdir())
+    assert not (tmp_path / "etc/vllm-mcp/haproxy.cfg").exists()
+    assert (tmp_path / "etc/vllm-mcp/http@0.env").is_file()  # kept, like the other env files
     ok(run("uninstall.sh", tmp_path, PURGE="1"))
     assert not (tmp_path / "etc/vllm-mcp").exists()
 

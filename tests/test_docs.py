@@ -22,7 +22,9 @@ def same(documented: str, actual: Any) -> bool:
     literal = documented.strip("`")
     if isinstance(actual, Path):
         return Path(literal).expanduser() == actual
-    if isinstance(actual, bool | int | float):
+    if isinstance(actual, bool):
+        return literal == str(actual).lower()
+    if isinstance(actual, int | float):
         return float(literal) == float(actual)
     if isinstance(actual, dict):
         return literal == "{}" and actual == {}

@@ -23,6 +23,7 @@ GATEWAY = "vllm-mcp-gateway.service"
 HTTP = "vllm-mcp-http.service"
 PREFETCH = "vllm-mcp-prefetch.service"
 WORKER = "vllm-mcp-worker.service"  # a worker node of a multi-node model
+REPLICA = "vllm-mcp-http@.service"  # a template: one instance per GPU
 SERVERS = [HTTP, GATEWAY]  # what clients reach: one of the two is installed
 MAX_EXPOSURE = 2.0
 
@@ -45,7 +46,7 @@ def make_root(tmp: Path, allow: str | None = None) -> Path:
     root = tmp / "root"
     system = root / "etc/systemd/system"
     system.mkdir(parents=True)
-    for unit in (GATEWAY, HTTP, PREFETCH, WORKER):
+    for unit in (GATEWAY, HTTP, PREFETCH, WORKER, REPLICA):
         shutil.copy(UNITS / unit, system / unit)
         for key in ("ExecStart", "ExecStartPre", "ExecStartPost"):
             for command in service_values(UNITS / unit, key):
@@ -56,7 +57,7 @@ def make_root(tmp: Path, allow: str | None = None) -> Path:
     host_units = next(p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir())
     shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
     if allow is not None:
-        for unit in [*SERVERS, WORKER]:
+        for unit in [*SERVERS, WORKER, REPLICA]:
             dropin = system / f"{unit}.d"
             dropin.mkdir()
             (dropin / "network.conf").write_text(
@@ -273,3 +274,66 @@ def test_worker_unit_policy(tmp_path: Path) -> None:
         analyze("security", "--offline=true", f"--root={root}", WORKER).stdout, "✗ IPAddressDeny="
     )
     assert "allow list with non-localhost entries" in line
+
+
+# --- the replica template ----------------------------------------------------------------------
+
+
+def test_a_replica_instance_verifies_cleanly(tmp_path: Path) -> None:
+    root = make_root(tmp_path, allow="10.0.0.5")
+    result = analyze("verify", f"--root={root}", "vllm-mcp-http@0.service")
+    assert result.returncode == 0 and result.stderr.strip() == "" and result.stdout.strip() == "", (
+        result.stdout + result.stderr
+    )
+
+
+def test_a_replica_instance_is_hardened_like_the_http_unit(tmp_path: Path) -> None:
+    result = analyze("security", "--offline=true", str(UNITS / REPLICA))
+    score = exposure(result.stdout + result.stderr)
+    print(f"{REPLICA}: exposure {score}")
+    assert score <= MAX_EXPOSURE
+    assert "allow list with only localhost entries" in security_line(result.stdout, "✗ IPAddressDeny=")
+    root = make_root(tmp_path, allow="10.0.0.5")
+    result = analyze("security", "--offline=true", f"--root={root}", "vllm-mcp-http@1.service")
+    assert "allow list with non-localhost entries" in security_line(result.stdout, "✗ IPAddressDeny=")
+    assert exposure(result.stdout) <= MAX_EXPOSURE
+
+
+# Everything but what makes an instance one of several.
+PER_INSTANCE = {"Environment", "EnvironmentFile", "WorkingDirectory", "RuntimeDirectory"}
+
+
+def test_the_replica_template_keeps_the_http_units_settings() -> None:
+    keys = {
+        line.partition("=")[0]
+        for line in (UNITS / HTTP).read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    for key in sorted(keys - PER_INSTANCE - {"Description", "Documentation", "Conflicts", "WantedBy"}):
+        assert service_values(UNITS / REPLICA, key) == service_values(UNITS / HTTP, key), key
+
+
+def test_replica_template_policy() -> None:
+    unit = UNITS / REPLICA
+    # The shared model settings, then the instance's own file (required): its GPU and port.
+    assert service_values(unit, "EnvironmentFile") == [
+        "-/etc/vllm-mcp/vllm-mcp.env",
+        "/etc/vllm-mcp/http@%i.env",
+    ]
+    env = dict(e.split("=", 1) for e in service_values(unit, "Environment"))
+    http = dict(e.split("=", 1) for e in service_values(UNITS / HTTP, "Environment"))
+    assert "VLLM_MCP_HTTP_PORT" not in env and "CUDA_VISIBLE_DEVICES" not in env
+    assert env["VLLM_MCP_HTTP_STATELESS"] == "true"  # any replica can answer any request
+    # Each instance its own log, metrics file and runtime directory.
+    assert env["VLLM_MCP_LOG_FILE"].endswith("@%i.log") and env["VLLM_MCP_METRICS_TEXTFILE"].endswith(
+        "@%i.prom"
+    )
+    assert service_values(unit, "RuntimeDirectory") == ["vllm-mcp/%i"]
+    assert service_values(unit, "WorkingDirectory") == ["/run/vllm-mcp/%i"]
+    same = {
+        k: v
+        for k, v in http.items()
+        if k not in ("VLLM_MCP_HTTP_PORT", "VLLM_MCP_LOG_FILE", "VLLM_MCP_METRICS_TEXTFILE")
+    }
+    assert {k: env[k] for k in same} == same
+    assert "Conflicts=" not in unit.read_text()  # replicas sit beside each other on their own ports

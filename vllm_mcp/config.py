@@ -322,6 +322,12 @@ class Settings(BaseModel):
         description="HTTP front-end processes on one engine core (like vllm serve --api-server-count); "
         "more than 1 needs VLLM_MCP_SESSION_STORE.",
     )
+    http_stateless: bool = Field(
+        False,
+        alias="VLLM_MCP_HTTP_STATELESS",
+        description="Serve the 2025 protocol without server-side MCP sessions (no Mcp-Session-Id), so "
+        "replicas behind a load balancer need no sticky routing.",
+    )
 
     @field_validator("default_top_k")
     @classmethod

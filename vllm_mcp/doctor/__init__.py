@@ -4,8 +4,8 @@ Every check yields one line, ok / warn / FAIL, and a failure carries the fix. Th
 system is reached only through ``Probes`` (probes.py), so parsing is tested on recorded
 output from real machines. vLLM itself is never imported here: versions come from
 package metadata, and ``--smoke`` goes through ``vllm_mcp.engine``. The checks live by
-subject: gpu.py, host.py, model.py, adapters.py, store.py, gateway.py, oauth.py, smoke.py;
-report.py formats them.
+subject: gpu.py, host.py, model.py, adapters.py, store.py, gateway.py, replicas.py, oauth.py,
+smoke.py; report.py formats them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from vllm_mcp.doctor.host import (
 from vllm_mcp.doctor.model import ModelFacts, check_context, check_memory, check_model, check_token
 from vllm_mcp.doctor.oauth import check_oauth
 from vllm_mcp.doctor.probes import CommandResult, Probes, TorchProbe
+from vllm_mcp.doctor.replicas import check_replicas
 from vllm_mcp.doctor.report import Check, Report
 from vllm_mcp.doctor.smoke import StatusFactory, smoke_test
 from vllm_mcp.doctor.store import check_store
@@ -56,6 +57,8 @@ def run_checks(
         if not gpu.gpus:
             checks.append(check_cpu(p, Settings.load(environ={})))
         checks += [cfg, check_gateway(p)]
+        if (replicas := check_replicas(p, gpu)) is not None:
+            checks.append(replicas)
         return Report(checks)
     if gpu.gpus:
         checks += [check_gpu_memory(gpu, settings), check_parallel(gpu, settings)]
@@ -76,6 +79,8 @@ def run_checks(
         check_store(settings),
         check_gateway(p),
     ]
+    if (replicas := check_replicas(p, gpu, settings.tensor_parallel_size)) is not None:
+        checks.append(replicas)
     oauth = check_oauth(settings)
     if oauth is not None:
         checks.append(oauth)

@@ -268,7 +268,7 @@ class HttpTransport(Transport):
             max_request_body_size=s.max_message_bytes,
             # Several workers share one socket: a 2025-era MCP session, kept in one worker's
             # memory, would not be found by the next connection's worker (workers.py).
-            stateless_http=s.http_workers > 1,
+            stateless_http=s.http_stateless or s.http_workers > 1,
             auth=auth,
             token_verifier=verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],

@@ -17,6 +17,7 @@ from typing import Any
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from vllm_mcp import __version__
 from vllm_mcp.engine import EngineUnavailable
@@ -38,6 +39,27 @@ from vllm_mcp.tools import (
     schema,
 )
 
+SESSION_HEADER = "Session-Id"
+"""``session_id``'s 2026-07-28 ``x-mcp-header`` token: modern clients mirror the argument into
+an ``Mcp-Param-Session-Id`` HTTP header, so a load balancer can keep a conversation on the
+replica that holds its prefix cache (deploy/haproxy/vllm-mcp.cfg). Routing only: the argument
+stays the truth, and the SDK refuses (400) a call whose header disagrees with it."""
+
+
+def routed_by_session(input_schema: dict[str, Any]) -> dict[str, Any]:
+    """``input_schema`` with ``session_id`` marked ``x-mcp-header`` (the spec allows it on a plain type only).
+
+    An optional ``session_id`` (pydantic's ``anyOf: [string, null]``) is advertised as an
+    optional string; the arguments model still accepts an explicit null.
+    """
+    prop = input_schema["properties"]["session_id"]
+    if "anyOf" in prop:
+        prop.update(next(s for s in prop.pop("anyOf") if s.get("type") == "string"))
+        prop.pop("default", None)
+    prop[X_MCP_HEADER_KEY] = SESSION_HEADER
+    return input_schema
+
+
 TOOLS = [
     types.Tool(
         name="chat_completion",
@@ -49,7 +71,7 @@ TOOLS = [
             "while the call waits for the model to load or a free slot, they say so, without a total). "
             "json_schema, choice or regex constrain the reply; adapter picks a LoRA adapter."
         ),
-        input_schema=schema(ChatArguments, "validation"),
+        input_schema=routed_by_session(schema(ChatArguments, "validation")),
         output_schema=schema(ChatResult, "serialization"),
     ),
     types.Tool(
@@ -75,7 +97,7 @@ TOOLS = [
         name="end_session",
         title="End session",
         description="Forget one session's conversation history.",
-        input_schema=schema(EndSessionArguments, "validation"),
+        input_schema=routed_by_session(schema(EndSessionArguments, "validation")),
         output_schema=schema(EndSessionResult, "serialization"),
         annotations=types.ToolAnnotations(destructive_hint=True, idempotent_hint=True),
     ),
