@@ -6,8 +6,9 @@ turns the environment into settings; everything else receives a ``Settings``. Th
 environment is read here once more, never for a setting's value: ``child_environment``
 copies it for a child (and ``config_check.validate`` looks at every name in it for typos).
 
-Each validation rule lives here once (``config_check`` gathers what they find for
-``config validate``). A combination that only limits what calls get
+Each validation rule lives once: here, or in ``config_rules`` when it is more than a
+field constraint (``config_load`` layers the sources and explains errors; ``config_check``
+gathers what the rules find for ``config validate``). A combination that only limits what calls get
 (a default reply longer than the context, say) is a warning (``Settings.warnings``),
 shown by ``doctor`` and ``config validate`` and logged by ``serve``; only what cannot
 serve at all (or serves HTTP to the network without a token) is refused, so a supervisor does
@@ -16,11 +17,7 @@ not restart the server in a loop.
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
-import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -35,26 +32,25 @@ from pydantic import (
     model_validator,
 )
 
-from vllm_mcp import lora, multinode
+from vllm_mcp import config_rules, lora, multinode
+from vllm_mcp.config_load import ConfigError, Source, child_environment, explain, layered, mask_secret
+from vllm_mcp.config_rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
 from vllm_mcp.sessions import location as sessions_location
 
+__all__ = [
+    "EMBEDDED_MODEL",
+    "ConfigError",
+    "Settings",
+    "Source",
+    "check_top_k",
+    "child_environment",
+    "is_loopback",
+    "mask_secret",
+    "parallel_problem",
+    "unknown_engine_args",
+]
+
 EMBEDDED_MODEL = "embedded"
-
-# A host name, an IPv4 address or a bracketed IPv6 address, with an optional port.
-_HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-Source = Literal["default", "environment", "option", "file"]
 
 
 def _default_cache_dir() -> Path:
@@ -344,16 +340,7 @@ class Settings(BaseModel):
     @field_validator("engine_args", mode="before")
     @classmethod
     def _json_object(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            if not v.strip():
-                return {}
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(v, dict):
-                raise ValueError('must be a JSON object such as {"enforce_eager": true}')
-        return v
+        return config_rules.parse_json_object(v)
 
     @field_validator("lora_modules", mode="before")
     @classmethod
@@ -390,6 +377,7 @@ class Settings(BaseModel):
     @classmethod
     def _master_addr(cls, v: str | None) -> str | None:
         return None if v is None else multinode.check_master_addr(v)
+
     @field_validator("session_store")
     @classmethod
     def _store_location(cls, v: str | None) -> str | None:
@@ -400,14 +388,7 @@ class Settings(BaseModel):
     def _host_list(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        entries = [e.strip() for e in v.split(",") if e.strip()]
-        bad = [e for e in entries if e != "*" and not _HOST_ENTRY.fullmatch(e)]
-        if bad:
-            raise ValueError(
-                f"{bad[0]!r} is not a host name, host:port or '*' (comma-separated, e.g. "
-                "'mcp.example.org,10.0.0.5:8000')"
-            )
-        return ",".join(entries) or None
+        return config_rules.check_host_list(v)
 
     @field_validator(
         "http_public_url", "oauth_issuer", "oauth_audience", "oauth_jwks_url", "oauth_introspection_url"
@@ -509,29 +490,12 @@ class Settings(BaseModel):
         file_values: Mapping[str, str] | None = None,
     ) -> tuple[Settings, dict[str, Source]]:
         environ = os.environ if environ is None else environ
-        raw: dict[str, Any] = {}
-        sources: dict[str, Source] = {}
         names = cls.env_names()
-        layers: list[tuple[Source, Mapping[str, Any]]] = [
-            ("file", file_values or {}),
-            ("environment", environ),
-        ]
-        for source, layer in layers:
-            for field, env in names.items():
-                value = layer.get(env)
-                if value is None and field == "hf_token":
-                    value = layer.get("HF_TOKEN")
-                if value is not None:
-                    raw[env] = value
-                    sources[field] = source
-        for field, value in (options or {}).items():
-            if value is not None:
-                raw[names[field]] = value
-                sources[field] = "option"
+        raw, sources = layered(names, environ, options, file_values)
         try:
             settings = cls.model_validate(raw)
         except ValidationError as e:
-            raise ConfigError(_explain(e, raw)) from None
+            raise ConfigError(explain(e, raw)) from None
         return settings, {f: sources.get(f, "default") for f in names}
 
     # --- views -------------------------------------------------------------------
@@ -547,84 +511,3 @@ class Settings(BaseModel):
                 value = str(value)
             out[field] = value
         return out
-
-
-class ConfigError(ValueError):
-    """Invalid configuration; ``lines`` are complete, user-facing sentences."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("; ".join(lines))
-        self.lines = lines
-
-
-def _explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
-    lines = []
-    for item in error.errors(include_url=False):
-        loc = item.get("loc") or ()
-        name = str(loc[0]) if loc else ""
-        msg = item["msg"].removeprefix("Value error, ")
-        if not name:  # a cross-field check: its message already names the variables
-            lines.append(f"invalid configuration: {msg}")
-            continue
-        shown = "<hidden>" if name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN") else raw.get(name)
-        if name == "VLLM_MCP_SESSION_STORE" and isinstance(shown, str):
-            shown = sessions_location.redact(shown)
-        lines.append(f"invalid {name}={shown!r}: {msg[0].lower() + msg[1:]}")
-    return lines
-
-
-def mask_secret(secret: str | None) -> str | None:
-    """Show that a secret is set without revealing it (``hf_…abcd``-style is too much)."""
-    if not secret:
-        return None
-    return f"<set, {len(secret)} characters>"
-
-
-def child_environment(
-    extra: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The environment a child ``vllm-mcp serve`` inherits (token included, never printed).
-
-    ``extra`` overrides the parent's values; ``defaults`` applies only where the parent has none.
-    """
-    env = {**(defaults or {}), **os.environ}
-    env.update(extra or {})
-    return env
-
-
-# --- rules that need more than the settings -------------------------------------
-
-
-def parallel_problem(settings: Settings, gpu_count: int | None) -> str | None:
-    """Tensor x pipeline parallelism needs more GPUs than are visible (vLLM would not start).
-
-    None when it fits, when ``gpu_count`` is unknown, or with Ray, whose other nodes may bring GPUs.
-    """
-    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size // settings.nnodes
-    if not gpu_count or needed <= gpu_count or settings.distributed_executor_backend == "ray":
-        return None
-    nodes = f" on each of VLLM_NNODES ({settings.nnodes}) nodes" if settings.nnodes > 1 else ""
-    return (
-        f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
-        f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
-        f"GPUs{nodes} but {gpu_count} are visible; lower it, or spread it over more nodes "
-        "(VLLM_NNODES, docs/multinode.md)"
-    )
-
-
-def unknown_engine_args(engine_args: Mapping[str, Any], known: frozenset[str]) -> list[str]:
-    """A line for each ``VLLM_MCP_ENGINE_ARGS`` key that is no vLLM engine argument (``known``)."""
-    out = []
-    for name in engine_args:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            out.append(f"VLLM_MCP_ENGINE_ARGS: unknown engine argument {name!r}{hint}")
-    return out
-
-
-def check_top_k(value: int) -> int:
-    """Top-k is -1 (off) or at least 1: the rule for the default and for each call."""
-    if value != -1 and value < 1:
-        raise ValueError("must be -1 (disabled) or >= 1")
-    return value

@@ -1,6 +1,6 @@
 """``config validate``: every finding about one set of values, for a person to read.
 
-The rules themselves live in ``config.py`` (``Settings`` and the functions beside it); this
+The rules themselves live in ``config.py`` (``Settings``) and ``config_rules.py``; this
 module gathers what they find, and adds the one check that looks at names rather than values:
 ``VLLM_``/``VLLM_MCP_`` variables that neither we nor vLLM know, with the nearest known name.
 """

@@ -2,7 +2,8 @@
 
 ``Engine`` loads ``AsyncLLM`` in the background (the server answers ``initialize``
 meanwhile), streams token deltas for one request, aborts requests, and reports a
-load failure with its root cause and actionable advice.
+load failure with its root cause and actionable advice. Its types (engine_types.py) and
+the helpers that need no vLLM (engine_process.py) live beside it; importers take them from here.
 """
 
 from __future__ import annotations
@@ -10,73 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import importlib.metadata
 import logging
-import multiprocessing
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vllm_mcp import embedded, lifeline, lora, model_source, multinode
 from vllm_mcp.config import EMBEDDED_MODEL, Settings, unknown_engine_args
+from vllm_mcp.engine_process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
+from vllm_mcp.engine_types import Delta, EngineDead, EngineState, EngineUnavailable, PromptRejected, Sampling
 from vllm_mcp.load_phase import LoadProgress, Phase
-from vllm_mcp.lora import Adapter
 from vllm_mcp.structured import Constraint, compact_json_grammar
 
 log = logging.getLogger(__name__)
-
-
-class EngineState(str, enum.Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-class EngineUnavailable(RuntimeError):
-    """The engine cannot serve: still failed to load, dead, or shut down."""
-
-
-class EngineDead(EngineUnavailable):
-    """The engine process died; the server must exit so its supervisor restarts it."""
-
-
-class PromptRejected(ValueError):
-    """vLLM refused the request's input (too long, bad parameters)."""
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """What one generation asks for, already validated."""
-
-    max_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
-    seed: int | None = None
-    min_tokens: int = 0
-    stop: tuple[str, ...] = ()
-    logprobs: int | None = None
-    constraint: Constraint | None = None
-    adapter: Adapter | None = None
-    stream_interval: int = 1
-    """Tokens per delta after the first (vLLM's own coalescing); 1 = a delta per engine step."""
-
-
-@dataclass(frozen=True)
-class Delta:
-    """New output of one request since the last delta."""
-
-    text: str
-    new_tokens: int
-    finish_reason: str | None
-    stop_reason: str | int | None = None
-    logprobs: list[dict[str, Any]] | None = None
 
 
 def prepare_process_environment(settings: Settings) -> None:
@@ -115,89 +65,6 @@ def prepare_process_environment(settings: Settings) -> None:
 
 
 GATEWAY_ENV_PREFIXES = ("FMCP_",)
-
-LOAD_THREAD = "vllm-mcp-load"
-"""The thread that builds the ``AsyncLLM``; a daemon, so an exit never waits for a load."""
-
-
-async def _in_load_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a daemon thread (``asyncio.to_thread``'s pool is joined at exit)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def run() -> None:
-        try:
-            result, error = fn(*args), None
-        except BaseException as e:
-            result, error = None, e
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=run, name=LOAD_THREAD, daemon=True).start()
-    return await future
-
-
-def stop_engine_processes(timeout: float = 3.0) -> int:
-    """Terminate the engine processes a cancelled load left behind; returns how many."""
-    children = multiprocessing.active_children()
-    for child in children:
-        with contextlib.suppress(Exception):
-            child.terminate()
-    deadline = time.monotonic() + timeout
-    for child in children:
-        with contextlib.suppress(Exception):
-            child.join(max(0.0, deadline - time.monotonic()))
-            if child.is_alive():
-                child.kill()
-                child.join(1.0)
-    return len(children)
-
-
-WORKER_NAME = "VLLM::Worker"
-
-
-def lower_worker_priority(root: int, nice: int) -> list[int]:
-    """Renice every thread of vLLM's worker processes below ``root``; returns their pids.
-
-    On CPU, vLLM's engine core and worker busy-poll each other. Where the kernel groups a
-    session's processes for scheduling (autogroup, on by default in most distributions) and
-    the MCP client started us in a new session (the official SDK does), the server's front
-    end then waits behind them for whole time slices: 8 concurrent calls took as long as 8
-    calls one after another on a 2-core machine. A lower priority for the worker lets the
-    front end run when it needs to and costs nothing measurable otherwise (docs/performance.md,
-    "Findings"). Failures are logged, never raised: this is tuning, not correctness.
-    """
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    descendants, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - descendants
-        descendants |= frontier
-    workers = []
-    for pid in sorted(descendants):
-        try:
-            if not Path(f"/proc/{pid}/comm").read_text().startswith(WORKER_NAME):
-                continue
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
-            workers.append(pid)
-        except OSError as e:
-            log.warning("could not lower the priority of a vLLM worker", extra={"pid": pid, "error": str(e)})
-    if workers:
-        log.info("lowered the priority of vLLM's CPU workers", extra={"pids": workers, "nice": nice})
-    return workers
 
 
 def _is_vllm_cpu() -> bool:
@@ -422,7 +289,7 @@ class Engine:
         try:
             # All of it in the load thread: importing vLLM alone blocks for seconds, and the
             # event loop must go on answering (and see end of input) meanwhile.
-            self._llm, self.model_name, self.device = await _in_load_thread(
+            self._llm, self.model_name, self.device = await in_load_thread(
                 _load, self.settings, self.load, self._client
             )
             config = self._llm.model_config
@@ -632,17 +499,3 @@ def _logprobs(choice: Any, top: int | None) -> list[dict[str, Any]] | None:
             }
         )
     return entries
-
-
-_CAUSE_MARKERS = ("Error", "error:", "Exception", "out of memory", "ValueError", "RuntimeError")
-
-
-def root_cause(lines: Sequence[str]) -> str | None:
-    """The last line of the engine's log that names an error: vLLM only says 'see above'."""
-    for line in reversed(lines):
-        stripped = line.strip()
-        if not stripped or "See root cause above" in stripped or stripped.startswith("File "):
-            continue
-        if any(m in stripped for m in _CAUSE_MARKERS):
-            return stripped[-500:]
-    return None

@@ -1,0 +1,96 @@
+"""Value rules of the settings that are more than a pydantic constraint, each written once.
+
+``Settings`` (config.py) applies the value rules through its validators; ``check_top_k`` is
+also the rule for each call's ``top_k``; ``parallel_problem`` and ``unknown_engine_args`` need
+facts from outside the settings (visible GPUs, vLLM's engine arguments), so doctor, ``config
+validate`` and the engine call them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vllm_mcp.config import Settings
+
+# A host name, an IPv4 address or a bracketed IPv6 address, with an optional port.
+_HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_top_k(value: int) -> int:
+    """Top-k is -1 (off) or at least 1: the rule for the default and for each call."""
+    if value != -1 and value < 1:
+        raise ValueError("must be -1 (disabled) or >= 1")
+    return value
+
+
+def parse_json_object(v: Any) -> Any:
+    """``VLLM_MCP_ENGINE_ARGS`` as text: empty is ``{}``, else it must be a JSON object."""
+    if isinstance(v, str):
+        if not v.strip():
+            return {}
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(v, dict):
+            raise ValueError('must be a JSON object such as {"enforce_eager": true}')
+    return v
+
+
+def check_host_list(v: str) -> str | None:
+    """``VLLM_MCP_HTTP_ALLOWED_HOSTS``: comma-separated host, host:port or '*'; normalised."""
+    entries = [e.strip() for e in v.split(",") if e.strip()]
+    bad = [e for e in entries if e != "*" and not _HOST_ENTRY.fullmatch(e)]
+    if bad:
+        raise ValueError(
+            f"{bad[0]!r} is not a host name, host:port or '*' (comma-separated, e.g. "
+            "'mcp.example.org,10.0.0.5:8000')"
+        )
+    return ",".join(entries) or None
+
+
+# --- rules that need more than the settings -------------------------------------
+
+
+def parallel_problem(settings: Settings, gpu_count: int | None) -> str | None:
+    """Tensor x pipeline parallelism needs more GPUs than are visible (vLLM would not start).
+
+    None when it fits, when ``gpu_count`` is unknown, or with Ray, whose other nodes may bring GPUs.
+    """
+    needed = settings.tensor_parallel_size * settings.pipeline_parallel_size // settings.nnodes
+    if not gpu_count or needed <= gpu_count or settings.distributed_executor_backend == "ray":
+        return None
+    nodes = f" on each of VLLM_NNODES ({settings.nnodes}) nodes" if settings.nnodes > 1 else ""
+    return (
+        f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
+        f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) needs {needed} "
+        f"GPUs{nodes} but {gpu_count} are visible; lower it, or spread it over more nodes "
+        "(VLLM_NNODES, docs/multinode.md)"
+    )
+
+
+def unknown_engine_args(engine_args: Mapping[str, Any], known: frozenset[str]) -> list[str]:
+    """A line for each ``VLLM_MCP_ENGINE_ARGS`` key that is no vLLM engine argument (``known``)."""
+    out = []
+    for name in engine_args:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            out.append(f"VLLM_MCP_ENGINE_ARGS: unknown engine argument {name!r}{hint}")
+    return out

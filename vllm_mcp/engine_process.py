@@ -1,0 +1,119 @@
+"""The engine's threads and processes, without importing vLLM.
+
+The load thread that builds the ``AsyncLLM``, stopping the engine processes a cancelled load
+left behind, the CPU workers' priority, and the root cause of a failure in the engine's log.
+engine.py (the only module that imports vLLM) uses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("vllm_mcp.engine")  # the engine's log lines, as before the split
+
+
+LOAD_THREAD = "vllm-mcp-load"
+"""The thread that builds the ``AsyncLLM``; a daemon, so an exit never waits for a load."""
+
+
+async def in_load_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a daemon thread (``asyncio.to_thread``'s pool is joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as e:
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=LOAD_THREAD, daemon=True).start()
+    return await future
+
+
+def stop_engine_processes(timeout: float = 3.0) -> int:
+    """Terminate the engine processes a cancelled load left behind; returns how many."""
+    children = multiprocessing.active_children()
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.terminate()
+    deadline = time.monotonic() + timeout
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                child.kill()
+                child.join(1.0)
+    return len(children)
+
+
+WORKER_NAME = "VLLM::Worker"
+
+
+def lower_worker_priority(root: int, nice: int) -> list[int]:
+    """Renice every thread of vLLM's worker processes below ``root``; returns their pids.
+
+    On CPU, vLLM's engine core and worker busy-poll each other. Where the kernel groups a
+    session's processes for scheduling (autogroup, on by default in most distributions) and
+    the MCP client started us in a new session (the official SDK does), the server's front
+    end then waits behind them for whole time slices: 8 concurrent calls took as long as 8
+    calls one after another on a 2-core machine. A lower priority for the worker lets the
+    front end run when it needs to and costs nothing measurable otherwise (docs/performance.md,
+    "Findings"). Failures are logged, never raised: this is tuning, not correctness.
+    """
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    descendants, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - descendants
+        descendants |= frontier
+    workers = []
+    for pid in sorted(descendants):
+        try:
+            if not Path(f"/proc/{pid}/comm").read_text().startswith(WORKER_NAME):
+                continue
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+            workers.append(pid)
+        except OSError as e:
+            log.warning("could not lower the priority of a vLLM worker", extra={"pid": pid, "error": str(e)})
+    if workers:
+        log.info("lowered the priority of vLLM's CPU workers", extra={"pids": workers, "nice": nice})
+    return workers
+
+
+_CAUSE_MARKERS = ("Error", "error:", "Exception", "out of memory", "ValueError", "RuntimeError")
+
+
+def root_cause(lines: Sequence[str]) -> str | None:
+    """The last line of the engine's log that names an error: vLLM only says 'see above'."""
+    for line in reversed(lines):
+        stripped = line.strip()
+        if not stripped or "See root cause above" in stripped or stripped.startswith("File "):
+            continue
+        if any(m in stripped for m in _CAUSE_MARKERS):
+            return stripped[-500:]
+    return None

@@ -1,0 +1,60 @@
+"""What the engine takes and gives, and how it fails: no vLLM here, so the tools, the
+protocol and the test double (tests/doubles.py) use them without importing vLLM.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from vllm_mcp.lora import Adapter
+from vllm_mcp.structured import Constraint
+
+
+class EngineState(str, enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot serve: still failed to load, dead, or shut down."""
+
+
+class EngineDead(EngineUnavailable):
+    """The engine process died; the server must exit so its supervisor restarts it."""
+
+
+class PromptRejected(ValueError):
+    """vLLM refused the request's input (too long, bad parameters)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What one generation asks for, already validated."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int | None = None
+    min_tokens: int = 0
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+    constraint: Constraint | None = None
+    adapter: Adapter | None = None
+    stream_interval: int = 1
+    """Tokens per delta after the first (vLLM's own coalescing); 1 = a delta per engine step."""
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New output of one request since the last delta."""
+
+    text: str
+    new_tokens: int
+    finish_reason: str | None
+    stop_reason: str | int | None = None
+    logprobs: list[dict[str, Any]] | None = None
