@@ -172,6 +172,8 @@ def test_unit_the_sessions_mode_measures_every_store(postgres_url: str, tmp_path
     for result in stores.values():
         assert result["turns"] == 60 and 0 < result["p50_ms"] <= result["p99_ms"]
     assert "| postgres | 8 |" in (tmp_path / "sessions.md").read_text()
+
+
 def test_unit_front_end_cpu_counts_the_process_itself_per_token_and_message() -> None:
     import os
     import time as _time
