@@ -43,6 +43,7 @@ def main() -> None:
         VLLM_MCP_LORA_MODULES=f"alpha={alpha} beta={beta}",
         VLLM_MCP_ENGINE_ARGS=json.dumps(engine_args),
         VLLM_MCP_PROGRESS_INTERVAL="0",
+        VLLM_MCP_PROGRESS_MAX_RATE="0",
     )
     server = RawServer(env)
     server.initialize()

@@ -226,7 +226,7 @@ def test_a_slow_reader_loses_nothing_and_each_stream_stays_in_order() -> None:
     engine = FakeEngine(reply=reply)
 
     async def scenario() -> None:
-        async with serving(engine, VLLM_MCP_PROGRESS_INTERVAL="0") as peer:
+        async with serving(engine, VLLM_MCP_PROGRESS_INTERVAL="0", VLLM_MCP_PROGRESS_MAX_RATE="0") as peer:
             await peer.initialize()
             chat = {"messages": [{"role": "user", "content": "go"}], "max_tokens": words}
             peer.pause_reading()

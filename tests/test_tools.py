@@ -103,7 +103,7 @@ def test_pacer_sends_the_first_delta_at_once_then_coalesces() -> None:
         sent.append((text, tokens, total))
 
     async def scenario() -> None:
-        pacer = tools.ProgressPacer(send, total=50, interval=60.0)
+        pacer = tools.ProgressRate(interval=60.0, max_rate=0).pacer(send, total=50)
         await pacer.add("Hel", 1)
         for i, piece in enumerate(["lo", ",", " wor", "ld"], start=2):
             await pacer.add(piece, i)
@@ -122,7 +122,7 @@ def test_pacer_reports_tokens_that_decode_to_no_text() -> None:
         sent.append((text, tokens, total))
 
     async def scenario() -> None:
-        pacer = tools.ProgressPacer(send, total=3, interval=60.0)
+        pacer = tools.ProgressRate(interval=60.0, max_rate=0).pacer(send, total=3)
         await pacer.add("a", 1)
         await pacer.add("b", 2)
         await pacer.add("", 3)
@@ -130,6 +130,94 @@ def test_pacer_reports_tokens_that_decode_to_no_text() -> None:
 
     asyncio.run(scenario())
     assert sent == [("a", 1, 3), ("b", 3, 3)]
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def paced_run(calls: int, interval: float, max_rate: float, tokens: int, step: float) -> list[list[int]]:
+    """``calls`` pacers on one rate, one token each per ``step`` seconds of the fake clock.
+
+    Returns, per call, the token counts its notifications carried.
+    """
+    clock = FakeClock()
+    rate = tools.ProgressRate(interval=interval, max_rate=max_rate, clock=clock)
+    sent: list[list[int]] = [[] for _ in range(calls)]
+
+    def sender(i: int) -> tools.ProgressSender:
+        async def send(text: str, count: int, total: int) -> None:
+            assert text == "x" * (count - (sent[i][-1] if sent[i] else 0))  # no text lost
+            sent[i].append(count)
+
+        return send
+
+    async def scenario() -> None:
+        pacers = [rate.pacer(sender(i), total=tokens) for i in range(calls)]
+        assert rate.streaming == calls
+        for n in range(1, tokens + 1):
+            for pacer in pacers:
+                await pacer.add("x", n)
+            clock.now += step
+        for pacer in pacers:
+            await pacer.flush()
+            pacer.close()
+            pacer.close()  # idempotent: a call is uncounted once
+
+    asyncio.run(scenario())
+    assert rate.streaming == 0
+    return sent
+
+
+# Binary fractions of a second, so the fake clock's sums are exact: a token every 1/128 s for
+# 1 s, a per-call interval of 1/16 s (8 tokens).
+STEP, INTERVAL, TOKENS = 1 / 128, 1 / 16, 128
+
+
+def test_one_call_paces_at_the_interval_under_the_cap() -> None:
+    (counts,) = paced_run(calls=1, interval=INTERVAL, max_rate=200, tokens=TOKENS, step=STEP)
+    assert counts[0] == 1  # time to first token: the first delta at once
+    assert counts[-1] == TOKENS  # the last notification carries every token
+    assert counts == [*range(1, TOKENS, 8), TOKENS]  # one per interval between
+
+
+def test_many_calls_share_the_cap() -> None:
+    # 64 calls: at 1/16 s each they would send 64 * 17 = 1,088 in the second; the cap of 200/s
+    # stretches each call's interval to 64 / 200 = 0.32 s (41 tokens).
+    sent = paced_run(calls=64, interval=INTERVAL, max_rate=200, tokens=TOKENS, step=STEP)
+    assert all(counts == [1, 42, 83, 124, TOKENS] for counts in sent)  # first at once, last complete
+
+
+def test_no_cap_keeps_the_per_call_interval() -> None:
+    sent = paced_run(calls=64, interval=INTERVAL, max_rate=0, tokens=TOKENS, step=STEP)
+    assert all(counts == [*range(1, TOKENS, 8), TOKENS] for counts in sent)
+
+
+def test_a_call_that_fails_stops_counting_against_the_cap() -> None:
+    class Gone(Exception):
+        pass
+
+    async def progress(text: str, tokens: int, total: int) -> None:
+        pass
+
+    async def broken(text: str, tokens: int, total: int) -> None:
+        raise Gone  # the client's stream went away mid-call
+
+    async def scenario() -> int:
+        t, engine = make_tools(FakeEngine(reply="one two"))
+        await engine.start()
+        await t.chat_completion(chat_args(max_tokens=2), progress)
+        with pytest.raises(Gone):
+            await t.chat_completion(chat_args(max_tokens=2), broken)
+        return t.progress_rate.streaming
+
+    assert run(scenario) == 0
 
 
 # --- Tools over the FakeEngine double: admission, queueing, cancellation, shutdown ------------
@@ -160,7 +248,11 @@ def test_a_call_streams_the_engines_reply_and_reports_usage() -> None:
         sent.append((text, tokens, total))
 
     async def scenario() -> tools.ChatResult:
-        t, engine = make_tools(FakeEngine(reply="one two three four"), VLLM_MCP_PROGRESS_INTERVAL="0")
+        t, engine = make_tools(
+            FakeEngine(reply="one two three four"),
+            VLLM_MCP_PROGRESS_INTERVAL="0",
+            VLLM_MCP_PROGRESS_MAX_RATE="0",
+        )
         await engine.start()
         return await t.chat_completion(chat_args(max_tokens=3, temperature=0), progress)
 

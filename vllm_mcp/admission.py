@@ -3,7 +3,8 @@
 ``Admission`` bounds generations in flight (``VLLM_MCP_MAX_CONCURRENCY``) and calls waiting
 (``VLLM_MCP_MAX_QUEUE``); beyond both a call is told the server is busy rather than queued
 without end. ``ProgressPacer`` coalesces token deltas so one call sends at most one progress
-notification per ``VLLM_MCP_PROGRESS_INTERVAL``.
+notification per ``VLLM_MCP_PROGRESS_INTERVAL``; ``ProgressRate`` stretches that interval when
+many calls stream, so all of them together stay under ``VLLM_MCP_PROGRESS_MAX_RATE``.
 """
 
 from __future__ import annotations
@@ -58,25 +59,54 @@ class Admission:
             self._slots.release()
 
 
+class ProgressRate:
+    """A server-wide cap on progress notifications per second, shared by all streaming calls.
+
+    Each notification costs the front end a fixed slice of CPU in the MCP SDK
+    (docs/performance.md), so the total rate, not the per-call one, is what takes tokens/s
+    away. Like vLLM's ``stream_interval``, one call streams at ``interval`` and many calls
+    coarsen: each waits ``max(interval, streaming / max_rate)``. ``max_rate`` 0: no cap.
+    """
+
+    def __init__(self, interval: float, max_rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._max_rate = max_rate
+        self.clock = clock
+        self.streaming = 0
+
+    def interval(self) -> float:
+        """The least seconds between two notifications of one call, given who streams now."""
+        if not self._max_rate:
+            return self._interval
+        return max(self._interval, self.streaming / self._max_rate)
+
+    def pacer(self, send: ProgressSender, total: int) -> ProgressPacer:
+        """A pacer for one call, counted as streaming until its ``close``."""
+        self.streaming += 1
+        return ProgressPacer(send, total, self)
+
+
 class ProgressPacer:
     """Coalesces token deltas so one call sends at most one notification per interval.
 
-    The first delta goes out at once (it is the caller's time to first token).
+    The first delta goes out at once (it is the caller's time to first token); ``flush``
+    sends whatever is left, so the last notification carries every token.
     """
 
-    def __init__(self, send: ProgressSender, total: int, interval: float) -> None:
+    def __init__(self, send: ProgressSender, total: int, rate: ProgressRate) -> None:
         self._send = send
         self._total = total
-        self._interval = interval
+        self._rate = rate
         self._pending = ""
         self._tokens = 0
         self._sent_tokens = 0
         self._last = float("-inf")
+        self._open = True
 
     async def add(self, text: str, tokens: int) -> None:
         self._pending += text
         self._tokens = tokens
-        if time.monotonic() - self._last >= self._interval:
+        if self._rate.clock() - self._last >= self._rate.interval():
             await self.flush()
 
     async def flush(self) -> None:
@@ -85,8 +115,14 @@ class ProgressPacer:
         if not self._pending and self._tokens == self._sent_tokens:
             return
         text, self._pending = self._pending, ""
-        self._last, self._sent_tokens = time.monotonic(), self._tokens
+        self._last, self._sent_tokens = self._rate.clock(), self._tokens
         await self._send(text, self._tokens, self._total)
+
+    def close(self) -> None:
+        """The call no longer streams: it stops counting against the shared rate."""
+        if self._open:
+            self._open = False
+            self._rate.streaming -= 1
 
 
 class WaitReporter:

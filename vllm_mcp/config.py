@@ -175,6 +175,13 @@ class Settings(BaseModel):
         le=10.0,
         description="Minimum seconds between two progress notifications of one call.",
     )
+    progress_max_rate: float = Field(
+        200.0,
+        alias="VLLM_MCP_PROGRESS_MAX_RATE",
+        ge=0.0,
+        description="Progress notifications per second across all streaming calls: with many "
+        "calls each one's interval stretches to calls / rate (0: no cap).",
+    )
     shutdown_grace: float = Field(
         30.0,
         alias="VLLM_MCP_SHUTDOWN_GRACE",

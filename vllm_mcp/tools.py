@@ -18,7 +18,14 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vllm_mcp import generation, prompts, structured
-from vllm_mcp.admission import WAIT_REPORT_INTERVAL, Admission, ProgressPacer, ProgressSender, WaitReporter
+from vllm_mcp.admission import (
+    WAIT_REPORT_INTERVAL,
+    Admission,
+    ProgressPacer,
+    ProgressRate,
+    ProgressSender,
+    WaitReporter,
+)
 from vllm_mcp.config import Settings
 from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected
 from vllm_mcp.errors import (
@@ -40,6 +47,7 @@ __all__ = [
     "InvalidArguments",
     "NotStarted",
     "ProgressPacer",
+    "ProgressRate",
     "ServerBusy",
     "ShuttingDown",
     "ToolError",
@@ -179,6 +187,7 @@ class Tools:
         self.active_sessions = 0
         self.metrics = metrics
         self.admission = Admission(settings.max_concurrency, settings.max_queue)
+        self.progress_rate = ProgressRate(settings.progress_interval, settings.progress_max_rate)
         self.started = time.monotonic()
         self.stopping = False
         self._hard_stop = asyncio.Event()
@@ -399,7 +408,7 @@ class Tools:
             params = generation.sampling(args, self.settings, max_tokens)
         except generation.UnknownAdapter as e:
             raise InvalidArguments(f"invalid arguments: {e}") from None
-        pacer = ProgressPacer(progress, max_tokens, self.settings.progress_interval) if progress else None
+        pacer = self.progress_rate.pacer(progress, max_tokens) if progress else None
         request_id = f"mcp-{next(self._ids)}"
         try:
             out = await generation.stream(
@@ -409,6 +418,9 @@ class Tools:
                 await pacer.flush()
         except PromptRejected as e:
             raise InvalidArguments(f"vLLM rejected the request: {str(e).strip()}") from None
+        finally:
+            if pacer:
+                pacer.close()
         if out.first_token_s is not None:
             self.metrics.observe_ttft(out.first_token_s)
         self.metrics.add_tokens(len(prompt_ids), out.tokens)
