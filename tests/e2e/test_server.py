@@ -204,6 +204,9 @@ def test_two_concurrent_calls_on_one_session_keep_both_turns(client: McpClient) 
 
 
 def test_progress_streams_the_reply(client: McpClient) -> None:
+    # A call made during the load also hears "waiting for the model" notes (test_startup.py);
+    # this test is about the reply's own stream.
+    client.wait_ready(300)
     events: list[tuple[float, float | None, str | None]] = []
     result = client.call(
         "chat_completion",
