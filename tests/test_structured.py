@@ -44,6 +44,14 @@ def test_a_cut_reply_says_why() -> None:
         structured.parse_reply('{"a": ', "stop", 10)
 
 
+def test_a_complete_reply_with_a_raw_control_character_in_a_string_is_json() -> None:
+    # Seen on the tiny model: the grammar allowed U+0013 inside a string.
+    assert structured.parse_reply('{"name":"]npld\x13","admin":false}', "stop", 40) == {
+        "name": "]npld\x13",
+        "admin": False,
+    }
+
+
 SCHEMA = {
     "type": "object",
     "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"type": "string"}}},

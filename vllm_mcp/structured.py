@@ -97,7 +97,9 @@ def parse_reply(text: str, finish_reason: str | None, max_tokens: int) -> Any:
     value only when something else ended it first (``max_tokens``, a ``stop`` string, an abort).
     """
     try:
-        return json.loads(text)
+        # strict=False: xgrammar's JSON grammar lets a raw control character (U+0000-U+001F)
+        # into a string, which strict JSON parsing refuses although the value is complete.
+        return json.loads(text, strict=False)
     except ValueError:
         why = {
             "length": f"it reached max_tokens ({max_tokens}); raise max_tokens",

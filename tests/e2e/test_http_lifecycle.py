@@ -23,7 +23,8 @@ def test_healthz_while_loading_then_sigterm_drains_and_exits_0(tiny_model: Path)
     try:
         # The transport answers before the model is ready: load balancers see "not yet".
         first = server.health()
-        assert first.status_code == 503 and first.json() == {"state": "loading"}
+        body = first.json()
+        assert first.status_code == 503 and body["state"] == "loading" and body["phase"] != "ready"
         server.wait_ready()
         processes = tree(server.proc.pid)  # now with the engine core and its workers
         assert len(processes) > 1
@@ -61,7 +62,7 @@ def test_healthz_while_loading_then_sigterm_drains_and_exits_0(tiny_model: Path)
                             while (await http.get(server.base + "/healthz")).status_code == 200:
                                 await anyio.sleep(0.05)
                         health = await http.get(server.base + "/healthz")
-                        assert health.status_code == 503 and health.json() == {"state": "stopping"}
+                        assert health.status_code == 503 and health.json()["state"] == "stopping"
                         refused = await http.post(server.url, json=initialize_body(), headers=ACCEPT)
                         assert refused.status_code == 503
                         assert "shutting down" in refused.json()["error"]["message"]
