@@ -64,7 +64,6 @@ class McpHttpContender(Contender):
     variants = ("stream", "no-stream")
 
     async def start(self) -> None:
-        import aiohttp
 
         port = free_port()
         token = secrets.token_urlsafe(32)
@@ -83,7 +82,15 @@ class McpHttpContender(Contender):
             *self.command, env=env, stdout=self._log, stderr=self._log
         )
         self.pid = self.proc.pid
-        self.base = f"http://127.0.0.1:{port}"
+        self._open_client(f"http://127.0.0.1:{port}", token)
+        await self._wait_healthy(self.base + "/healthz", [self.proc])
+        await self._initialize()
+
+    def _open_client(self, base: str, token: str) -> None:
+        """The aiohttp session and headers every request to ``base`` uses."""
+        import aiohttp
+
+        self.base = base
         self.ids = itertools.count(1)
         self.headers = {
             "Authorization": f"Bearer {token}",
@@ -93,18 +100,24 @@ class McpHttpContender(Contender):
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
         )
+
+    async def _wait_healthy(self, url: str, procs: list[Any]) -> None:
+        """Until ``url`` answers 200; a server process that exits meanwhile is an error."""
+        import aiohttp
+
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if self.proc.returncode is not None:
-                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}); see {self._log.name}")
+            for proc in procs:
+                if proc.returncode is not None:
+                    raise RuntimeError(
+                        f"{self.name}: a server exited ({proc.returncode}); see {self._log.name}"
+                    )
             with contextlib.suppress(aiohttp.ClientError):
-                async with self.http.get(self.base + "/healthz") as r:
+                async with self.http.get(url) as r:
                     if r.status == 200:
-                        break
+                        return
             await asyncio.sleep(0.5)
-        else:
-            raise TimeoutError(f"{self.name}: /healthz never said ready")
-        await self._initialize()
+        raise TimeoutError(f"{self.name}: {url} never said ready")
 
     async def _initialize(self) -> None:
         body = {

@@ -11,16 +11,13 @@ speed-up. Memory and profiles cover the first replica's process tree only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import secrets
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench.contenders import REQUEST_TIMEOUT, free_port
+from bench.contenders import free_port
 from bench.mcp_http import McpHttpContender
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +29,6 @@ class ReplicasContender(McpHttpContender):
     variants = ("stream",)
 
     async def start(self) -> None:
-        import aiohttp
 
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         token = secrets.token_urlsafe(32)
@@ -77,37 +73,11 @@ class ReplicasContender(McpHttpContender):
         self.haproxy = await asyncio.create_subprocess_exec(
             haproxy, "-db", "-f", str(config), stdout=self._haproxy_log, stderr=self._haproxy_log
         )
-        self.base = f"http://127.0.0.1:{front}"
-        self.ids = itertools.count(1)
-        self.headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json, text/event-stream",
-            "Content-Type": "application/json",
-        }
-        self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-        )
+        self._open_client(f"http://127.0.0.1:{front}", token)
         for port in ports:
-            await self._wait_healthy(f"http://127.0.0.1:{port}/healthz")
+            await self._wait_healthy(f"http://127.0.0.1:{port}/healthz", self.procs)
         await asyncio.sleep(3)  # HAProxy's checks (every 1 s, two to rise) see both ready
         await self._initialize()
-
-    async def _wait_healthy(self, url: str) -> None:
-        import aiohttp
-
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            for proc in self.procs:
-                if proc.returncode is not None:
-                    raise RuntimeError(
-                        f"{self.name}: a replica exited ({proc.returncode}); see {self._log.name}"
-                    )
-            with contextlib.suppress(aiohttp.ClientError):
-                async with self.http.get(url) as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.5)
-        raise TimeoutError(f"{self.name}: {url} never said ready")
 
     async def stop(self) -> None:
         await self.http.close()
