@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -93,3 +94,20 @@ def test_only_vllms_info_lines_are_recognised_as_such() -> None:
     assert load_phase.vllm_info_line("INFO 12-01 22:37:08 [core.py:133] no process prefix")
     assert not load_phase.vllm_info_line("(Worker pid=1) WARNING 12-01 22:37:08 [u.py:3] a warning")
     assert not load_phase.vllm_info_line('{"level": "INFO", "message": "ours"}')
+
+
+def test_a_watcher_hears_a_change_made_in_another_thread() -> None:
+    async def main() -> list[str]:
+        progress = LoadProgress(on_change=lambda old, seconds, new: None)
+        changed = progress.watch()
+        seen = []
+        threading.Thread(target=progress.advance, args=(Phase.LOADING_WEIGHTS,)).start()
+        await asyncio.wait_for(changed.wait(), 5)
+        seen.append(progress.phase.value)
+        changed.clear()
+        progress.advance(Phase.IMPORTING)  # backwards: no change, no wake-up
+        await asyncio.sleep(0.05)
+        assert not changed.is_set()
+        return seen
+
+    assert asyncio.run(main()) == ["loading_weights"]

@@ -95,9 +95,18 @@ class LoadProgress:
         self.on_change = on_change or self._log_change
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._watchers: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+
+    def watch(self) -> asyncio.Event:
+        """An event set, in the calling loop, at every change: an in-process display sees every
+        phase however short (a poll once a second misses a tiny model's weights)."""
+        event = asyncio.Event()
+        with self._lock:
+            self._watchers.append((asyncio.get_running_loop(), event))
+        return event
 
     def _log_change(self, previous: Phase, seconds: float, phase: Phase) -> None:
         def write() -> None:
@@ -120,7 +129,11 @@ class LoadProgress:
                 return
             now = time.monotonic()
             spent, self.phase, self.since = now - self.since, phase, now
+            watchers = list(self._watchers)
         self.on_change(old, spent, phase)
+        for loop, event in watchers:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(event.set)
 
     def status(self) -> dict[str, object]:
         """What model_info and /healthz show: the phase, seconds in it, seconds since the start."""

@@ -33,9 +33,12 @@ def smoke_test(settings: Settings, max_tokens: int = 8, status: StatusFactory | 
 
     async def report(engine: Any) -> None:
         assert show is not None
+        changed = engine.load.watch()
         while True:
             show({"state": engine.state.value, **engine.load.status()})
-            await asyncio.sleep(1.0)
+            changed.clear()
+            with contextlib.suppress(TimeoutError):  # each phase as it begins, and once a second
+                await asyncio.wait_for(changed.wait(), 1.0)
 
     async def generate() -> tuple[str, int, float | None]:
         engine = engine_module.Engine(settings, recent_log_lines=pump.tail)
