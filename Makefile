@@ -11,6 +11,10 @@ VARIANT := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(VARIANT)
 QUESTION ?= What is the capital of France?
 PYTEST_ARGS ?=
+# Compiled modules, and pytest's rewritten test modules, are cached in __pycache__ even where the
+# caller's environment says not to: without the cache each test worker rewrites every test
+# module again (10 s of a 2-core machine) and each server it starts compiles vllm_mcp anew.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: env demo test lint clean
 

@@ -62,20 +62,35 @@ def pytest_report_header() -> str | None:
     return None
 
 
-# Unit tests first (a failure shows in a minute), then the end-to-end modules: the cheap ones
-# first, the long integrations (gateways, units, the embedded model) last; others in between.
-E2E_FIRST = ("test_lifecycle", "test_direct", "test_protocol", "test_server")
-E2E_LAST = ("test_http_unit", "test_gateway", "test_fluidmcp_main", "test_embedded")
+# Unit tests first (a failure shows in a minute), then the end-to-end modules, the longest
+# first: CI runs them on two workers (pytest-xdist, --dist loadscope --no-loadscope-reorder),
+# and a long module started last would run alone at the end. The list is the modules' own
+# time, longest first, measured on a 2-core AMD EPYC (each starts one or more engines); the
+# modules not named follow in their usual order.
+E2E_LONGEST_FIRST = (
+    "test_multinode",
+    "test_faults",
+    "test_hostile",
+    "test_http_workers",
+    "test_persistence",
+    "test_session_store",
+    "test_replicas",
+    "test_gateway",
+    "test_fluidmcp_main",
+    "test_embedded",
+    "test_http_unit",
+    "test_startup",
+    "test_sdk_client",
+    "test_protocol",
+)
 
 
 def _order(item: pytest.Item) -> tuple[int, int]:
     path = Path(str(item.fspath))
     if path.parent.name != "e2e":
         return (0, 0)
-    if path.stem in E2E_FIRST:
-        return (1, E2E_FIRST.index(path.stem))
-    if path.stem in E2E_LAST:
-        return (3, E2E_LAST.index(path.stem))
+    if path.stem in E2E_LONGEST_FIRST:
+        return (1, E2E_LONGEST_FIRST.index(path.stem))
     return (2, 0)
 
 

@@ -263,8 +263,10 @@ def test_prefetch_bad_settings_exit_2() -> None:
 
 @pytest.fixture
 def no_vllm_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Skip importing vLLM for its variable names (seconds): none are used here."""
+    """Skip importing vLLM for its names and platform (seconds of a test worker): none are used here."""
     monkeypatch.setattr(cli_config, "engine_names", frozenset)
+    monkeypatch.setattr(cli_config, "engine_arg_names", frozenset)
+    monkeypatch.setattr(cli_config, "engine_platform", lambda: ("unknown", ""))
 
 
 def test_config_validate_findings_on_stdout_summary_on_stderr(no_vllm_names: None) -> None:

@@ -25,7 +25,12 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
-def wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+# Each orphan sees its parent go within lifeline.POLL_SECONDS, but a loaded 2-core machine
+# takes seconds more to tear down a process holding an engine's memory: a generous deadline.
+GONE_WITHIN = 30.0
+
+
+def wait_gone(processes: list[psutil.Process], timeout: float = GONE_WITHIN) -> list[psutil.Process]:
     """The processes still alive after ``timeout`` seconds (empty when all died)."""
     deadline = time.monotonic() + timeout
     left = alive(processes)

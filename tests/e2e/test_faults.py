@@ -136,7 +136,7 @@ def test_engine_killed_while_8_calls_stream(tiny_model: Path) -> None:
         assert result["isError"] is True
         assert "the vLLM engine process died" in result["content"][0]["text"]
         assert "restart" in result["content"][0]["text"]
-    assert proctree.wait_gone(processes, timeout=5) == []
+    assert proctree.wait_gone(processes) == []
     log = bytes(server.stderr).decode(errors="replace")
     assert "the vLLM engine died; exiting so the supervisor restarts the server" in log
     record(engine_killed_calls_answered=8, engine_killed_exit_seconds=round(exit_after, 1))
@@ -197,7 +197,7 @@ def test_client_that_stops_reading_causes_no_busy_loop_then_sigkill_leaves_nothi
             assert result["structuredContent"]["usage"]["completion_tokens"] == 300
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(60)  # the kernel tears down a large process slowly on a loaded machine
-        left = proctree.wait_gone(processes, timeout=5)
+        left = proctree.wait_gone(processes)
     finally:
         proctree.kill_all(processes)
         with contextlib.suppress(OSError):
@@ -265,5 +265,5 @@ def test_full_stderr_pipe_then_stdin_closed_mid_call(tiny_model: Path) -> None:
     result = server.response(50, timeout=1)["result"]
     assert result["structuredContent"]["usage"]["completion_tokens"] == 200
     assert exit_after < 30
-    assert proctree.wait_gone(processes, timeout=5) == []
+    assert proctree.wait_gone(processes) == []
     record(calls_through_full_stderr_pipe=calls, stdin_closed_exit_seconds=round(exit_after, 1))

@@ -65,7 +65,7 @@ def kill9(server: RawServer) -> None:
     processes = proctree.tree(server.proc.pid)
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
-    left = proctree.wait_gone(processes, timeout=5)
+    left = proctree.wait_gone(processes)
     proctree.kill_all(left)
     assert left == [], f"survived SIGKILL of the server: {[p.name() for p in left]}"
 
