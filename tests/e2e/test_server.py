@@ -293,10 +293,15 @@ def test_cpu_worker_yields_to_the_front_end(client: McpClient) -> None:
     import psutil
 
     client.wait_ready()
-    tree = psutil.Process().children(recursive=True)
-    workers = [p for p in tree if p.name().startswith("VLLM::Worker")]
-    server = [p for p in tree if "serve" in p.cmdline()]
-    assert workers and len(server) == 1
+
+    def mine(p: psutil.Process) -> bool:  # this module's server: another module's may run beside it
+        environ = p.environ()
+        return "serve" in p.cmdline() and all(environ.get(k) == v for k, v in client.env.items())
+
+    server = [p for p in psutil.Process().children(recursive=True) if mine(p)]
+    assert len(server) == 1
+    workers = [p for p in server[0].children(recursive=True) if p.name().startswith("VLLM::Worker")]
+    assert workers
     # Every thread of the worker (VLLM_MCP_CPU_WORKER_NICE=10), none of the server's.
     assert {psutil.Process(t.id).nice() for w in workers for t in w.threads()} == {10}
     # The server keeps the priority it inherited (the runner's: engine-slot runs tests at nice 5).
