@@ -96,18 +96,22 @@ def test_only_vllms_info_lines_are_recognised_as_such() -> None:
     assert not load_phase.vllm_info_line('{"level": "INFO", "message": "ours"}')
 
 
-def test_a_watcher_hears_a_change_made_in_another_thread() -> None:
-    async def main() -> list[str]:
+def test_a_watcher_hears_every_change_made_in_another_thread_in_order() -> None:
+    async def main() -> list[object]:
         progress = LoadProgress(on_change=lambda old, seconds, new: None)
-        changed = progress.watch()
-        seen = []
-        threading.Thread(target=progress.advance, args=(Phase.LOADING_WEIGHTS,)).start()
-        await asyncio.wait_for(changed.wait(), 5)
-        seen.append(progress.phase.value)
-        changed.clear()
-        progress.advance(Phase.IMPORTING)  # backwards: no change, no wake-up
+        changes = progress.watch()
+
+        def load() -> None:  # two phases before the watching loop can run once
+            progress.advance(Phase.LOADING_WEIGHTS)
+            progress.advance(Phase.WARMING_UP)
+            progress.advance(Phase.IMPORTING)  # backwards: no change, nothing queued
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        thread.join()
+        seen = [(await asyncio.wait_for(changes.get(), 5))["phase"] for _ in range(2)]
         await asyncio.sleep(0.05)
-        assert not changed.is_set()
+        assert changes.empty()
         return seen
 
-    assert asyncio.run(main()) == ["loading_weights"]
+    assert asyncio.run(main()) == ["loading_weights", "warming_up"]

@@ -95,18 +95,19 @@ class LoadProgress:
         self.on_change = on_change or self._log_change
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
-        self._watchers: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._watchers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, object]]]] = []
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def watch(self) -> asyncio.Event:
-        """An event set, in the calling loop, at every change: an in-process display sees every
-        phase however short (a poll once a second misses a tiny model's weights)."""
-        event = asyncio.Event()
+    def watch(self) -> asyncio.Queue[dict[str, object]]:
+        """A queue, in the calling loop, of the status at each change as it happened: an
+        in-process display shows every phase however short, even two in one turn of its loop
+        (a poll once a second missed a tiny model's weights)."""
+        changes: asyncio.Queue[dict[str, object]] = asyncio.Queue()
         with self._lock:
-            self._watchers.append((asyncio.get_running_loop(), event))
-        return event
+            self._watchers.append((asyncio.get_running_loop(), changes))
+        return changes
 
     def _log_change(self, previous: Phase, seconds: float, phase: Phase) -> None:
         def write() -> None:
@@ -129,11 +130,16 @@ class LoadProgress:
                 return
             now = time.monotonic()
             spent, self.phase, self.since = now - self.since, phase, now
+            at_change: dict[str, object] = {
+                "phase": phase.value,
+                "phase_s": 0.0,
+                "load_s": round(now - self.started, 1),
+            }
             watchers = list(self._watchers)
         self.on_change(old, spent, phase)
-        for loop, event in watchers:
+        for loop, changes in watchers:
             with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(changes.put_nowait, at_change)
 
     def status(self) -> dict[str, object]:
         """What model_info and /healthz show: the phase, seconds in it, seconds since the start."""

@@ -295,8 +295,13 @@ def test_cpu_worker_yields_to_the_front_end(client: McpClient) -> None:
     client.wait_ready()
 
     def mine(p: psutil.Process) -> bool:  # this module's server: another module's may run beside it
-        environ = p.environ()
-        return "serve" in p.cmdline() and all(environ.get(k) == v for k, v in client.env.items())
+        try:
+            if "serve" not in p.cmdline():
+                return False
+            environ = p.environ()
+        except psutil.Error:  # a short-lived helper that has gone
+            return False
+        return all(environ.get(k) == v for k, v in client.env.items())
 
     server = [p for p in psutil.Process().children(recursive=True) if mine(p)]
     assert len(server) == 1

@@ -33,12 +33,14 @@ def smoke_test(settings: Settings, max_tokens: int = 8, status: StatusFactory | 
 
     async def report(engine: Any) -> None:
         assert show is not None
-        changed = engine.load.watch()
+        changes = engine.load.watch()
+        status = engine.load.status()
         while True:
-            show({"state": engine.state.value, **engine.load.status()})
-            changed.clear()
-            with contextlib.suppress(TimeoutError):  # each phase as it begins, and once a second
-                await asyncio.wait_for(changed.wait(), 1.0)
+            show({"state": engine.state.value, **status})
+            try:  # each phase as it began, and the seconds so far once a second meanwhile
+                status = await asyncio.wait_for(changes.get(), 1.0)
+            except TimeoutError:
+                status = engine.load.status()
 
     async def generate() -> tuple[str, int, float | None]:
         engine = engine_module.Engine(settings, recent_log_lines=pump.tail)
