@@ -68,3 +68,37 @@ def test_no_process_is_spawned_once_children_are_forbidden(monkeypatch: pytest.M
     with pytest.raises(RuntimeError, match="shutting down"):
         child.start()
     assert multiprocessing.active_children() == []
+
+
+EXITING_CHILD = """
+import multiprocessing, sys
+from vllm_mcp import lifeline
+lifeline.adopt_children()
+TARGET = '''
+import atexit, sys
+class Cycle:
+    def __del__(self):
+        print("collected at teardown", flush=True)
+a, b = Cycle(), Cycle()
+a.other, b.other = b, a  # only a full collection at interpreter shutdown finds these
+del a, b
+atexit.register(lambda: print("exit handler ran", flush=True))
+print("unflushed output", end="")
+sys.exit(3)
+'''
+child = multiprocessing.get_context("spawn").Process(target=exec, args=(TARGET, {}))
+child.start()
+child.join(60)
+print("exitcode", child.exitcode, flush=True)
+"""
+
+
+def test_a_spawned_child_ends_without_teardown_keeping_its_status_handlers_and_output() -> None:
+    """Interpreter teardown took 4-5 s of a vLLM worker's exit; the child skips only that."""
+    out = subprocess.run(
+        [sys.executable, "-c", EXITING_CHILD], cwd=ROOT, capture_output=True, text=True, timeout=120
+    ).stdout
+    assert "exit handler ran" in out
+    assert "unflushed output" in out
+    assert "exitcode 3" in out
+    assert "collected at teardown" not in out

@@ -105,3 +105,31 @@ def test_the_pump_shows_every_line_to_observers_and_keeps_vllms_info_lines_off_s
         "a line of our own",
     ]
     assert result["tail"] == proc.stderr.splitlines()
+
+
+HELD_PIPE = textwrap.dedent(
+    """
+    import json, os, subprocess, sys
+    from vllm_mcp import logging as vlogging
+    pump = vlogging.LogPump(None)
+    # A process we started keeps the inherited write end of the pump's pipe open, as
+    # multiprocessing's resource tracker does until we exit.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    os.write(2, b"first line\\n")
+    os.write(2, b"last words without a newline")
+    pump.close()
+    finished = not pump._thread.is_alive()
+    holder.kill()
+    print(json.dumps({"finished": finished, "tail": pump.tail()}))
+    """
+)
+
+
+def test_close_ends_the_pump_while_a_child_still_holds_stderr() -> None:
+    """close() stops at its own end marker, not at the pipe's end (which a child holds off)."""
+    proc = subprocess.run([sys.executable, "-c", HELD_PIPE], capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout)
+    assert result["finished"], "the pump was still waiting for the pipe's end"
+    assert result["tail"] == ["first line", "last words without a newline"]
+    assert "end of the log pump" not in proc.stderr
+    assert proc.stderr.splitlines() == ["first line", "last words without a newline"]

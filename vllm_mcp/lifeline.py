@@ -11,9 +11,13 @@ process once it has been re-parented, within ``POLL_SECONDS``.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import multiprocessing.process
 import multiprocessing.spawn
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -71,5 +75,29 @@ def watch_parent() -> None:
     threading.Thread(target=poll, name="vllm-mcp-lifeline", daemon=True).start()
 
 
+def exit_without_teardown() -> None:
+    """In a spawned descendant: once its target has returned, end the process at once.
+
+    After the exit handlers, interpreter shutdown collects every object a process holds,
+    and one that imported torch and vLLM holds millions: that took 4-5 s of a vLLM CPU
+    worker's exit here, longer than vLLM waits for its engine core (which it then kills),
+    so every stop of the server took 5 s more. multiprocessing has already joined the
+    process's threads and run its finalizers when ``_bootstrap`` returns; the exit handlers
+    run here, the streams are flushed, and the exit status is the target's.
+    """
+    original = multiprocessing.process.BaseProcess._bootstrap
+
+    def bootstrap(self: multiprocessing.process.BaseProcess, parent_sentinel: Any = None) -> int:
+        code = original(self, parent_sentinel)  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed or broken stream: nothing more to say
+                stream.flush()
+        os._exit(code)
+
+    multiprocessing.process.BaseProcess._bootstrap = bootstrap  # type: ignore[attr-defined]
+
+
 if __name__ == "__mp_main__":
+    exit_without_teardown()
     watch_parent()

@@ -29,6 +29,10 @@ from vllm_mcp.config import Settings
 
 _PIPE_BUF = select.PIPE_BUF if hasattr(select, "PIPE_BUF") else 512
 _TAIL_LINES = 200
+# Written by close() behind everything else: the pump stops there instead of waiting for the
+# pipe's end, which never comes while a process we started (multiprocessing's resource
+# tracker lives until we exit) still holds the inherited write end.
+_END = b"\x00vllm-mcp: end of the log pump\x00"
 
 
 class LogPump:
@@ -46,6 +50,7 @@ class LogPump:
         os.dup2(write_fd, 2)
         os.close(write_fd)
         self._read_fd = read_fd
+        self._write_fd = os.dup(2)  # our own end of the pipe, for the end marker
         self._thread = threading.Thread(target=self._run, name="log-pump", daemon=True)
         self._thread.start()
 
@@ -64,11 +69,18 @@ class LogPump:
                 chunk = os.read(self._read_fd, 65536)
             except OSError:
                 return
-            if not chunk:
-                if pending:
-                    self._emit(pending + b"\n")
+            data = pending + chunk
+            end = data.find(_END) if chunk else -1
+            if end >= 0:
+                data = data[:end]
+            if not chunk or end >= 0:
+                *lines, rest = data.split(b"\n")
+                for line in lines:
+                    self._emit(line + b"\n")
+                if rest:
+                    self._emit(rest + b"\n")
                 return
-            lines = (pending + chunk).split(b"\n")
+            lines = data.split(b"\n")
             pending = lines.pop()
             if len(pending) > 65536:  # a line without end: emit what we have
                 lines.append(pending)
@@ -98,8 +110,17 @@ class LogPump:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
         with contextlib.suppress(OSError):
-            os.dup2(self._target, 2)  # closes our pipe's last write end held by us
+            os.dup2(self._target, 2)
+        with contextlib.suppress(OSError):
+            # Behind all that was written (a pipe keeps order); a full pipe that nobody reads
+            # any more cannot block us: the pump is still reading it.
+            os.write(self._write_fd, _END)
+        with contextlib.suppress(OSError):
+            os.close(self._write_fd)
         self._thread.join(timeout=2.0)
+        if not self._thread.is_alive():  # a late writer now gets EPIPE instead of a full pipe
+            with contextlib.suppress(OSError):
+                os.close(self._read_fd)
         if self._file is not None:
             self._file.close()
 
