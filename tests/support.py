@@ -182,6 +182,10 @@ class McpClient:
             time.sleep(0.5)
         raise TimeoutError("model did not load")
 
+    def running(self) -> bool:
+        """The client still holds its session (the server has not exited under it)."""
+        return not self._main.done()
+
     def close(self) -> None:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
@@ -204,6 +208,8 @@ class RawServer:
             stderr=subprocess.PIPE,
         )
         self.lines: list[bytes] = []
+        self._parsed: list[Any] = []  # each line parsed once, by the reader
+        self._polls = 0
         self._cond = threading.Condition()
         self.stderr = bytearray()
         threading.Thread(target=self._read_stdout, daemon=True).start()
@@ -212,8 +218,13 @@ class RawServer:
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            try:
+                parsed: Any = json.loads(line)
+            except ValueError:
+                parsed = None  # not JSON: messages() and wait_for() raise on it, as before
             with self._cond:
                 self.lines.append(line)
+                self._parsed.append(parsed)
                 self._cond.notify_all()
 
     def _read_stderr(self) -> None:
@@ -232,14 +243,18 @@ class RawServer:
 
     def messages(self) -> list[dict[str, Any]]:
         with self._cond:
-            return [json.loads(line) for line in self.lines]
+            return [self._message(i) for i in range(len(self.lines))]
+
+    def _message(self, i: int) -> Any:
+        parsed = self._parsed[i]
+        return parsed if parsed is not None else json.loads(self.lines[i])
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for line in self.lines:
-                    msg = json.loads(line)
+                for i in range(len(self.lines)):
+                    msg = self._message(i)
                     if predicate(msg):
                         return msg
                 left = deadline - time.monotonic()
@@ -258,6 +273,22 @@ class RawServer:
             msg["params"] = params
         self.send(msg)
         return self.response(rid, timeout)
+
+    def wait_ready(self, timeout: float = 600) -> dict[str, Any]:
+        """Ask model_info (ids ``ready-N``) until the model has loaded; its last answer."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._polls += 1
+            params = {"name": "model_info", "arguments": {}}
+            info = self.request(f"ready-{self._polls}", "tools/call", params)["result"]["structuredContent"]
+            if info["server_state"] != "loading":
+                assert info["server_state"] == "ready", info
+                return dict(info)
+            time.sleep(0.5)
+        raise TimeoutError("model did not load")
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     def initialize(self, version: str = "2024-11-05") -> dict[str, Any]:
         reply = self.request(

@@ -1,18 +1,10 @@
-"""Servers the end-to-end modules share, and a count of the vLLM engines the suite starts.
+"""A count of the vLLM engines the end-to-end suite starts.
 
-Starting `vllm-mcp serve` on the tiny model costs a vLLM engine (20-50 s of two CPU cores),
-so a module that only needs a server with the usual settings takes a shared one:
-
-- ``shared_stdio``: an official-SDK stdio client (``tests.support.McpClient``) of one
-  ``vllm-mcp serve`` with ``serve_env(tiny_model)``, the model loaded;
-- ``shared_http``: one ``vllm-mcp serve --transport http`` (``tests.e2e.httpserver.HttpServer``)
-  with the same settings, on an OS-chosen loopback port, no token file, ``/healthz`` 200.
-
-Both are session-scoped and started on first use. Tests that share one must not depend on
-what another test did to it: open your own sessions (``session_id`` unique to the test),
-compare counters as differences, never stop it. A test that needs other settings, a fresh
-start (the loading state), a fault, a restart or the shutdown keeps its own server: the
-settings are part of what it tests.
+Starting `vllm-mcp serve` on the tiny model costs a vLLM engine (most of a minute of one CPU
+core here), so a module's tests share its server through the stages of the server's life
+(``tests.e2e.life.Life``): the test that watches the load first, the tests that need it
+loaded next, the one that ends it last. A test that needs other settings, a fault or a
+restart keeps its own server: the settings are part of what it tests.
 
 Every test waits for readiness (``wait_ready``: ``model_info`` says ready, ``/healthz`` is 200)
 with generous deadlines instead of sleeping a fixed time, so a slower machine is only slower.
@@ -30,14 +22,12 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.e2e.httpserver import HttpServer
-from tests.support import ROOT, McpClient, serve_env
+from tests.support import ROOT
 
 COUNT_FILE = ROOT / ".cache" / "e2e-engines.json"
 
@@ -126,28 +116,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(
         f"{report['engines']:3d} engines {report['serve_processes']:3d} serve  in all ({COUNT_FILE})"
     )
-
-
-# --- the shared servers ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def shared_stdio(tiny_model: Path) -> Iterator[McpClient]:
-    """One stdio server with the usual settings, model loaded, for every module that needs no other."""
-    client = McpClient(serve_env(tiny_model))
-    try:
-        client.wait_ready(timeout=900)
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="session")
-def shared_http(tiny_model: Path) -> Iterator[HttpServer]:
-    """One HTTP server with the usual settings (no token file), ``/healthz`` 200."""
-    server = HttpServer(tiny_model)
-    try:
-        server.wait_ready(timeout=900)
-        yield server
-    finally:
-        server.close()

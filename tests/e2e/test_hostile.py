@@ -53,6 +53,9 @@ class Ledger:
         self.cases = 0
         self.sent: dict[Any, bytes] = {}
         self._ids = itertools.count(1)
+        self._parsed: list[dict[str, Any]] = []
+        self._responses: list[dict[str, Any]] = []
+        self._replies: dict[Any, list[dict[str, Any]]] = {}
 
     def new_id(self, kind: str = "int") -> Any:
         n = next(self._ids)
@@ -84,8 +87,7 @@ class Ledger:
         """Wait for every expected response, then check the invariants over all of stdout."""
         deadline = time.monotonic() + timeout
         while True:
-            answered = {m.get("id") for m in self.responses()}
-            missing = [rid for rid in self.expected if rid not in answered]
+            missing = [rid for rid in self.expected if rid not in self._by_id()]
             if not missing:
                 break
             assert time.monotonic() < deadline, (
@@ -93,29 +95,34 @@ class Ledger:
             )
             time.sleep(0.05)
         time.sleep(0.3)  # a duplicate would arrive now
-        responses = self.responses()
-        counts: dict[Any, int] = {}
-        for m in responses:
-            counts[m.get("id")] = counts.get(m.get("id"), 0) + 1
+        by_id = self._by_id()
         for rid, want in self.expected.items():
-            assert counts.get(rid) == 1, f"id {rid!r} answered {counts.get(rid)} times"
-            reply = next(m for m in responses if m.get("id") == rid)
-            check(reply, want)
-        nulls = counts.get(None, 0)
+            replies = by_id.get(rid, [])
+            assert len(replies) == 1, f"id {rid!r} answered {len(replies)} times"
+            check(replies[0], want)
+        nulls = len(by_id.get(None, []))
         assert nulls <= self.anonymous, f"{nulls} null-id responses for {self.anonymous} id-less lines"
-        assert set(counts) - {None} <= set(self.expected) | set(self.server_ids)
-        return responses
+        assert set(by_id) - {None} <= set(self.expected) | set(self.server_ids)
+        return self.responses()
 
     server_ids: ClassVar[set[Any]] = set()  # ids the test itself used outside the ledger
 
     def responses(self) -> list[dict[str, Any]]:
-        out = []
-        for line in list(self.server.lines):
+        """Every response so far; each stdout line is parsed once (thousands by the end)."""
+        lines = self.server.lines
+        for line in lines[len(self._parsed) : len(lines)]:
             msg = json.loads(line)  # stdout is nothing but JSON
             assert msg.get("jsonrpc") == "2.0", line
+            self._parsed.append(msg)
             if "method" not in msg:
-                out.append(msg)
-        return out
+                self._responses.append(msg)
+                self._replies.setdefault(msg.get("id"), []).append(msg)
+        return list(self._responses)
+
+    def _by_id(self) -> dict[Any, list[dict[str, Any]]]:
+        """The responses by id (a dict compares ids as the former ``==`` scan did)."""
+        self.responses()
+        return self._replies
 
 
 def check(reply: dict[str, Any], want: Any) -> None:

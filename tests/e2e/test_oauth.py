@@ -21,8 +21,8 @@ import httpx2
 import pytest
 
 from tests.e2e.httpserver import ACCEPT, HttpServer, initialize_body, mcp_client
+from tests.e2e.nodetools import BIN, run
 from tests.e2e.test_http import metrics_settle
-from tests.e2e.test_http_clients import BIN, run
 from tests.oauthserver import SCOPE, AuthServer
 
 pytestmark = pytest.mark.engine

@@ -70,13 +70,12 @@ def kill9(server: RawServer) -> None:
     assert left == [], f"survived SIGKILL of the server: {[p.name() for p in left]}"
 
 
-@pytest.fixture(scope="module")
-def conversation(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Conversation:
-    return Conversation(tmp_path_factory.mktemp("store") / "sessions.db", tiny_model)
-
-
-def test_kill_between_turns_loses_nothing(conversation: Conversation) -> None:
-    c = conversation
+def test_kill_between_turns_loses_nothing_and_kill_during_a_turn_loses_only_that_turn(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """One conversation, three servers: each kill is judged by what the next server finds."""
+    c = Conversation(tmp_path / "sessions.db", tiny_model)
+    # 1. Killed between two turns.
     server = c.start()
     try:
         first = c.turn(server, "p")
@@ -103,16 +102,7 @@ def test_kill_between_turns_loses_nothing(conversation: Conversation) -> None:
         # A brand-new session starts from nothing, as the first turn did.
         fresh = c.turn(server, "fresh")
         assert fresh["usage"]["prompt_tokens"] == c.prompt_tokens[0]
-        c.server = server  # type: ignore[attr-defined]
-    except BaseException:
-        kill9(server)
-        raise
-
-
-def test_kill_during_a_turn_loses_only_that_turn(conversation: Conversation) -> None:
-    c = conversation
-    server: RawServer = c.server  # type: ignore[attr-defined]
-    try:
+        # 2. Killed while a turn streams.
         params = {
             "name": "chat_completion",
             "arguments": {

@@ -1,27 +1,49 @@
 """End to end on the wire: raw JSON-RPC lines to a real server, as FluidMCP sends them.
 
 FluidMCP writes one request line and reads exactly one line back, and it speaks
-protocol 2024-11-05; these tests hold the server to that, line by line.
+protocol 2024-11-05; these tests hold the server to that, line by line. One server in file
+order (tests/e2e/life.py); the last test ends it with the end of its input.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.e2e.life import Life
 from tests.support import RawServer, serve_env
 
 pytestmark = pytest.mark.engine
 
 
+def handshake(env: dict[str, str]) -> RawServer:
+    """A server started as FluidMCP starts one: initialize with 2024-11-05 first."""
+    server = RawServer(env)
+    server.handshake = server.initialize("2024-11-05")  # type: ignore[attr-defined]
+    return server
+
+
 @pytest.fixture(scope="module")
-def raw(tiny_model: Any) -> Any:
-    server = RawServer(serve_env(tiny_model))
-    yield server
-    server.close()
+def life(tiny_model: Any) -> Iterator[Life[RawServer]]:
+    # The last test's call may still wait for the model on a busy machine: a grace to match.
+    env = serve_env(tiny_model, VLLM_MCP_SHUTDOWN_GRACE="300")
+    life: Life[RawServer] = Life(
+        start=lambda: handshake(env),
+        wait_ready=lambda s: s.wait_ready(),
+        running=lambda s: s.running(),
+        close=lambda s: s.close(),
+    )
+    yield life
+    life.close()
+
+
+@pytest.fixture
+def raw(life: Life[RawServer]) -> RawServer:
+    return life.ready()
 
 
 def chat_params(content: str, **arguments: Any) -> dict[str, Any]:
@@ -32,7 +54,7 @@ def chat_params(content: str, **arguments: Any) -> dict[str, Any]:
 
 
 def test_fluidmcp_handshake_2024_11_05(raw: RawServer) -> None:
-    reply = raw.initialize("2024-11-05")
+    reply = raw.handshake  # type: ignore[attr-defined]
     assert reply["result"]["protocolVersion"] == "2024-11-05"
     assert reply["result"]["serverInfo"]["name"] == "vllm-mcp"
     assert "tools" in reply["result"]["capabilities"]
@@ -106,19 +128,13 @@ def test_stdout_carries_only_json_rpc(raw: RawServer) -> None:
         assert ("id" in message) != ("method" in message) or message.get("method")
 
 
-def test_end_of_input_lets_calls_finish_then_exits_0(tiny_model: Any) -> None:
-    # The call waits for the model to load; on a busy machine that can outlast the default grace.
-    server = RawServer(serve_env(tiny_model, VLLM_MCP_SHUTDOWN_GRACE="300"))
-    server.initialize()
-    server.send(
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": chat_params("bye", max_tokens=5, min_tokens=5),
-        }
-    )
-    code = server.close(timeout=360)  # stdin closed right after the request
+def test_end_of_input_lets_calls_finish_then_exits_0(life: Life[RawServer]) -> None:
+    server = life.last()
+    params = chat_params("bye", max_tokens=200, min_tokens=200)
+    params["_meta"] = {"progressToken": "bye"}
+    server.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+    server.wait_for(lambda m: m.get("params", {}).get("progressToken") == "bye")  # generating
+    code = server.close(timeout=360)  # stdin closed while the call streams
     assert code == 0
     result = server.response(1, timeout=1)["result"]
-    assert result["structuredContent"]["usage"]["completion_tokens"] == 5
+    assert result["structuredContent"]["usage"]["completion_tokens"] == 200

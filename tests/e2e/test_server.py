@@ -1,27 +1,30 @@
 """End to end: a real `vllm-mcp serve` with a real vLLM engine, through the official MCP client.
 
-One server for the module (engine start-up is 20-30 s). Its limits are set low
-enough to exercise them: 3 sessions, 6 messages each, 8 generations at once and
-2 more waiting.
+One server for the module (tests/e2e/life.py): the first test watches its load (the phase in
+model_info, progress while a call waits, an error for a call whose budget ends first), the
+others use it loaded. Its limits are set low enough to exercise them: 3 sessions, 6 messages
+each, 8 generations at once and 2 more waiting.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import wait
 from typing import Any
 
 import mcp_types as types
 import pytest
 
+from tests.e2e.life import LOADING_PHASES, Heard, Life
 from tests.support import McpClient, serve_env
 
 pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model: Any) -> Any:
+def life(tiny_model: Any) -> Iterator[Life[McpClient]]:
     env = serve_env(
         tiny_model,
         VLLM_MAX_SESSIONS="3",
@@ -30,31 +33,68 @@ def client(tiny_model: Any) -> Any:
         VLLM_MCP_MAX_QUEUE="2",
         VLLM_DEFAULT_MAX_TOKENS="16",
     )
-    c = McpClient(env)
-    yield c
-    c.close()
+    life: Life[McpClient] = Life(
+        start=lambda: McpClient(env),
+        wait_ready=lambda c: c.wait_ready(timeout=600),
+        running=lambda c: c.running(),
+        close=lambda c: c.close(),
+    )
+    yield life
+    life.close()
+
+
+@pytest.fixture
+def client(life: Life[McpClient]) -> McpClient:
+    """The module's server, model loaded."""
+    return life.ready()
 
 
 def user(content: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
 
 
-def test_startup_answers_while_loading_and_calls_wait_for_the_model(client: McpClient) -> None:
+def test_a_call_during_the_load_hears_the_phase_waits_for_the_model_or_ends_in_an_error(
+    life: Life[McpClient],
+) -> None:
+    client = life.fresh()
     # The first thing after initialize: the model cannot have loaded yet.
     info = client.info()
-    assert info["server_state"] == "loading"
+    assert info["server_state"] == "loading" and info["load_phase"] in LOADING_PHASES, info
     assert info["failure"] is None
-    # A call made during loading waits for the model, then succeeds.
-    result = client.chat("hello during loading", max_tokens=4, seed=1)
-    assert result["usage"]["completion_tokens"] == 4
+    assert info["load_s"] >= info["load_phase_s"] >= 0
+    # A call made during loading hears what the load is at while it waits, then succeeds ...
+    heard = Heard()
+    arguments = {"messages": user("hello during loading"), "max_tokens": 4, "seed": 1}
+    waiting = client.call_async("chat_completion", arguments, heard, timeout=600)
+    # ... and one whose budget ends first is an error that says so, not an empty success.
+    short = client.call("chat_completion", {"messages": user("hi"), "timeout_s": 1})
+    assert short.is_error, short.structured_content
+    message = short.content[0].text
+    assert message.startswith("the model is still loading: ") and "time budget of 1 s" in message
+    result = waiting.result(610)
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content["usage"]["completion_tokens"] == 4
+    heard.check()
     info = client.info()
-    assert info["server_state"] == "ready"
+    assert (info["server_state"], info["load_phase"]) == ("ready", "ready") and info["load_s"] > 0
     assert info["device"] == "cpu"
     assert info["max_model_len"] == 1024
     assert info["vllm_version"] == "0.32.0"
     assert info["max_sessions"] == 3 and info["max_session_messages"] == 6
     assert info["default_max_tokens"] == 16 and info["default_temperature"] == 0.7
     assert info["uptime_s"] > 0
+
+
+def test_text_parts_are_one_message_and_other_parts_are_refused(client: McpClient) -> None:
+    parts = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+    joined = client.call("chat_completion", {"messages": [{"role": "user", "content": parts}]})
+    assert not joined.is_error, joined.content[0].text
+    plain = client.chat("Hello, world", max_tokens=1)
+    assert joined.structured_content["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"]
+    picture = [{"type": "image_url", "image_url": {"url": "x"}}]
+    image = client.call("chat_completion", {"messages": [{"role": "user", "content": picture}]})
+    assert image.is_error
+    assert "part [0] has type 'image_url': this model takes text only" in image.content[0].text
 
 
 def test_initialize_negotiates_the_sdk_clients_version(client: McpClient) -> None:
@@ -204,9 +244,8 @@ def test_two_concurrent_calls_on_one_session_keep_both_turns(client: McpClient) 
 
 
 def test_progress_streams_the_reply(client: McpClient) -> None:
-    # A call made during the load also hears "waiting for the model" notes (test_startup.py);
+    # A call made during the load also hears "waiting for the model" notes (the first test);
     # this test is about the reply's own stream.
-    client.wait_ready(300)
     events: list[tuple[float, float | None, str | None]] = []
     result = client.call(
         "chat_completion",
