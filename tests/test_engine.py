@@ -11,10 +11,6 @@ import pytest
 from vllm_mcp import engine
 from vllm_mcp.config import Settings
 
-# These build vLLM's own argument objects: importing vLLM costs ~12 s of a 2-core machine, so
-# under pytest-xdist (--dist loadgroup) they share one worker, which imports it once.
-pytestmark = pytest.mark.xdist_group("vllm")
-
 
 def test_unknown_engine_argument_suggests_the_nearest() -> None:
     settings = Settings.load(environ={"VLLM_MCP_ENGINE_ARGS": '{"enforce_eagr": true}'})

@@ -83,7 +83,6 @@ def test_json_schema_is_compact_unless_json_whitespace_is_asked_for() -> None:
         generation.GenerationArguments.model_validate({"regex": "a+", "json_whitespace": True})
 
 
-@pytest.mark.xdist_group("vllm")  # imports vLLM: on the worker that already has (tests/test_engine.py)
 def test_the_engine_sends_the_compact_grammar_and_the_schema_itself_when_whitespace_is_allowed() -> None:
     from vllm_mcp import engine
 

@@ -16,10 +16,9 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from vllm_mcp import embedded, lifeline, lora, model_source, multinode
+from vllm_mcp import embedded, lifeline, lora, model_source, multinode, vllm_names
 from vllm_mcp.config import EMBEDDED_MODEL, Settings, unknown_engine_args
 from vllm_mcp.engine_process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
 from vllm_mcp.engine_types import Delta, EngineDead, EngineState, EngineUnavailable, PromptRejected, Sampling
@@ -82,23 +81,13 @@ def _number(x: float) -> str:
 def engine_env_names() -> frozenset[str]:
     """The environment variables vLLM itself reads (so ``config validate`` knows them).
 
-    Read from ``vllm/envs.py`` alone when vLLM is not imported yet: importing the package
-    imports torch (about 9 s of CPU), and ``serve`` needs these names before it reads its
-    first request; a one-line ``echo ... | vllm-mcp serve`` must not wait for that.
+    From ``vllm/envs.py`` alone while vLLM is not imported (vllm_mcp/vllm_names.py): ``serve``
+    needs them before it reads its first request, and the package imports torch (~9 s of CPU).
     """
-    import importlib.util
     import sys
 
-    if "vllm.envs" not in sys.modules:
-        with contextlib.suppress(Exception):
-            spec = importlib.util.find_spec("vllm")
-            if spec is not None and spec.submodule_search_locations:
-                path = Path(next(iter(spec.submodule_search_locations))) / "envs.py"
-                standalone = importlib.util.spec_from_file_location("_vllm_mcp_vllm_envs", path)
-                assert standalone is not None and standalone.loader is not None
-                module = importlib.util.module_from_spec(standalone)
-                standalone.loader.exec_module(module)
-                return frozenset(module.environment_variables)
+    if "vllm.envs" not in sys.modules and (names := vllm_names.env_names()):
+        return names
     import vllm.envs
 
     return frozenset(vllm.envs.environment_variables)
@@ -112,7 +101,15 @@ def vllm_version() -> str:
 
 
 def engine_arg_names() -> frozenset[str]:
-    """The names ``VLLM_MCP_ENGINE_ARGS`` may use: vLLM's engine arguments."""
+    """The names ``VLLM_MCP_ENGINE_ARGS`` may use: vLLM's engine arguments.
+
+    From ``vllm/engine/arg_utils.py``'s source while vLLM is not imported (vllm_mcp/vllm_names.py):
+    ``config validate`` and ``doctor`` would otherwise wait ~12 s for the import.
+    """
+    import sys
+
+    if "vllm.engine.arg_utils" not in sys.modules and (names := vllm_names.engine_arg_names()):
+        return names
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     return frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
