@@ -207,24 +207,23 @@ class RawServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        self._buffers()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _buffers(self) -> None:
+        """What the readers fill (a subclass that starts its own process calls this too)."""
         self.lines: list[bytes] = []
-        self._parsed: list[Any] = []  # each line parsed once, by the reader
+        self._parsed: dict[int, Any] = {}  # line number -> its message, each line parsed once
         self._polls = 0
         self._cond = threading.Condition()
         self.stderr = bytearray()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            try:
-                parsed: Any = json.loads(line)
-            except ValueError:
-                parsed = None  # not JSON: messages() and wait_for() raise on it, as before
             with self._cond:
                 self.lines.append(line)
-                self._parsed.append(parsed)
                 self._cond.notify_all()
 
     def _read_stderr(self) -> None:
@@ -246,8 +245,10 @@ class RawServer:
             return [self._message(i) for i in range(len(self.lines))]
 
     def _message(self, i: int) -> Any:
-        parsed = self._parsed[i]
-        return parsed if parsed is not None else json.loads(self.lines[i])
+        """Line ``i`` parsed (once: a long test waits on thousands of lines); not JSON raises."""
+        if i not in self._parsed:
+            self._parsed[i] = json.loads(self.lines[i])
+        return self._parsed[i]
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

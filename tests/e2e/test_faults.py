@@ -224,9 +224,7 @@ class DeafParent(RawServer):
             serve_command(), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=write_end
         )
         os.close(write_end)
-        self.lines = []
-        self._cond = threading.Condition()
-        self.stderr = bytearray()
+        self._buffers()
         threading.Thread(target=self._read_stdout, daemon=True).start()
 
     def unread_bytes(self) -> int:
