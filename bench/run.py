@@ -23,7 +23,7 @@ from bench.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SMOKE = Workload(num_prompts=32, max_tokens=32, concurrencies=(1, 16), overhead_calls=50)
+SMOKE = Workload(num_prompts=16, max_tokens=32, concurrencies=(1, 16), overhead_calls=30)
 # `vllm serve` takes ~50 s to start here, and FluidMCP as long as a server: the smoke run
 # leaves them out to stay near 3 minutes.
 SMOKE_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,sequential,vllm-mcp-http"
@@ -126,7 +126,9 @@ def run_sessions(turns: int, store_url: str | None, out: Path) -> None:
     "--model", default="tiny", show_default=True, help="'tiny' (made on the spot), 'embedded' or a path."
 )
 @click.option("--label", default=None, help="Name of the output files (default: the model).")
-@click.option("--smoke", is_flag=True, help="Small and quick: c=1,16, 32 requests of 32 tokens.")
+@click.option(
+    "--smoke", is_flag=True, help="Small and quick: c=1 (16 requests) and c=16 (two waves), 32 tokens each."
+)
 @click.option(
     "--contenders",
     default=None,
