@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures, for every test
-from tests.support import ROOT, make_tiny_adapter, make_tiny_model
+from tests.support import ENGINE_COUNTS, ROOT, make_tiny_adapter, make_tiny_model
 
 CALLER_PREFIXES = ("VLLM_", "HF_", "HUGGING_FACE", "TRANSFORMERS_OFFLINE")
 
@@ -133,3 +136,42 @@ def tiny_adapters(tiny_model: Path) -> dict[str, Path]:
             name: make_tiny_adapter(MODELS / f"tiny-llama-lora-{name}", tiny_model, seed)
             for name, seed in (("alpha", 1), ("beta", 2))
         }
+
+
+# --- the e2e engine census, added up ------------------------------------------------------
+# Here, not in tests/e2e/conftest.py: pytest-xdist's controller runs no test and loads only
+# this conftest; each worker writes its part (tests/e2e/conftest.py), the controller adds them.
+
+
+def _engine_count_parts() -> list[Path]:
+    return sorted(ENGINE_COUNTS.parent.glob(f"{ENGINE_COUNTS.stem}-*.json"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        for old in _engine_count_parts():
+            old.unlink()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    parts = [json.loads(p.read_text()) for p in _engine_count_parts()]
+    if not parts:
+        return
+    per_module: dict[str, Counter[str]] = {}
+    for part in parts:
+        for module, counts in part["per_module"].items():
+            per_module.setdefault(module, Counter()).update(counts)
+    report = {
+        "serve_processes": sum(p["serve_processes"] for p in parts),
+        "engines": sum(p["engines"] for p in parts),
+        "per_module": {m: dict(c) for m, c in sorted(per_module.items())},
+    }
+    ENGINE_COUNTS.write_text(json.dumps(report, indent=1) + "\n")
+    terminalreporter.write_sep("-", "vLLM engines started by the e2e tests")
+    for module, counts in report["per_module"].items():
+        terminalreporter.write_line(
+            f"{counts.get('engine', 0):3d} engines {counts.get('serve', 0):3d} serve  {module}"
+        )
+    terminalreporter.write_line(
+        f"{report['engines']:3d} engines {report['serve_processes']:3d} serve  in all ({ENGINE_COUNTS})"
+    )

@@ -16,6 +16,9 @@ from typing import Any
 
 from bench.models import CHAT_TEMPLATE, ROOT, make_tiny_model, serve_env
 
+# The vLLM engines and servers the e2e tests started, by module (tests/e2e/conftest.py counts them).
+ENGINE_COUNTS = ROOT / ".cache" / "e2e-engines.json"
+
 __all__ = [
     "CHAT_TEMPLATE",
     "ROOT",

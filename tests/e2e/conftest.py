@@ -11,8 +11,8 @@ with generous deadlines instead of sleeping a fixed time, so a slower machine is
 
 The suite counts the ``vllm-mcp serve`` processes and vLLM engine cores started under pytest
 (any depth: gateways, systemd-style units and ``vllm-mcp chat`` included) by watching its
-process tree; the counts per module are printed at the end and written to
-``.cache/e2e-engines.json``.
+process tree; the counts per module are printed at the end (tests/conftest.py adds up the
+parts of the xdist workers) and written to ``.cache/e2e-engines.json``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.support import ROOT
-
-COUNT_FILE = ROOT / ".cache" / "e2e-engines.json"
+from tests.support import ENGINE_COUNTS
 
 
 class ProcessCensus:
@@ -102,17 +100,12 @@ def _count_engines() -> Iterator[None]:
     yield
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _census is None:
-        return
-    report = _census.stop()
-    COUNT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    COUNT_FILE.write_text(json.dumps(report, indent=1) + "\n")
-    terminalreporter.write_sep("-", "vLLM engines started by the e2e tests")
-    for module, counts in report["per_module"].items():
-        terminalreporter.write_line(
-            f"{counts.get('engine', 0):3d} engines {counts.get('serve', 0):3d} serve  {module}"
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Each process that ran tests (each xdist worker) writes what its census saw; the root
+    conftest, which the xdist controller also loads, adds the parts up at the end."""
+    if _census is not None:
+        ENGINE_COUNTS.parent.mkdir(parents=True, exist_ok=True)
+        part = ENGINE_COUNTS.with_name(
+            f"{ENGINE_COUNTS.stem}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.json"
         )
-    terminalreporter.write_line(
-        f"{report['engines']:3d} engines {report['serve_processes']:3d} serve  in all ({COUNT_FILE})"
-    )
+        part.write_text(json.dumps(_census.stop()))
