@@ -82,6 +82,9 @@ class HttpServer:
             time.sleep(0.5)
         raise TimeoutError("model did not load")
 
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

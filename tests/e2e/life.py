@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-S = TypeVar("S")
+
+class Server(Protocol):
+    """What McpClient, RawServer and HttpServer all have."""
+
+    def wait_ready(self, timeout: float = ...) -> Any: ...
+    def running(self) -> bool: ...
+    def close(self) -> Any: ...
+
+
+S = TypeVar("S", bound=Server)
 
 
 class Life(Generic[S]):
-    def __init__(
-        self,
-        start: Callable[[], S],
-        wait_ready: Callable[[S], object],
-        running: Callable[[S], bool],
-        close: Callable[[S], object],
-    ) -> None:
-        self._start, self._wait_ready, self._running, self._close = start, wait_ready, running, close
+    def __init__(self, start: Callable[[], S], ready_within: float = 600) -> None:
+        self._start, self._ready_within = start, ready_within
         self._server: S | None = None
         self._touched = False
         self._all: list[S] = []
@@ -47,8 +50,8 @@ class Life(Generic[S]):
         return self._server
 
     def _retire(self) -> None:
-        if self._server is not None and self._running(self._server):
-            self._close(self._server)
+        if self._server is not None and self._server.running():
+            self._server.close()
         self._server = None
 
     def fresh(self) -> S:
@@ -57,11 +60,11 @@ class Life(Generic[S]):
         return server
 
     def ready(self) -> S:
-        if self._server is None or not self._running(self._server):
+        if self._server is None or not self._server.running():
             self._new()
         assert self._server is not None
         self._touched = True
-        self._wait_ready(self._server)
+        self._server.wait_ready(timeout=self._ready_within)
         return self._server
 
     def last(self) -> S:
@@ -72,8 +75,8 @@ class Life(Generic[S]):
     def close(self) -> None:
         self._server = None
         for server in self._all:
-            if self._running(server):
-                self._close(server)
+            if server.running():
+                server.close()
         self._all.clear()
 
 

@@ -39,10 +39,8 @@ def user(content: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def life(tiny_model: Path) -> Iterator[Life[HttpServer]]:
     life: Life[HttpServer] = Life(
-        start=lambda: HttpServer(tiny_model, VLLM_DEFAULT_MAX_TOKENS="8", VLLM_MCP_SHUTDOWN_GRACE="90"),
-        wait_ready=lambda s: s.wait_ready(),
-        running=lambda s: s.proc.poll() is None,
-        close=lambda s: s.close(),
+        lambda: HttpServer(tiny_model, VLLM_DEFAULT_MAX_TOKENS="8", VLLM_MCP_SHUTDOWN_GRACE="90"),
+        ready_within=240,
     )
     yield life
     life.close()

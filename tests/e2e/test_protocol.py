@@ -31,12 +31,7 @@ def handshake(env: dict[str, str]) -> RawServer:
 def life(tiny_model: Any) -> Iterator[Life[RawServer]]:
     # The last test's call may still wait for the model on a busy machine: a grace to match.
     env = serve_env(tiny_model, VLLM_MCP_SHUTDOWN_GRACE="300")
-    life: Life[RawServer] = Life(
-        start=lambda: handshake(env),
-        wait_ready=lambda s: s.wait_ready(),
-        running=lambda s: s.running(),
-        close=lambda s: s.close(),
-    )
+    life: Life[RawServer] = Life(lambda: handshake(env))
     yield life
     life.close()
 

@@ -33,12 +33,7 @@ def life(tiny_model: Any) -> Iterator[Life[McpClient]]:
         VLLM_MCP_MAX_QUEUE="2",
         VLLM_DEFAULT_MAX_TOKENS="16",
     )
-    life: Life[McpClient] = Life(
-        start=lambda: McpClient(env),
-        wait_ready=lambda c: c.wait_ready(timeout=600),
-        running=lambda c: c.running(),
-        close=lambda c: c.close(),
-    )
+    life: Life[McpClient] = Life(lambda: McpClient(env))
     yield life
     life.close()
 
