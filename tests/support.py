@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import subprocess
 import sys
@@ -305,7 +306,8 @@ class RawServer:
 
     def close(self, timeout: float = 180) -> int:
         if self.proc.stdin and not self.proc.stdin.closed:
-            self.proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # it has exited: its code tells why
+                self.proc.stdin.close()
         try:
             return self.proc.wait(timeout)
         finally:

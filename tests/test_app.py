@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.doubles import FakeEngine
@@ -186,3 +187,19 @@ def test_a_setting_that_only_limits_calls_is_logged_once_at_start(
     warnings = [r for r in caplog.records if r.getMessage() == "a setting limits what calls get"]
     assert len(warnings) == 1
     assert "VLLM_DEFAULT_MAX_TOKENS (512)" in warnings[0].warning  # type: ignore[attr-defined]
+
+
+def test_a_failure_inside_a_task_group_is_logged_with_its_cause_and_place() -> None:
+    async def fails() -> None:
+        async with anyio.create_task_group() as tg:  # as the transports run their loops
+            tg.start_soon(_raise_value_error)
+
+    with pytest.raises(BaseException) as caught:  # the group itself is what is described
+        asyncio.run(fails())
+    text = app.describe_failure(caught.value)
+    assert text.startswith("ValueError: invalid literal for int()"), text
+    assert "(at test_app.py:" in text, text
+
+
+async def _raise_value_error() -> None:
+    int(b"\xc3\xaa")

@@ -89,6 +89,10 @@ def test_one_reply_line_per_request_in_the_order_written() -> None:
         b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"n": -Infinity}}}',
         # past Python's 4300-digit limit for int() (was a -32603 internal error):
         b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"n": ' + b"9" * 5000 + b"}}}",
+        # a line that starts with a NUL byte (one such line ended the server, exit 1):
+        b"\x00\xc3\xaa\xc2\xb2>",
+        b"\x0042",
+        b"\x00",
     ],
 )
 def test_unparseable_line_gets_a_parse_error_and_the_session_goes_on(line: bytes) -> None:
@@ -108,10 +112,21 @@ def test_unparseable_line_gets_a_parse_error_and_the_session_goes_on(line: bytes
     ("message", "rid", "expected"),
     [
         ([], None, "expected a JSON object, got a batch"),
-        (5, None, "expected a JSON object, got a int"),
+        (5, None, "expected a JSON object, got a number"),
+        ("x", None, "expected a JSON object, got a string"),
         ({"jsonrpc": "1.0", "id": 3, "method": "ping"}, 3, "'jsonrpc' must be \"2.0\""),
         ({"jsonrpc": "2.0", "id": 4, "method": "ping", "result": {}}, 4, "cannot carry 'result'"),
         ({"jsonrpc": "2.0", "id": 5}, 5, "not a JSON-RPC 2.0 request"),
+        (
+            {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": []},
+            6,
+            "'params' must be an object, got a list",
+        ),
+        (
+            {"jsonrpc": "2.0", "id": 7, "method": "ping", "params": "x"},
+            7,
+            "'params' must be an object, got a string",
+        ),
     ],
 )
 def test_invalid_request_gets_invalid_request(message: Any, rid: Any, expected: str) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllm_mcp import __version__
@@ -155,12 +156,24 @@ def run(settings: Settings, worker: Worker | None = None) -> int:
         log.critical(str(e))
         code = 1  # not a configuration error: a supervisor may retry once the database is up
     except Exception as e:  # last line of defence: one clear log line, no traceback on stdout
-        log.critical("server failed", extra={"error": f"{type(e).__name__}: {e}"})
+        log.critical("server failed", extra={"error": describe_failure(e)})
         code = 1  # every failure exits 1 (docs/cli.md)
     finally:
         logging.shutdown()
         pump.close()
     return code
+
+
+def describe_failure(error: BaseException) -> str:
+    """What failed and where, for the one log line: a task group's own message names neither."""
+    inner = getattr(error, "exceptions", None)  # an exception group (a backport's on 3.10)
+    if isinstance(inner, (list, tuple)) and inner:
+        return "; ".join(describe_failure(e) for e in inner)
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" (at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})" if tb else ""
+    return f"{type(error).__name__}: {error}{where}"
 
 
 def exit_now(code: int) -> None:

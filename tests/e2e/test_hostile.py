@@ -90,8 +90,9 @@ class Ledger:
             missing = [rid for rid in self.expected if rid not in self._by_id()]
             if not missing:
                 break
-            assert time.monotonic() < deadline, (
-                f"no response for {[self.sent.get(r, r) for r in missing[:5]]}"
+            assert time.monotonic() < deadline and self.server.running(), (
+                f"no response for {[self.sent.get(r, r) for r in missing[:5]]}; server exit code "
+                f"{self.server.proc.poll()}, stderr tail: {bytes(self.server.stderr[-3000:])!r}"
             )
             time.sleep(0.05)
         time.sleep(0.3)  # a duplicate would arrive now
@@ -224,6 +225,9 @@ def test_broken_lines_and_odd_ids(ledger: Ledger) -> None:
         b'{"jsonrpc":"2.0","id":5,"method":"ping"} trailing',
         b"[" * 60_000,  # deep nesting, just under the line limit
         b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+        b"\x00",  # a NUL first byte (one such line ended the server)
+        b"\x0042",
+        b"\x00\xc3\xaa\xc2\xb2>",
         b'"just a string"',
         b"42",
         b"null",

@@ -97,8 +97,11 @@ class StdioTransport(Transport):
 
     # --- reading -------------------------------------------------------------------
 
-    def _read_line(self) -> bytes | None:
-        """One line, or ``None`` at end of input; an oversized line is skipped, not stored."""
+    def _read_line(self) -> bytes | int | None:
+        """One line, ``None`` at end of input, or the size of an oversized line (skipped, not stored).
+
+        The size is an int, not a marker inside the bytes: any byte can start a line.
+        """
         line = self._reader.readline(self.max_message_bytes + 1)
         if not line:
             return None
@@ -109,7 +112,7 @@ class StdioTransport(Transport):
                 size += len(rest.removesuffix(b"\n"))  # the message's size, as the limit counts it
                 if not rest or rest.endswith(b"\n"):
                     break
-            return b"\x00" + str(size).encode()
+            return size
         return line
 
     async def _read_loop(self) -> None:
@@ -119,11 +122,11 @@ class StdioTransport(Transport):
                 log.info("end of input")
                 self.on_eof()
                 return
-            if line.startswith(b"\x00"):
+            if isinstance(line, int):
                 await self._reply_error(
                     None,
                     INVALID_REQUEST,
-                    f"message of {int(line[1:])} bytes exceeds VLLM_MCP_MAX_MESSAGE_BYTES "
+                    f"message of {line} bytes exceeds VLLM_MCP_MAX_MESSAGE_BYTES "
                     f"({self.max_message_bytes}); it was discarded",
                 )
                 continue
@@ -152,7 +155,7 @@ class StdioTransport(Transport):
             await self._reply_error(None, PARSE_ERROR, f"Parse error: {_describe_value(e)}")
             return
         if not isinstance(obj, dict):
-            kind = "batch" if isinstance(obj, list) else type(obj).__name__
+            kind = "batch" if isinstance(obj, list) else _json_kind(obj)
             await self._reply_error(
                 None, INVALID_REQUEST, f"Invalid request: expected a JSON object, got a {kind}"
             )
@@ -170,6 +173,14 @@ class StdioTransport(Transport):
             # Would otherwise pass as a response to nothing and go unanswered.
             await self._reply_error(
                 rid, INVALID_REQUEST, "Invalid request: a request cannot carry 'result' or 'error'"
+            )
+            return
+        if "method" in obj and obj.get("params") is not None and not isinstance(obj["params"], dict):
+            # MCP's params are always an object; pydantic would only say "Field required".
+            await self._reply_error(
+                rid,
+                INVALID_REQUEST,
+                f"Invalid request: 'params' must be an object, got a {_json_kind(obj['params'])}",
             )
             return
         try:
@@ -284,6 +295,15 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _json_kind(value: Any) -> str:
+    """A parsed JSON value's kind, in JSON's words."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), "null")
 
 
 def _describe(e: Exception) -> str:
