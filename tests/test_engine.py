@@ -11,7 +11,11 @@ import pytest
 from vllm_mcp import engine
 from vllm_mcp.config import Settings
 
+# build_engine_args imports vLLM (5-8 s of CPU): those tests run with the engine suite.
+imports_vllm = pytest.mark.engine
 
+
+@imports_vllm
 def test_unknown_engine_argument_suggests_the_nearest() -> None:
     settings = Settings.load(environ={"VLLM_MCP_ENGINE_ARGS": '{"enforce_eagr": true}'})
     with pytest.raises(engine.EngineUnavailable) as e:
@@ -19,6 +23,7 @@ def test_unknown_engine_argument_suggests_the_nearest() -> None:
     assert "unknown engine argument 'enforce_eagr'; did you mean 'enforce_eager'?" in str(e.value)
 
 
+@imports_vllm
 def test_engine_args_follow_the_settings_and_pass_extras_through() -> None:
     settings = Settings.load(
         environ={
@@ -38,6 +43,7 @@ def test_engine_args_follow_the_settings_and_pass_extras_through() -> None:
     assert args.enforce_eager is True and args.max_num_seqs == 8
 
 
+@imports_vllm
 def test_lora_modules_turn_lora_on_and_engine_args_still_win(tmp_path: Path) -> None:
     (tmp_path / "adapter_config.json").write_text('{"r": 8}')
     env = {"VLLM_MCP_LORA_MODULES": f"a={tmp_path} b={tmp_path}"}
@@ -48,6 +54,7 @@ def test_lora_modules_turn_lora_on_and_engine_args_still_win(tmp_path: Path) -> 
     assert engine.build_engine_args(Settings.load(environ={}), "/models/x").enable_lora is False
 
 
+@imports_vllm
 def test_structured_outputs_config_from_json_becomes_vllms_config() -> None:
     extra = '{"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": true}}'
     args = engine.build_engine_args(Settings.load(environ={"VLLM_MCP_ENGINE_ARGS": extra}), "/m")
@@ -154,6 +161,7 @@ def test_cpu_workers_and_only_they_get_a_lower_priority() -> None:
             p.wait()
 
 
+@imports_vllm
 def test_a_worker_nodes_settings_become_vllms_own_multi_node_parallel_config(tiny_model: Path) -> None:
     from vllm.usage.usage_lib import UsageContext
 
