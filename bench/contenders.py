@@ -137,9 +137,12 @@ def _line(name: str, variant: str, s: dict[str, Any]) -> str:
     ttft_s = f"{ttft:8.1f}" if ttft is not None else "     n/a"
     fe = s.get("front_end", {}).get("cpu_ms_per_1k_tokens")
     fe_s = f"{fe:6.1f}" if fe is not None else "   n/a"
+    sc = s.get("server_concurrency")
+    sc_s = f"{sc:5.1f}" if sc is not None else "  n/a"
     return (
         f"{name:>11} {variant:>9} c={s['concurrency']:<3} ok={s['completed']:<4} "
         f"out tok/s={s['output_throughput']:9.1f}  ttft p50 ms={ttft_s}  front-end cpu ms/1k tok={fe_s}  "
+        f"in flight={sc_s}  "
         f"client cpu%={s['load']['client_cpu_pct']:4.0f} other cpu%={s['load']['other_cpu_pct']:4.0f} "
         f"load={s['load']['loadavg_1m_start']:.1f}-{s['load']['loadavg_1m_end']:.1f}"
     )
@@ -203,10 +206,7 @@ class McpContender(Contender):
             rec.error = " ".join(getattr(c, "text", "") for c in result.content)[:300]
             return rec
         data = result.structured_content or {}
-        rec.output_tokens = data["usage"]["completion_tokens"]
-        rec.prompt_tokens = data["usage"]["prompt_tokens"]
-        rec.server_ttft = data["timings"]["time_to_first_token_s"]
-        rec.server_total = data["timings"]["total_s"]
+        rec.take_reply(data)
         return rec
 
     async def overhead(self, n: int) -> dict[str, Any]:

@@ -198,10 +198,7 @@ class McpHttpContender(Contender):
             rec.error = json.dumps(result)[:300]
             return rec
         data = result["result"]["structuredContent"]
-        rec.output_tokens = data["usage"]["completion_tokens"]
-        rec.prompt_tokens = data["usage"]["prompt_tokens"]
-        rec.server_ttft = data["timings"]["time_to_first_token_s"]
-        rec.server_total = data["timings"]["total_s"]
+        rec.take_reply(data)
         return rec
 
     async def overhead(self, n: int) -> dict[str, Any]:
@@ -339,10 +336,7 @@ class FluidMcpContender(Contender):
             rec.error = json.dumps(reply)[:300]
             return rec
         data = result["structuredContent"]
-        rec.output_tokens = data["usage"]["completion_tokens"]
-        rec.prompt_tokens = data["usage"]["prompt_tokens"]
-        rec.server_ttft = data["timings"]["time_to_first_token_s"]
-        rec.server_total = data["timings"]["total_s"]
+        rec.take_reply(data)
         return rec
 
     async def overhead(self, n: int) -> dict[str, Any]:

@@ -25,6 +25,16 @@ class RequestRecord:
     error: str | None = None
     server_ttft: float | None = None  # what the server itself reports, when it does
     server_total: float | None = None
+    server_queued: float | None = None  # of server_total, the wait for a generation slot
+
+    def take_reply(self, data: dict[str, Any]) -> None:
+        """Counts and server timings from a chat_completion result's structuredContent."""
+        self.output_tokens = data["usage"]["completion_tokens"]
+        self.prompt_tokens = data["usage"]["prompt_tokens"]
+        timings = data["timings"]
+        self.server_ttft = timings["time_to_first_token_s"]
+        self.server_total = timings["total_s"]
+        self.server_queued = timings.get("queued_s")
 
     @property
     def ok(self) -> bool:
@@ -78,6 +88,11 @@ def summarize(records: list[RequestRecord], duration: float) -> dict[str, Any]:
     chunks = sum(len(r.chunks) for r in ok)
     server_ttfts = [r.server_ttft for r in ok if r.server_ttft is not None]
     server_totals = [r.server_total for r in ok if r.server_total is not None]
+    generating = [
+        r.server_total - r.server_queued
+        for r in ok
+        if r.server_total is not None and r.server_queued is not None
+    ]
     return {
         "completed": len(ok),
         "failed": len(records) - len(ok),
@@ -95,4 +110,10 @@ def summarize(records: list[RequestRecord], duration: float) -> dict[str, Any]:
         "e2el_ms": distribution([r.end - r.start for r in ok]),
         "server_ttft_ms": distribution(server_ttfts),
         "server_e2el_ms": distribution(server_totals),
+        # Calls the server was generating at once, on average: the seconds each spent past its
+        # slot wait, summed, over the level's wall time. A server that serializes calls stays
+        # at <= 1 whatever the machine's load; one that batches them approaches the concurrency.
+        "server_concurrency": sum(generating) / duration
+        if generating and len(generating) == len(ok) and duration
+        else None,
     }
