@@ -66,7 +66,7 @@ def pytest_report_header() -> str | None:
 
 
 # Unit tests first (a failure shows in a minute), then the end-to-end modules, the longest
-# first: CI runs them on two workers (pytest-xdist, --dist loadscope --no-loadscope-reorder),
+# first: CI runs them on three workers (pytest-xdist, --dist loadscope --no-loadscope-reorder),
 # and a long module started last would run alone at the end. The list is the modules' own
 # time, longest first, measured on a 2-core AMD EPYC (each starts one or more engines); the
 # modules not named follow in their usual order.

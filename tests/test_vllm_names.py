@@ -19,6 +19,7 @@ def test_engine_argument_names_from_the_source_are_the_dataclass_fields() -> Non
     assert vllm_names.engine_arg_names() == {f.name for f in dataclasses.fields(AsyncEngineArgs)}
 
 
+@pytest.mark.engine  # imports vllm.envs (1.4 s)
 def test_environment_names_from_envs_py_are_vllms_own() -> None:
     import vllm.envs
 
