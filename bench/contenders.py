@@ -1,7 +1,7 @@
 """The contenders, each started on its own, fed the same workload, then stopped.
 
 - ``engine``: vLLM's ``AsyncLLM`` driven directly in a child process (bench/engine_worker.py),
-  built from the same ``Settings`` with ``vllm_mcp.engine.build_engine_args``; prompts are
+  built from the same ``Settings`` with ``vllm_mcp.engine.core.build_engine_args``; prompts are
   tokenized before the clock starts, so this is the limit.
 - ``vllm-mcp``: ``vllm-mcp serve`` through the official MCP client over stdio; variants
   ``stream`` (progress notifications on, TTFT = first notification) and ``no-stream``.
@@ -330,8 +330,8 @@ def vllm_serve_command(settings: Any, port: int) -> tuple[list[str], dict[str, s
     """
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    from vllm_mcp.engine import build_engine_args
-    from vllm_mcp.model_source import for_engine
+    from vllm_mcp.engine.core import build_engine_args
+    from vllm_mcp.engine.source import for_engine
 
     model, _ = for_engine(settings)
     args = build_engine_args(settings, model)
@@ -380,7 +380,7 @@ class VllmServeContender(Contender):
     async def start(self) -> None:
         import aiohttp
 
-        from vllm_mcp.config import Settings
+        from vllm_mcp.config.settings import Settings
 
         settings = Settings.load(environ=self.env)
         port = free_port()

@@ -1,7 +1,7 @@
 """The raw-engine contender: vLLM's ``AsyncLLM`` driven directly, no protocol in between.
 
 Started by ``EngineContender`` with the same environment as ``vllm-mcp serve``; the
-engine arguments come from ``vllm_mcp.engine.build_engine_args`` on the same
+engine arguments come from ``vllm_mcp.engine.core.build_engine_args`` on the same
 ``Settings``, so only the MCP layer differs. Writes its result JSON to the path in
 the config file and prints one progress line per level on stdout.
 """
@@ -22,10 +22,10 @@ from bench.workload import Workload, messages
 
 
 async def main(config: dict[str, Any]) -> dict[str, Any]:
-    from vllm_mcp import prompts
-    from vllm_mcp.config import Settings
-    from vllm_mcp.engine import build_engine_args, prepare_process_environment
-    from vllm_mcp.model_source import for_engine
+    from vllm_mcp.config.settings import Settings
+    from vllm_mcp.engine.core import build_engine_args, prepare_process_environment
+    from vllm_mcp.engine.source import for_engine
+    from vllm_mcp.tools import prompts
 
     settings = Settings.load()
     prepare_process_environment(settings)  # the server's own vLLM environment

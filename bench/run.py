@@ -59,7 +59,7 @@ def machine() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    from vllm_mcp.engine import vllm_version
+    from vllm_mcp.engine.core import vllm_version
 
     try:
         commit = subprocess.run(

@@ -13,7 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from vllm_mcp.cli import cli
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor import CommandResult, gpu
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"

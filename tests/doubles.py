@@ -11,12 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from vllm_mcp.engine import Delta, EngineState, EngineUnavailable, Sampling
-from vllm_mcp.load_phase import LoadProgress, Phase
+from vllm_mcp.engine.core import Delta, EngineState, EngineUnavailable, Sampling
+from vllm_mcp.engine.load_phase import LoadProgress, Phase
 
 
 class FakeTokenizer:
-    """TEST DOUBLE of a Hugging Face tokenizer, as ``vllm_mcp.prompts`` uses it.
+    """TEST DOUBLE of a Hugging Face tokenizer, as ``vllm_mcp.tools.prompts`` uses it.
 
     One token per character of the rendered transcript, so prompt sizes are predictable.
     """
@@ -43,7 +43,7 @@ class FakeTokenizer:
 
 
 class FakeEngine:
-    """TEST DOUBLE of ``vllm_mcp.engine.Engine``: the same interface, no vLLM, no model.
+    """TEST DOUBLE of ``vllm_mcp.engine.core.Engine``: the same interface, no vLLM, no model.
 
     ``generate`` streams ``reply`` (a string, or a function of the prompt's token ids)
     word by word as ``Delta`` objects, ``pace`` seconds apart, capped at the request's
@@ -228,10 +228,10 @@ class FakeChat:
 
 def tools_over(engine: FakeEngine, **env: str) -> Any:
     """``Tools`` as the app builds them, over the double; settings from ``env`` only."""
-    from vllm_mcp.config import Settings
+    from vllm_mcp.config.settings import Settings
     from vllm_mcp.metrics import Metrics
     from vllm_mcp.sessions import MemorySessionStore
-    from vllm_mcp.tools import Tools
+    from vllm_mcp.tools.handlers import Tools
 
     settings = Settings.load(environ=env)
     return Tools(settings, engine, MemorySessionStore(10, 50), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The process life cycle (``vllm_mcp.app``) over real pipes, with the ``FakeEngine`` double.
+"""The process life cycle (``vllm_mcp.server.app``) over real pipes, with the ``FakeEngine`` double.
 
 Shutdown is one path whatever the trigger: intake stops, in-flight calls get
 ``VLLM_MCP_SHUTDOWN_GRACE`` seconds, the rest are aborted and answered with an error,
@@ -19,9 +19,9 @@ import pytest
 
 from tests.doubles import FakeEngine
 from tests.pipes import StdioPeer
-from vllm_mcp import app
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.protocol.stdio import StdioTransport
+from vllm_mcp.server import app
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -182,7 +182,7 @@ def test_a_setting_that_only_limits_calls_is_logged_once_at_start(
             peer.close_input()
             assert await asyncio.wait_for(task, 5) == 0
 
-    with caplog.at_level("WARNING", logger="vllm_mcp.app"):
+    with caplog.at_level("WARNING", logger="vllm_mcp.server.app"):
         run(scenario)
     warnings = [r for r in caplog.records if r.getMessage() == "a setting limits what calls get"]
     assert len(warnings) == 1

@@ -22,11 +22,12 @@ from click.testing import CliRunner, Result
 
 from tests.doubles import FakeChat
 from tests.support import ROOT
-from vllm_mcp import app, doctor
+from vllm_mcp import doctor
 from vllm_mcp.cli import cli, errors
 from vllm_mcp.cli import config as cli_config
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.protocol import client
+from vllm_mcp.server import app
 
 PREFIX = "vllm-mcp: "
 
@@ -367,7 +368,7 @@ def test_main_exit_statuses_in_a_real_process(tmp_path: Path) -> None:
 
 def test_main_unexpected_error_has_no_traceback_in_a_real_process() -> None:
     code = (
-        "import sys, vllm_mcp.cli, vllm_mcp.config as c\n"
+        "import sys, vllm_mcp.cli, vllm_mcp.config.settings as c\n"
         "sys.argv = ['vllm-mcp', 'config', 'show']\n"
         "def boom(*a, **k): raise ValueError('no such thing')\n"
         "c.Settings.load_with_sources = boom\n"

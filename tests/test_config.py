@@ -17,14 +17,14 @@ from click.testing import CliRunner
 
 from tests.fakehub import FakeHub, FakeRepo
 from vllm_mcp.cli import cli
-from vllm_mcp.config import (
+from vllm_mcp.config.check import validate
+from vllm_mcp.config.files import read_config_file, read_fluidmcp_config
+from vllm_mcp.config.settings import (
     ConfigError,
     Settings,
     check_top_k,
     unknown_engine_args,
 )
-from vllm_mcp.config_check import validate
-from vllm_mcp.config_files import read_config_file, read_fluidmcp_config
 
 FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
 VLLM_OWN = frozenset({"VLLM_LOGGING_STREAM", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_USE_V1"})
@@ -349,7 +349,7 @@ def test_http_workers_need_http_and_a_session_store() -> None:
 
 
 def test_config_validate_reports_an_unauthenticated_public_bind() -> None:
-    from vllm_mcp.config_check import validate
+    from vllm_mcp.config.check import validate
 
     result = validate({"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_HOST": "0.0.0.0"})
     assert not result.ok

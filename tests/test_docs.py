@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import ROOT
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 
 ROW = re.compile(r"^\| `([A-Z_]+)` \| ([^|]+) \|", re.MULTILINE)
 

@@ -10,10 +10,10 @@ import pytest
 
 from tests.doctor_support import fixture, local_model, settings
 from tests.fakehub import FakeHub, FakeRepo
-from vllm_mcp import model_source
 from vllm_mcp.doctor import GpuProbe, ModelFacts, Probes, model
 from vllm_mcp.doctor.gpu import parse_smi_table
 from vllm_mcp.doctor.probes import remote_model_info, whoami
+from vllm_mcp.engine import source as model_source
 
 # --- the model ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.oauthserver import AuthServer
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.oauth import check_oauth
 
 

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.postgres import PostgresServer, free_port
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.store import check_store
 from vllm_mcp.sessions import open_store
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_mcp import engine
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.engine import core as engine
 
 # build_engine_args imports vLLM (5-8 s of CPU): those tests run with the engine suite.
 imports_vllm = pytest.mark.engine
@@ -97,7 +97,7 @@ def test_engine_env_names_do_not_import_vllm() -> None:
     import sys
 
     code = (
-        "import sys; from vllm_mcp.engine import engine_env_names; names = engine_env_names(); "
+        "import sys; from vllm_mcp.engine.core import engine_env_names; names = engine_env_names(); "
         "assert 'VLLM_CPU_KVCACHE_SPACE' in names; assert 'torch' not in sys.modules, 'torch imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from vllm_mcp import generation, tools
-from vllm_mcp.config import Settings
-from vllm_mcp.lora import Adapter
-from vllm_mcp.structured import Constraint
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.engine.lora import Adapter
+from vllm_mcp.engine.structured import Constraint
+from vllm_mcp.tools import generation
+from vllm_mcp.tools import handlers as tools
 
 
 def parse(model: type, **arguments: Any) -> Any:

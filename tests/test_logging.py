@@ -11,7 +11,7 @@ from pathlib import Path
 CHILD = textwrap.dedent(
     """
     import json, logging, os, sys
-    from vllm_mcp.config import Settings
+    from vllm_mcp.config.settings import Settings
     from vllm_mcp import logging as vlogging
     settings = Settings.load(environ=json.loads(sys.argv[1]))
     pump = vlogging.LogPump(settings.log_file)
@@ -79,7 +79,7 @@ OBSERVED = textwrap.dedent(
     """
     import json, os
     from vllm_mcp import logging as vlogging
-    from vllm_mcp.load_phase import LoadProgress, vllm_info_line
+    from vllm_mcp.engine.load_phase import LoadProgress, vllm_info_line
     progress = LoadProgress()
     pump = vlogging.LogPump(None, drop=vllm_info_line)
     pump.observers.append(progress.observe_log_line)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_mcp import lora
-from vllm_mcp.config import ConfigError, Settings
+from vllm_mcp.config.settings import ConfigError, Settings
+from vllm_mcp.engine import lora
 
 
 def test_pairs_by_spaces_or_commas() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from vllm_mcp import tools
-from vllm_mcp.messages import ChatMessage
+from vllm_mcp.tools import handlers as tools
+from vllm_mcp.tools.messages import ChatMessage
 
 
 def test_text_parts_become_one_string() -> None:

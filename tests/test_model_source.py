@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from vllm_mcp import embedded, model_source
-from vllm_mcp.config import Settings
-from vllm_mcp.model_source import ModelNotFound, classify_hub_error, explain_hub_error, locate
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.engine import embedded
+from vllm_mcp.engine import source as model_source
+from vllm_mcp.engine.source import ModelNotFound, classify_hub_error, explain_hub_error, locate
 
 
 def test_the_three_kinds(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.test_cli import assert_error, invoke
-from vllm_mcp import config_check, multinode
-from vllm_mcp.config import ConfigError, Settings
+from vllm_mcp.config import check as config_check
+from vllm_mcp.config import multinode
+from vllm_mcp.config.settings import ConfigError, Settings
 
 HEAD = {"VLLM_NNODES": "2", "VLLM_MASTER_ADDR": "10.0.0.1", "VLLM_TENSOR_PARALLEL_SIZE": "2"}
 WORKER = {**HEAD, "VLLM_NODE_RANK": "1"}
@@ -168,7 +169,7 @@ def test_worker_takes_the_same_options_as_serve() -> None:
 
 
 def test_the_gpu_check_counts_the_gpus_of_one_node() -> None:
-    from vllm_mcp.config import parallel_problem
+    from vllm_mcp.config.settings import parallel_problem
 
     four_by_two = {**HEAD, "VLLM_TENSOR_PARALLEL_SIZE": "4", "VLLM_PIPELINE_PARALLEL_SIZE": "2"}
     assert parallel_problem(Settings.load(environ=four_by_two), gpu_count=4) is None

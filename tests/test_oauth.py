@@ -368,7 +368,7 @@ def test_the_caller_is_the_token_subject(served: Any, auth_server: AuthServer) -
 def test_an_unreachable_issuer_stops_the_transport_at_start(tmp_path: Any) -> None:
     import socket
 
-    from vllm_mcp.config import Settings
+    from vllm_mcp.config.settings import Settings
     from vllm_mcp.protocol.http import HttpSetupError, HttpTransport
 
     with socket.socket() as s:

@@ -1,4 +1,4 @@
-"""vllm_mcp/oauth_rules.py through ``Settings.load``: what the OAuth settings accept and refuse."""
+"""vllm_mcp/config/oauth.py through ``Settings.load``: what the OAuth settings accept and refuse."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vllm_mcp.config import ConfigError, Settings
+from vllm_mcp.config.settings import ConfigError, Settings
 
 HTTP = {"VLLM_MCP_TRANSPORT": "http"}
 

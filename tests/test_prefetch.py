@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakehub import FakeHub, FakeRepo
-from vllm_mcp.config import Settings
-from vllm_mcp.prefetch import PrefetchError, prefetch, prefetch_for_settings, select_files
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.engine.prefetch import PrefetchError, prefetch, prefetch_for_settings, select_files
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
@@ -339,7 +339,7 @@ def local_adapter(directory: Path) -> Path:
 
 
 def test_adapters_are_fetched_like_models_and_local_ones_checked(tmp_path: Path) -> None:
-    from vllm_mcp.prefetch import prefetch_adapters
+    from vllm_mcp.engine.prefetch import prefetch_adapters
 
     hub = FakeHub({"org/sql-lora": FakeRepo(ADAPTER_FILES)}).start()
     try:

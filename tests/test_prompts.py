@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_mcp import prompts
+from vllm_mcp.tools import prompts
 
 
 def tokenizer(directory: Path):  # type: ignore[no-untyped-def]

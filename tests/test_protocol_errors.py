@@ -6,7 +6,7 @@ import json
 
 import mcp_types as types
 
-from vllm_mcp.protocol.errors import (
+from vllm_mcp.protocol.invalid_params import (
     INITIALIZE_LINE,
     INITIALIZED_LINE,
     explain_invalid_params,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.postgres import PostgresServer
-from vllm_mcp.config import ConfigError, Settings
+from vllm_mcp.config.settings import ConfigError, Settings
 from vllm_mcp.errors import SessionStoreUnavailable
 from vllm_mcp.sessions import (
     MemorySessionStore,
@@ -28,7 +28,7 @@ from vllm_mcp.sessions import (
     parse_location,
     truncate,
 )
-from vllm_mcp.tools import session_key
+from vllm_mcp.tools.handlers import session_key
 
 
 def user(text: str) -> dict[str, str]:

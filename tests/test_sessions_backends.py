@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.postgres import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.sessions import SessionStoreError, SqliteSessionStore, open_store
 
 ROOT = Path(__file__).parent.parent

@@ -16,12 +16,12 @@ import pytest
 
 from tests.doubles import FakeEngine
 from tests.pipes import StdioPeer
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server
 from vllm_mcp.protocol.stdio import StdioTransport
 from vllm_mcp.sessions import MemorySessionStore
-from vllm_mcp.tools import Tools
+from vllm_mcp.tools.handlers import Tools
 
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_mcp import generation, structured
+from vllm_mcp.engine import structured
+from vllm_mcp.tools import generation
 
 
 def test_one_constraint_at_most() -> None:
@@ -85,7 +86,7 @@ def test_json_schema_is_compact_unless_json_whitespace_is_asked_for() -> None:
 
 @pytest.mark.engine  # builds vLLM's StructuredOutputsParams, so imports vLLM (2 s)
 def test_the_engine_sends_the_compact_grammar_and_the_schema_itself_when_whitespace_is_allowed() -> None:
-    from vllm_mcp import engine
+    from vllm_mcp.engine import core as engine
 
     compact = engine._structured_outputs(structured.Constraint("json", SCHEMA, compact=True))
     assert compact.json is None and compact.grammar == structured.compact_json_grammar(SCHEMA)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.doubles import FakeEngine, tools_over
-from vllm_mcp import tools
-from vllm_mcp.engine import EngineUnavailable
+from vllm_mcp.engine.core import EngineUnavailable
+from vllm_mcp.tools import handlers as tools
 
 
 def chat_args(**extra: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from vllm_mcp import worker
+from vllm_mcp.server import worker_node as worker
 
 
 def listener() -> tuple[socket.socket, int]:

@@ -1,4 +1,4 @@
-"""Unit tests of ``VLLM_MCP_HTTP_WORKERS`` (vllm_mcp/workers.py) that need no engine.
+"""Unit tests of ``VLLM_MCP_HTTP_WORKERS`` (vllm_mcp/server/frontends.py) that need no engine.
 
 The workers on a real engine core are tests/e2e/test_http_workers.py.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import serve_env
-from vllm_mcp import workers
+from vllm_mcp.server import frontends as workers
 
 
 def run_serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

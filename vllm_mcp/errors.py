@@ -14,7 +14,7 @@ a sentence for the caller that names what is wrong and how to fix it::
     OutOfTime               internal: the budget ran out before anything was generated
 
 The engine's own failures (``EngineUnavailable``, ``EngineDead``, ``PromptRejected``) live in
-``vllm_mcp.engine``, next to the code that raises them.
+``vllm_mcp.engine.core``, next to the code that raises them.
 """
 
 from __future__ import annotations

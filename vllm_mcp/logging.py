@@ -25,7 +25,7 @@ from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 
 _PIPE_BUF = select.PIPE_BUF if hasattr(select, "PIPE_BUF") else 512
 _TAIL_LINES = 200

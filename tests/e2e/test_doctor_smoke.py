@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import serve_env
-from vllm_mcp.load_phase import vllm_info_line
+from vllm_mcp.engine.load_phase import vllm_info_line
 
 pytestmark = pytest.mark.engine
 

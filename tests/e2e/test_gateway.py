@@ -66,7 +66,7 @@ def relocate(value: str, root: Path, venv_bin: Path) -> str:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    from vllm_mcp.config_files import read_env_file as parse
+    from vllm_mcp.config.files import read_env_file as parse
 
     return parse(path)
 

@@ -15,7 +15,7 @@ import click
 
 from vllm_mcp.cli.errors import CliError
 from vllm_mcp.cli.progress import StatusLine
-from vllm_mcp.config import ConfigError, Settings, child_environment
+from vllm_mcp.config.settings import ConfigError, Settings, child_environment
 
 
 @click.command()

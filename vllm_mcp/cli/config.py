@@ -9,9 +9,9 @@ import click
 
 from vllm_mcp.cli.doctor import engine_arg_names, engine_names, engine_platform
 from vllm_mcp.cli.errors import CheckFailed
-from vllm_mcp.config import ConfigError, Settings
-from vllm_mcp.config_check import validate
-from vllm_mcp.config_files import read_config_file
+from vllm_mcp.config.check import validate
+from vllm_mcp.config.files import read_config_file
+from vllm_mcp.config.settings import ConfigError, Settings
 
 
 @click.group()

@@ -12,7 +12,7 @@ from vllm_mcp.cli.errors import CheckFailed
 def engine_names() -> frozenset[str]:
     """vLLM's own variable names, so they are not flagged as typos (empty without vLLM)."""
     try:
-        from vllm_mcp.engine import engine_env_names
+        from vllm_mcp.engine.core import engine_env_names
 
         return engine_env_names()
     except ImportError:
@@ -22,7 +22,7 @@ def engine_names() -> frozenset[str]:
 def engine_arg_names() -> frozenset[str]:
     """vLLM's engine arguments, for VLLM_MCP_ENGINE_ARGS (empty without vLLM: not checked)."""
     try:
-        from vllm_mcp.engine import engine_arg_names as names
+        from vllm_mcp.engine.core import engine_arg_names as names
 
         return names()
     except ImportError:
@@ -32,7 +32,7 @@ def engine_arg_names() -> frozenset[str]:
 def engine_platform() -> tuple[str, str]:
     """vLLM's platform and its Ray support, for the Ray check (no Ray support without vLLM)."""
     try:
-        from vllm_mcp.engine import platform_facts
+        from vllm_mcp.engine.core import platform_facts
 
         return platform_facts()
     except ImportError:

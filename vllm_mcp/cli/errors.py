@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import click
 
-from vllm_mcp.config import ConfigError
+from vllm_mcp.config.settings import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PREFIX = "vllm-mcp: "
@@ -63,7 +63,7 @@ def _say(line: str) -> None:
 
 def report(error: BaseException) -> int:
     """Write ``error`` to stderr the one way; return the exit status it means."""
-    from vllm_mcp.prefetch import PrefetchError
+    from vllm_mcp.engine.prefetch import PrefetchError
 
     if isinstance(error, CliError):
         _say(error.message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 
 
 @click.command()
@@ -15,7 +15,7 @@ def prefetch(model: str | None, revision: str | None, quiet: bool) -> None:
     """Download MODEL (default: VLLM_MODEL_NAME, and then the VLLM_MCP_LORA_MODULES adapters)
     into the cache; 'embedded' converts the embedded model. A failed download exits 1, a bad
     setting 2."""
-    from vllm_mcp.prefetch import prefetch_adapters, prefetch_for_settings
+    from vllm_mcp.engine.prefetch import prefetch_adapters, prefetch_for_settings
 
     settings = Settings.load()
     result = prefetch_for_settings(settings, model, revision, progress=not quiet)  # PrefetchError: exit 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from vllm_mcp.load_phase import DESCRIPTIONS, Phase
+from vllm_mcp.engine.load_phase import DESCRIPTIONS, Phase
 
 PREFIX = "vllm-mcp: "
 

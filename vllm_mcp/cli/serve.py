@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 
 # Settings that get no command-line option: a secret must never be on a command line.
 _NO_OPTION = {"hf_token"}
@@ -36,12 +36,13 @@ def serve(**options: Any) -> None:
     settings = Settings.load(options=options)  # a ConfigError exits 2, one line per problem
     # Only now the server's imports (the MCP SDK, starlette, uvicorn: about a second): a bad
     # setting is reported without them, and a gateway retrying a broken config pays little.
-    from vllm_mcp import app, multinode
-    from vllm_mcp.engine import platform_facts
+    from vllm_mcp.config import multinode
+    from vllm_mcp.engine.core import platform_facts
+    from vllm_mcp.server import app
 
     multinode.refuse(settings, "head", platform_facts)  # a worker node's rank, Ray on CPU: exit 2
     if settings.http_workers > 1:
-        from vllm_mcp import workers
+        from vllm_mcp.server import frontends as workers
 
         app.exit_now(workers.run(settings))
     app.exit_now(app.run(settings))

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from vllm_mcp.cli.serve import settings_options
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 
 
 @click.command()
@@ -20,9 +20,9 @@ def worker(**options: Any) -> None:
     Takes the options and variables `serve` takes. Exits 0 after SIGTERM/SIGINT, 1 when the
     workers exited or failed (the head stopped, say), 2 on a bad setting.
     """
-    from vllm_mcp import multinode
-    from vllm_mcp import worker as node
-    from vllm_mcp.engine import platform_facts
+    from vllm_mcp.config import multinode
+    from vllm_mcp.engine.core import platform_facts
+    from vllm_mcp.server import worker_node as node
 
     settings = Settings.load(options=options)  # a ConfigError exits 2, one line per problem
     multinode.refuse(settings, "worker", platform_facts)

@@ -3,14 +3,14 @@
 Every check yields one line, ok / warn / FAIL, and a failure carries the fix. The
 system is reached only through ``Probes`` (probes.py), so parsing is tested on recorded
 output from real machines. vLLM itself is never imported here: versions come from
-package metadata, and ``--smoke`` goes through ``vllm_mcp.engine``. The checks live by
+package metadata, and ``--smoke`` goes through ``vllm_mcp.engine.core``. The checks live by
 subject: gpu.py, host.py, model.py, adapters.py, store.py, gateway.py, replicas.py, oauth.py,
 smoke.py; report.py formats them.
 """
 
 from __future__ import annotations
 
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.adapters import check_adapters
 from vllm_mcp.doctor.gateway import check_gateway
 from vllm_mcp.doctor.gpu import GpuProbe, check_gpu_memory, check_gpus, check_parallel, probe_gpus

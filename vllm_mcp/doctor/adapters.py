@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vllm_mcp import lora
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.model import ModelFacts
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check
+from vllm_mcp.engine import lora
 
 
 def check_adapters(s: Settings, facts: ModelFacts | None, p: Probes) -> Check | None:

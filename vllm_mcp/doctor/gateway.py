@@ -12,7 +12,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from vllm_mcp import config, config_files
+from vllm_mcp.config import files as config_files
+from vllm_mcp.config import settings as config
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check
 from vllm_mcp.protocol.auth import TokenFileError, parse_tokens

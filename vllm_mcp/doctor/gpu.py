@@ -8,8 +8,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from vllm_mcp import config
-from vllm_mcp.config import Settings
+from vllm_mcp.config import settings as config
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.probes import Probes, Runner, run_command
 from vllm_mcp.doctor.report import Check
 

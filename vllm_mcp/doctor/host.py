@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_mcp import config_check
-from vllm_mcp.config import EMBEDDED_MODEL, Settings
+from vllm_mcp.config import check as config_check
+from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings
 from vllm_mcp.doctor.gpu import GpuProbe
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import GIB, Check, Status

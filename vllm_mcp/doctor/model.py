@@ -12,12 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from vllm_mcp import config, embedded, model_source
-from vllm_mcp.config import Settings
+from vllm_mcp.config import settings as config
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.gpu import GpuProbe
 from vllm_mcp.doctor.host import parse_meminfo
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import GIB, MIB, Check, Status
+from vllm_mcp.engine import embedded
+from vllm_mcp.engine import source as model_source
 
 
 @dataclass
@@ -216,7 +218,7 @@ _HUB_FIXES = {
 
 
 def _remote_facts(name: str, s: Settings, p: Probes) -> ModelFacts:
-    from vllm_mcp.prefetch import select_files
+    from vllm_mcp.engine.prefetch import select_files
 
     token = s.hf_token.get_secret_value() if s.hf_token else None
     try:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from vllm_mcp.config import Settings, is_loopback
+from vllm_mcp.config.settings import Settings, is_loopback
 from vllm_mcp.doctor.report import Check
 
 MCP_PATH = "/mcp"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllm_mcp import model_source
+from vllm_mcp.engine import source as model_source
 
 HUB_TIMEOUT_S = 4.0
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vllm_mcp import config, config_files
+from vllm_mcp.config import files as config_files
+from vllm_mcp.config import settings as config
 from vllm_mcp.doctor.gpu import GpuProbe
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check

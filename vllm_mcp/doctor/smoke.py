@@ -1,4 +1,4 @@
-"""``doctor --smoke``: start the real engine (through ``vllm_mcp.engine``) and generate."""
+"""``doctor --smoke``: start the real engine (through ``vllm_mcp.engine.core``) and generate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.report import Check
 
 SMOKE_PROMPT = "Say hello."
@@ -22,10 +22,10 @@ def smoke_test(settings: Settings, max_tokens: int = 8, status: StatusFactory | 
     As in ``serve``, the log pump owns fd 2 meanwhile: vLLM's INFO lines tell the load phase
     (shown through ``status``, on the real stderr) and stay off the terminal.
     """
-    from vllm_mcp import engine as engine_module
     from vllm_mcp import logging as vlogging
-    from vllm_mcp import prompts
-    from vllm_mcp.load_phase import vllm_info_line
+    from vllm_mcp.engine import core as engine_module
+    from vllm_mcp.engine.load_phase import vllm_info_line
+    from vllm_mcp.tools import prompts
 
     engine_module.prepare_process_environment(settings)
     pump = vlogging.LogPump(drop=None if settings.log_level == "DEBUG" else vllm_info_line)

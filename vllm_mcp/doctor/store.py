@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.report import Check
 from vllm_mcp.sessions import SessionStoreError, parse_location
 

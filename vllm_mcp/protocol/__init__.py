@@ -2,7 +2,7 @@
 
 - ``server``: the tools mapped onto the official SDK's low-level ``Server`` (tools/list,
   tools/call, progress, errors). One ``Server`` serves every transport.
-- ``transport``: the ``Transport`` base class the process life cycle (``vllm_mcp.app``)
+- ``transport``: the ``Transport`` base class the process life cycle (``vllm_mcp.server.app``)
   drives: serve until told to stop, refuse new calls, report what is still in flight.
 - ``stdio``: newline-delimited JSON-RPC on stdin/stdout, for gateways that spawn us.
 - ``http``: MCP Streamable HTTP (the SDK's app under uvicorn) for many clients at once;
@@ -20,7 +20,7 @@ from vllm_mcp.protocol.server import build_server
 from vllm_mcp.protocol.transport import Transport
 
 if TYPE_CHECKING:
-    from vllm_mcp.config import Settings
+    from vllm_mcp.config.settings import Settings
 
 __all__ = ["Transport", "build_server", "make_transport"]
 

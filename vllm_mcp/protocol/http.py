@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vllm_mcp.config import Settings, is_loopback
+from vllm_mcp.config.settings import Settings, is_loopback
 from vllm_mcp.protocol.auth import TokenFileVerifier
 from vllm_mcp.protocol.transport import SERVER_SHUTTING_DOWN, Transport, TransportSetupError
 
@@ -202,7 +202,7 @@ class _Gate:
 
 
 class _Uvicorn(uvicorn.Server):
-    """uvicorn's server without its signal handlers: ``vllm_mcp.app`` owns SIGTERM/SIGINT."""
+    """uvicorn's server without its signal handlers: ``vllm_mcp.server.app`` owns SIGTERM/SIGINT."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

@@ -20,11 +20,11 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from vllm_mcp import __version__
-from vllm_mcp.engine import EngineUnavailable
-from vllm_mcp.generation import GenerationResult
+from vllm_mcp.engine.core import EngineUnavailable
 from vllm_mcp.protocol.auth import caller_of
 from vllm_mcp.protocol.transport import INVALID_PARAMS
-from vllm_mcp.tools import (
+from vllm_mcp.tools.generation import GenerationResult
+from vllm_mcp.tools.handlers import (
     ChatArguments,
     ChatResult,
     CompleteArguments,

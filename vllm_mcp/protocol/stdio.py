@@ -24,7 +24,7 @@ import mcp_types as types
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
-from vllm_mcp.protocol.errors import explain_invalid_params, needs_explaining
+from vllm_mcp.protocol.invalid_params import explain_invalid_params, needs_explaining
 from vllm_mcp.protocol.transport import (
     INTERNAL_ERROR,
     INVALID_REQUEST,

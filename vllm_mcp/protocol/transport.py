@@ -1,7 +1,7 @@
 """What the process life cycle needs from a transport, whichever it is.
 
 Modelled on httpx's transports: one small base class, one subclass per way of
-carrying messages. ``vllm_mcp.app`` starts the engine, then calls ``serve`` and, on
+carrying messages. ``vllm_mcp.server.app`` starts the engine, then calls ``serve`` and, on
 a signal or end of input, ``stop_intake`` -> ``wait_drained`` -> ``close``.
 """
 

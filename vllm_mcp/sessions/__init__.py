@@ -36,7 +36,7 @@ from vllm_mcp.sessions.memory import MemorySessionStore
 from vllm_mcp.sessions.sqlite import SqliteSessionStore
 
 if TYPE_CHECKING:
-    from vllm_mcp.config import Settings
+    from vllm_mcp.config.settings import Settings
 
 __all__ = [
     "MemorySessionStore",

@@ -17,17 +17,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vllm_mcp import generation, prompts, structured
-from vllm_mcp.admission import (
-    WAIT_REPORT_INTERVAL,
-    Admission,
-    ProgressPacer,
-    ProgressRate,
-    ProgressSender,
-    WaitReporter,
-)
-from vllm_mcp.config import Settings
-from vllm_mcp.engine import Engine, EngineDead, EngineUnavailable, PromptRejected
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.engine import structured
+from vllm_mcp.engine.core import Engine, EngineDead, EngineUnavailable, PromptRejected
 from vllm_mcp.errors import (
     InvalidArguments,
     NotStarted,
@@ -37,10 +29,19 @@ from vllm_mcp.errors import (
     ShuttingDown,
     ToolError,
 )
-from vllm_mcp.generation import GenerationArguments, GenerationResult, Timings, Usage
-from vllm_mcp.messages import ChatMessage
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
+from vllm_mcp.tools import generation, prompts
+from vllm_mcp.tools.admission import (
+    WAIT_REPORT_INTERVAL,
+    Admission,
+    ProgressPacer,
+    ProgressRate,
+    ProgressSender,
+    WaitReporter,
+)
+from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Timings, Usage
+from vllm_mcp.tools.messages import ChatMessage
 
 __all__ = [
     "Admission",

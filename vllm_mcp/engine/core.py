@@ -18,12 +18,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from vllm_mcp import embedded, lifeline, lora, model_source, multinode, vllm_names
-from vllm_mcp.config import EMBEDDED_MODEL, Settings, unknown_engine_args
-from vllm_mcp.engine_process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
-from vllm_mcp.engine_types import Delta, EngineDead, EngineState, EngineUnavailable, PromptRejected, Sampling
-from vllm_mcp.load_phase import LoadProgress, Phase
-from vllm_mcp.structured import Constraint, compact_json_grammar
+from vllm_mcp.config import multinode
+from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings, unknown_engine_args
+from vllm_mcp.engine import embedded, lora
+from vllm_mcp.engine import names as vllm_names
+from vllm_mcp.engine import source as model_source
+from vllm_mcp.engine.load_phase import LoadProgress, Phase
+from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
+from vllm_mcp.engine.structured import Constraint, compact_json_grammar
+from vllm_mcp.engine.types import Delta, EngineDead, EngineState, EngineUnavailable, PromptRejected, Sampling
+from vllm_mcp.server import lifeline
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ def _number(x: float) -> str:
 def engine_env_names() -> frozenset[str]:
     """The environment variables vLLM itself reads (so ``config validate`` knows them).
 
-    From ``vllm/envs.py`` alone while vLLM is not imported (vllm_mcp/vllm_names.py): ``serve``
+    From ``vllm/envs.py`` alone while vLLM is not imported (vllm_mcp/engine/names.py): ``serve``
     needs them before it reads its first request, and the package imports torch (~9 s of CPU).
     """
     import sys
@@ -103,7 +107,7 @@ def vllm_version() -> str:
 def engine_arg_names() -> frozenset[str]:
     """The names ``VLLM_MCP_ENGINE_ARGS`` may use: vLLM's engine arguments.
 
-    From ``vllm/engine/arg_utils.py``'s source while vLLM is not imported (vllm_mcp/vllm_names.py):
+    From ``vllm/engine/arg_utils.py``'s source while vLLM is not imported (vllm_mcp/engine/names.py):
     ``config validate`` and ``doctor`` would otherwise wait ~12 s for the import.
     """
     import sys

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("vllm_mcp.engine")  # the engine's log lines, as before the split
+log = logging.getLogger("vllm_mcp.engine.core")  # the engine's log lines, as before the split
 
 
 LOAD_THREAD = "vllm-mcp-load"

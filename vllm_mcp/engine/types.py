@@ -8,8 +8,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from vllm_mcp.lora import Adapter
-from vllm_mcp.structured import Constraint
+from vllm_mcp.engine.lora import Adapter
+from vllm_mcp.engine.structured import Constraint
 
 
 class EngineState(str, enum.Enum):

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
-from vllm_mcp.config import Settings
-from vllm_mcp.engine import Engine, EngineState, prepare_process_environment
-from vllm_mcp.load_phase import vllm_info_line
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.engine.core import Engine, EngineState, prepare_process_environment
+from vllm_mcp.engine.load_phase import vllm_info_line
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
 from vllm_mcp.sessions import SessionStoreError, open_store
-from vllm_mcp.tools import Tools
+from vllm_mcp.tools.handlers import Tools
 
 if TYPE_CHECKING:
-    from vllm_mcp.workers import Worker
+    from vllm_mcp.server.frontends import Worker
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
 def run(settings: Settings, worker: Worker | None = None) -> int:
     """Serve MCP until end of input or a signal; the exit status.
 
-    ``worker``: this process is one of ``VLLM_MCP_HTTP_WORKERS`` front ends (vllm_mcp.workers).
+    ``worker``: this process is one of ``VLLM_MCP_HTTP_WORKERS`` front ends (vllm_mcp.server.frontends).
     """
     # vLLM logs at INFO so that its load phases can be read; its INFO lines are shown at DEBUG.
     pump = vlogging.LogPump(settings.log_file, drop=None if settings.log_level == "DEBUG" else vllm_info_line)

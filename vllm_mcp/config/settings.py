@@ -32,9 +32,11 @@ from pydantic import (
     model_validator,
 )
 
-from vllm_mcp import config_rules, lora, multinode
-from vllm_mcp.config_load import ConfigError, Source, child_environment, explain, layered, mask_secret
-from vllm_mcp.config_rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
+from vllm_mcp.config import multinode
+from vllm_mcp.config import rules as config_rules
+from vllm_mcp.config.load import ConfigError, Source, child_environment, explain, layered, mask_secret
+from vllm_mcp.config.rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
+from vllm_mcp.engine import lora
 from vllm_mcp.sessions import location as sessions_location
 
 __all__ = [
@@ -281,7 +283,7 @@ class Settings(BaseModel):
         description="The origin clients reach this server at (https://host[:port]) behind a proxy; "
         "the OAuth audience and metadata URLs are built from it.",
     )
-    # --- OAuth 2.1 resource server (ours; vllm_mcp/oauth_rules.py, docs/http.md) ------
+    # --- OAuth 2.1 resource server (ours; vllm_mcp/config/oauth.py, docs/http.md) ------
     oauth_issuer: str | None = Field(
         None,
         alias="VLLM_MCP_OAUTH_ISSUER",
@@ -402,7 +404,7 @@ class Settings(BaseModel):
     )
     @classmethod
     def _oauth_url(cls, v: str | None, info: Any) -> str | None:
-        from vllm_mcp import oauth_rules
+        from vllm_mcp.config import oauth as oauth_rules
 
         origin_only = info.field_name == "http_public_url"
         return None if v is None else oauth_rules.check_url(v, "the URL", path_allowed=not origin_only)
@@ -410,7 +412,7 @@ class Settings(BaseModel):
     @field_validator("oauth_scopes", "oauth_caller_claim")
     @classmethod
     def _oauth_words(cls, v: str | None, info: Any) -> str | None:
-        from vllm_mcp import oauth_rules
+        from vllm_mcp.config import oauth as oauth_rules
 
         if info.field_name == "oauth_scopes":
             return oauth_rules.check_scopes(v) if v is not None else None
@@ -430,7 +432,7 @@ class Settings(BaseModel):
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
                 "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
             )
-        from vllm_mcp import oauth_rules
+        from vllm_mcp.config import oauth as oauth_rules
 
         problem = oauth_rules.problem(self) or multinode.problem(self)
         if problem:

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_mcp import lora, model_source
-from vllm_mcp.config import Settings
-from vllm_mcp.model_source import explain_hub_error
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.engine import lora
+from vllm_mcp.engine import source as model_source
+from vllm_mcp.engine.source import explain_hub_error
 
 # Small top-level files vLLM or transformers may read besides the weights.
 _SIDE_FILES = (
@@ -161,7 +162,7 @@ def prefetch_for_settings(
     if source.kind == "embedded":
         if revision:
             raise PrefetchError("the embedded model has no revisions; drop --revision")
-        from vllm_mcp import embedded
+        from vllm_mcp.engine import embedded
 
         try:
             path = embedded.prepare_embedded_model(settings.cache_dir)

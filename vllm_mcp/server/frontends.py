@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 from vllm_mcp import logging as vlogging
-from vllm_mcp.config import Settings
+from vllm_mcp.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def serve_worker(
     listen_address: str, listening: socket.socket, settings: Settings, client: dict[str, Any]
 ) -> None:
     """A worker process (vLLM's ``APIServerProcessManager`` target): ``app.run`` as front end K."""
-    from vllm_mcp import app
+    from vllm_mcp.server import app
 
     index = int(client["client_index"])
     tag_logs(index)
@@ -73,7 +73,7 @@ class _Stop(BaseException):
 
 def run(settings: Settings) -> int:
     """Start the engine core and ``settings.http_workers`` front ends, supervise them; the exit status."""
-    from vllm_mcp.engine import prepare_process_environment, root_cause, shared_engine_core
+    from vllm_mcp.engine.core import prepare_process_environment, root_cause, shared_engine_core
     from vllm_mcp.protocol.http import bind_socket
     from vllm_mcp.protocol.transport import TransportSetupError
 

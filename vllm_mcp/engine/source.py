@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vllm_mcp import embedded
-from vllm_mcp.config import EMBEDDED_MODEL, Settings
+from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings
+from vllm_mcp.engine import embedded
 
 Kind = Literal["embedded", "local", "hub"]
 

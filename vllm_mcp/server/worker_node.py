@@ -18,9 +18,10 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from vllm_mcp import __version__, multinode
+from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
-from vllm_mcp.config import Settings
+from vllm_mcp.config import multinode
+from vllm_mcp.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class HeadWatch:
 
 def run(settings: Settings) -> int:
     """Serve this node's workers until a signal or until they exit; the exit status."""
-    from vllm_mcp import engine
+    from vllm_mcp.engine import core as engine
 
     pump = vlogging.LogPump(settings.log_file)
     vlogging.configure(settings)

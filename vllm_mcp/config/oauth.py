@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_mcp.config import is_loopback
+from vllm_mcp.config.settings import is_loopback
 
 # An OAuth scope token (RFC 6749 section 3.3): visible ASCII except space, '"' and '\'.
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")

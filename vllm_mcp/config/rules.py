@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vllm_mcp.config import Settings
+    from vllm_mcp.config.settings import Settings
 
 # A host name, an IPv4 address or a bracketed IPv6 address, with an optional port.
 _HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?")

@@ -12,11 +12,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from vllm_mcp import multinode
-from vllm_mcp.config import (
+from vllm_mcp.config.settings import (
     ConfigError,
     Settings,
     Source,
+    multinode,
     parallel_problem,
     unknown_engine_args,
 )

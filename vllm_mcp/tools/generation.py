@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vllm_mcp import lora, structured
-from vllm_mcp.config import Settings, check_top_k
-from vllm_mcp.engine import Engine, Sampling
+from vllm_mcp.config.settings import Settings, check_top_k
+from vllm_mcp.engine import lora, structured
+from vllm_mcp.engine.core import Engine, Sampling
 from vllm_mcp.errors import OutOfTime
 
 MAX_LOGPROBS = 20  # vllm serve's default cap (max_logprobs)
