@@ -17,9 +17,9 @@ import psutil
 
 from bench import report
 from bench.contenders import log_dir
-from bench.models import make_tiny_model, serve_env
 from bench.registry import CONTENDERS
 from bench.workload import Workload
+from tests.support.models import make_tiny_model, serve_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -4,7 +4,7 @@ A turn is what ``chat_completion`` does with a session around the generation: re
 history, then ``append_turn`` (one transaction). Each store gets the same turns, round robin
 over ``sessions`` sessions whose histories grow to ``VLLM_MAX_SESSION_MESSAGES``; one caller
 at a time, then ``concurrency`` at once. PostgreSQL is a real server: ``--store-url``, or one
-started for the run in a temporary directory (tests/postgres.py, Debian's postgresql).
+started for the run in a temporary directory (tests/support/postgres.py, Debian's postgresql).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def postgres(url: str | None) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    from tests.postgres import running_postgres
+    from tests.support.postgres import running_postgres
 
     with running_postgres(fsync=True) as server:  # durable commits, as SQLite's synchronous=FULL
         yield server.new_database()

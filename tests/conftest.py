@@ -3,7 +3,7 @@
 The suite runs the same whatever the caller exported: the settings' variables (and the
 Hugging Face ones, which huggingface_hub reads once, at import) are removed before any test
 module is imported, and again around every test; a test sets what it needs with monkeypatch.
-End-to-end servers get their environment from ``tests.support.serve_env``.
+End-to-end servers get their environment from ``tests.support.models.serve_env``.
 """
 
 from __future__ import annotations
@@ -19,34 +19,21 @@ from typing import Any
 
 import pytest
 
-from tests.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures, for every test
-from tests.support import ENGINE_COUNTS, ROOT, make_tiny_adapter, make_tiny_model
-
-CALLER_PREFIXES = ("VLLM_", "HF_", "HUGGING_FACE", "TRANSFORMERS_OFFLINE")
-
-
-def _callers_variables() -> list[str]:
-    return [name for name in os.environ if name.startswith(CALLER_PREFIXES)]
-
+from tests.support import ROOT
+from tests.support.environment import callers_variables, without_callers_variables  # noqa: F401 - autouse
+from tests.support.models import make_tiny_adapter, make_tiny_model
+from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures, for every test
+from tests.support.servers import ENGINE_COUNTS
 
 # Before huggingface_hub is imported by any test module: it turns HF_HUB_OFFLINE, HF_HOME and
 # HF_ENDPOINT into constants then.
-for _name in _callers_variables():
+for _name in callers_variables():
     del os.environ[_name]
 # ... and import it now, while the environment is clean (its hf_api and file_download copy
 # constants at import too), rather than in whichever test first needs it: a test's
 # monkeypatched HF_HUB_OFFLINE would become every later test's constant.
 import huggingface_hub.file_download  # noqa: E402
 import huggingface_hub.hf_api  # noqa: E402, F401
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No VLLM_*, HF_* or token variable from outside (or from an earlier test) reaches a test."""
-    for name in _callers_variables():
-        monkeypatch.delenv(name)
-    yield
-
 
 MODELS = ROOT / ".cache" / "test-models"
 AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")

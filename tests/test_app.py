@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.doubles import FakeEngine
-from tests.pipes import StdioPeer
+from tests.support.doubles import FakeEngine
+from tests.support.pipes import StdioPeer
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.protocol.stdio import StdioTransport
 from vllm_mcp.server import app

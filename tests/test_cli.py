@@ -18,18 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from tests.doubles import FakeChat
 from tests.support import ROOT
+from tests.support.cli import PREFIX, assert_error, invoke
+from tests.support.doubles import FakeChat
 from vllm_mcp import doctor
-from vllm_mcp.cli import cli, errors
 from vllm_mcp.cli import config as cli_config
+from vllm_mcp.cli import errors
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.protocol import client
 from vllm_mcp.server import app
-
-PREFIX = "vllm-mcp: "
 
 
 @pytest.fixture(autouse=True)
@@ -45,22 +43,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-
-def invoke(*args: str, **env: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env=env or None)
-
-
-def assert_error(result: Result, code: int, *expected: str) -> list[str]:
-    """Exit ``code``, nothing on stdout, every stderr line prefixed, no traceback."""
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert lines and all(line.startswith(PREFIX) for line in lines), result.stderr
-    assert "Traceback" not in result.stderr
-    for text in expected:
-        assert text in result.stderr, result.stderr
-    return lines
 
 
 # --- the contract, as documented -------------------------------------------------------------

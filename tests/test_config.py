@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.fakehub import FakeHub, FakeRepo
+from tests.support.fakehub import FakeHub, FakeRepo
 from vllm_mcp.cli import cli
 from vllm_mcp.config.check import validate
 from vllm_mcp.config.files import read_config_file, read_fluidmcp_config

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.doctor_support import settings
-from tests.support import make_tiny_adapter
+from tests.support.doctor import settings
+from tests.support.models import make_tiny_adapter
 from vllm_mcp.doctor import Probes, model
 from vllm_mcp.doctor.adapters import check_adapters
 

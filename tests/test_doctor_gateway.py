@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor_support import ROOT, invoke
+from tests.support import ROOT
+from tests.support.doctor import invoke
 from vllm_mcp.config import files as config_files
 from vllm_mcp.doctor import Check, Probes, Report
 from vllm_mcp.doctor import gateway as gateway_module

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.doctor_support import a800_runner, fixture, replay, settings
+from tests.support.doctor import a800_runner, fixture, replay, settings
 from vllm_mcp.doctor import CommandResult, GpuProbe, Probes, gpu
 from vllm_mcp.doctor.gpu import parse_query_csv, parse_smi_table, probe_gpus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.doctor_support import a800_runner, settings
+from tests.support.doctor import a800_runner, settings
 from vllm_mcp.doctor import GpuProbe, ModelFacts, Probes, TorchProbe, host
 from vllm_mcp.doctor.gpu import probe_gpus
 from vllm_mcp.doctor.host import parse_cpu_flags, parse_meminfo

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor_support import fixture, local_model, settings
-from tests.fakehub import FakeHub, FakeRepo
+from tests.support.doctor import fixture, local_model, settings
+from tests.support.fakehub import FakeHub, FakeRepo
 from vllm_mcp.doctor import GpuProbe, ModelFacts, Probes, model
 from vllm_mcp.doctor.gpu import parse_smi_table
 from vllm_mcp.doctor.probes import remote_model_info, whoami

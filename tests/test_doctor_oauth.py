@@ -1,4 +1,5 @@
-"""vllm_mcp/doctor/oauth.py against a real authorization server (oidc-provider, tests/oauthserver.py)."""
+"""vllm_mcp/doctor/oauth.py against a real authorization server (oidc-provider,
+tests/support/oauthserver.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.oauthserver import AuthServer
+from tests.support.oauthserver import AuthServer
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.oauth import check_oauth
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.doctor_support import ROOT
+from tests.support import ROOT
 from vllm_mcp.doctor import Probes
 from vllm_mcp.doctor.gpu import Gpu, GpuProbe
 from vllm_mcp.doctor.replicas import check_replicas

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor_support import a800_runner, invoke, local_model, run_cli
+from tests.support.doctor import a800_runner, invoke, local_model, run_cli
 from vllm_mcp import doctor
 from vllm_mcp.doctor import Check, Probes, Report, TorchProbe
 

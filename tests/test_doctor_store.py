@@ -1,4 +1,4 @@
-"""doctor's session store check, on real SQLite files and a real PostgreSQL (tests/postgres.py)."""
+"""doctor's session store check, on real SQLite files and a real PostgreSQL (tests/support/postgres.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from tests.postgres import PostgresServer, free_port
+from tests.support.postgres import PostgresServer, free_port
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.store import check_store
 from vllm_mcp.sessions import open_store

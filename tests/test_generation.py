@@ -94,7 +94,7 @@ def _stream_with(on_text: Any, deadline: float | None) -> generation.Sampling:
     import asyncio
     import time
 
-    from tests.doubles import FakeEngine
+    from tests.support.doubles import FakeEngine
 
     fake = FakeEngine(loaded=True)
     params = generation.Sampling(max_tokens=8, temperature=0.0, top_p=1.0, top_k=-1)

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests import haproxy
-from tests.test_http import ServedDouble, wait_listening
-from tests.test_http_stateless import Recorder, chat
+from tests.support import haproxy
+from tests.support.served import Recorder, ServedDouble, chat, wait_listening
 
 
 def test_the_shipped_config_is_valid() -> None:
@@ -180,7 +179,7 @@ def test_progress_streams_through_the_balancer_while_the_call_runs(tmp_path: Pat
     import mcp_types as types
     from mcp.server.lowlevel import Server
 
-    from tests.test_http_stateless import _progress_token
+    from vllm_mcp.protocol.server import _progress_token
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         if _progress_token(ctx) is not None:

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from tests.support import serve_env
+from tests.support.httpserver import ACCEPT
+from tests.support.models import serve_env
+from tests.support.served import INIT, ServedDouble, wait_listening
 from vllm_mcp.protocol.http import HttpSetupError, bind_socket, security_settings
 
 
@@ -121,37 +123,6 @@ def test_chat_url_refuses_a_bad_token_file_without_showing_it(tmp_path) -> None:
 # --- the transport in process, around an SDK Server with no tools (no engine) ------------------
 
 
-class ServedDouble:
-    """HttpTransport serving a bare SDK ``Server`` (a stand-in for vllm-mcp's) on a thread."""
-
-    def __init__(self, tmp_path, server=None, **env: str) -> None:  # type: ignore[no-untyped-def]
-        import asyncio
-        import threading
-
-        from mcp.server.lowlevel import Server
-
-        from vllm_mcp.config.settings import Settings
-        from vllm_mcp.protocol.http import HttpTransport
-
-        settings = Settings.load(environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_PORT": "0", **env})
-        self.transport = HttpTransport(settings)
-        self.state = "loading"
-        self.transport.health = lambda: self.state  # type: ignore[method-assign]
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_until_complete,
-            args=(self.transport.serve(server or Server("double")),),
-            daemon=True,
-        )
-        self.thread.start()
-        self.url = self.transport.url
-        self.base = self.url.removesuffix("/mcp")
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.transport.close)
-        self.thread.join(30)
-
-
 @pytest.fixture
 def double(tmp_path):  # type: ignore[no-untyped-def]
     token_file = tmp_path / "tokens"
@@ -160,30 +131,6 @@ def double(tmp_path):  # type: ignore[no-untyped-def]
     served = ServedDouble(tmp_path, VLLM_MCP_HTTP_TOKEN_FILE=str(token_file))
     yield served
     served.close()
-
-
-def wait_listening(url: str) -> None:
-    import httpx2
-
-    for _ in range(100):
-        try:
-            httpx2.get(url, timeout=5)
-            return
-        except httpx2.TransportError:
-            time.sleep(0.05)
-
-
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "0"},
-    },
-}
-ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
 def test_healthz_follows_the_server_state(double: ServedDouble) -> None:

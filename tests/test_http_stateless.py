@@ -5,53 +5,16 @@ official SDK client: what stateless mode keeps (progress, hang-up cancel, drain)
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import httpx2
-import mcp_types as types
 import pytest
-from mcp.server.lowlevel import Server
 
-from tests.test_http import ACCEPT, INIT, ServedDouble, wait_listening
-from vllm_mcp.protocol.server import SESSION_HEADER, TOOLS, _progress_token
+from tests.support.httpserver import ACCEPT
+from tests.support.served import INIT, Recorder, ServedDouble, chat, wait_listening
+from vllm_mcp.protocol.server import SESSION_HEADER
 
 PARAM_HEADER = f"mcp-param-{SESSION_HEADER.lower()}"
-
-
-class Recorder:
-    """A Server with vllm-mcp's tool list whose calls report progress and record their headers;
-    ``end_session`` stands in for a slow generation: it runs until released or cancelled."""
-
-    def __init__(self) -> None:
-        self.headers: list[dict[str, str]] = []
-        self.started = threading.Event()
-        self.cancelled = threading.Event()
-        self.release = threading.Event()  # ends a slow call
-
-    def server(self) -> Server[Any]:
-        async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-            # vllm-mcp's input schemas; no output schemas, as these calls return text only.
-            return types.ListToolsResult(tools=[t.model_copy(update={"output_schema": None}) for t in TOOLS])
-
-        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-            request = ctx.request
-            self.headers.append({k: v for k, v in request.headers.items() if k.startswith("mcp-")})
-            if params.name == "end_session":
-                self.started.set()
-                try:
-                    while not self.release.is_set():
-                        await asyncio.sleep(0.05)
-                except asyncio.CancelledError:
-                    self.cancelled.set()
-                    raise
-            if _progress_token(ctx) is not None:
-                for i in (1, 2):
-                    await ctx.session.report_progress(i, 2, f"part {i}")
-            text = (params.arguments or {}).get("session_id") or "none"
-            return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
-
-        return Server("recorder", on_list_tools=list_tools, on_call_tool=call_tool)
 
 
 @pytest.fixture
@@ -62,13 +25,6 @@ def stateless(tmp_path):  # type: ignore[no-untyped-def]
     wait_listening(served.base + "/healthz")
     yield served
     served.close()
-
-
-def chat(session_id: str | None = None) -> dict[str, Any]:
-    args: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
-    if session_id is not None:
-        args["session_id"] = session_id
-    return args
 
 
 def test_stateless_initialize_opens_no_session_and_any_request_stands_alone(stateless: ServedDouble) -> None:

@@ -10,8 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.e2e import proctree
-from tests.support import ROOT
+from tests.support import ROOT, proctree
 from vllm_mcp.server import lifeline
 
 PARENT = """

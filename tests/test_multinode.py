@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_cli import assert_error, invoke
+from tests.support.cli import assert_error, invoke
 from vllm_mcp.config import check as config_check
 from vllm_mcp.config import multinode
 from vllm_mcp.config.settings import ConfigError, Settings

@@ -1,5 +1,5 @@
 """vllm_mcp/protocol/oauth.py: the verifier on local keys, then the HTTP transport against a
-real authorization server (oidc-provider from npm, tests/oauthserver.py) with every bad token.
+real authorization server (oidc-provider from npm, tests/support/oauthserver.py) with every bad token.
 
 The HTTP part serves a bare SDK ``Server`` with one tool that reports its caller (no engine);
 tests/e2e/test_oauth.py does the same against a real ``vllm-mcp serve`` with real clients.
@@ -21,7 +21,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.oauthserver import SCOPE, AuthServer, rsa_jwk
+from tests.support.oauthserver import SCOPE, AuthServer, rsa_jwk
 from vllm_mcp.protocol import oauth
 
 ISSUER = "https://auth.example.test"
@@ -257,7 +257,7 @@ def whoami_server() -> Any:
 
 @pytest.fixture(scope="module")
 def served(auth_server: AuthServer, tmp_path_factory: Any) -> Any:
-    from tests.test_http import ServedDouble, wait_listening
+    from tests.support.served import ServedDouble, wait_listening
 
     tokens = tmp_path_factory.mktemp("tokens") / "tokens"
     tokens.write_text("ops:" + "o" * 32 + "\n")
@@ -284,7 +284,8 @@ def write_secret(directory: Any, secret: str) -> Any:
 
 
 def post(served: Any, token: str | None) -> httpx.Response:
-    from tests.test_http import ACCEPT, INIT
+    from tests.support.httpserver import ACCEPT
+    from tests.support.served import INIT
 
     headers = {**ACCEPT, **({"Authorization": f"Bearer {token}"} if token else {})}
     return httpx.post(served.url, json=INIT, headers=headers, timeout=30)
@@ -352,7 +353,7 @@ def test_a_token_without_the_scope_is_403_insufficient_scope(served: Any, auth_s
 
 
 def test_the_caller_is_the_token_subject(served: Any, auth_server: AuthServer) -> None:
-    from tests.e2e.httpserver import mcp_client
+    from tests.support.httpserver import mcp_client
 
     async def whoami(token: str) -> str:
         async with mcp_client(served.url, token) as client:
@@ -388,7 +389,7 @@ def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: An
     import subprocess
     import sys
 
-    from tests.support import serve_env
+    from tests.support.models import serve_env
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -410,7 +411,7 @@ def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: An
 def test_once_the_issuer_is_down_unknown_keys_get_401_known_ones_still_work(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.test_http import ServedDouble, wait_listening
+    from tests.support.served import ServedDouble, wait_listening
 
     monkeypatch.setattr(oauth, "REFETCH_SECONDS", 0.0)  # no wait before fetching the keys again
     auth = AuthServer(tmp_path)

@@ -88,7 +88,7 @@ def test_the_audience_comes_from_the_public_url(tmp_path: Any) -> None:
 
 
 def test_config_show_names_the_secret_file_never_the_secret(tmp_path: Any) -> None:
-    from tests.test_cli import invoke
+    from tests.support.cli import invoke
 
     secret = tmp_path / "secret"
     secret.write_text("s3cr3t-introspection-secret\n")

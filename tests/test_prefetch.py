@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakehub import FakeHub, FakeRepo
+from tests.support.fakehub import FakeHub, FakeRepo
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine.prefetch import PrefetchError, prefetch, prefetch_for_settings, select_files
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mcp.client.client import Client
 
-from tests.doubles import FakeEngine, tools_over
+from tests.support.doubles import FakeEngine, tools_over
 from vllm_mcp.protocol import build_server
 from vllm_mcp.protocol.server import drop_gateway_arguments
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 from vllm_mcp.config.settings import ConfigError, Settings
 from vllm_mcp.errors import SessionStoreUnavailable
 from vllm_mcp.sessions import (

@@ -1,5 +1,5 @@
 """What only one backend has: SQLite's file (its schema history, other processes, crashes) and
-PostgreSQL's schema table, start-up failures and password (a real server, tests/postgres.py)."""
+PostgreSQL's schema table, start-up failures and password (a real server, tests/support/postgres.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.postgres import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
+from tests.support.postgres import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.sessions import SessionStoreError, SqliteSessionStore, open_store
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.doubles import FakeEngine
-from tests.pipes import StdioPeer
+from tests.support.doubles import FakeEngine
+from tests.support.pipes import StdioPeer
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server

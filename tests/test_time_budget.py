@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.doubles import FakeEngine, tools_over
+from tests.support.doubles import FakeEngine, tools_over
 from vllm_mcp.config.settings import ConfigError, Settings
 from vllm_mcp.engine.load_phase import Phase
 from vllm_mcp.tools import handlers as tools

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.doubles import FakeEngine, tools_over
+from tests.support.doubles import FakeEngine, tools_over
 from vllm_mcp.engine.core import EngineUnavailable
 from vllm_mcp.tools import handlers as tools
 

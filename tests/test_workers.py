@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import serve_env
+from tests.support.models import serve_env
 from vllm_mcp.server import frontends as workers
 
 

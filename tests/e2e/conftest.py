@@ -2,7 +2,7 @@
 
 Starting `vllm-mcp serve` on the tiny model costs a vLLM engine (most of a minute of one CPU
 core here), so a module's tests share its server through the stages of the server's life
-(``tests.e2e.life.Life``): the test that watches the load first, the tests that need it
+(``tests.support.life.Life``): the test that watches the load first, the tests that need it
 loaded next, the one that ends it last. A test that needs other settings, a fault or a
 restart keeps its own server: the settings are part of what it tests.
 
@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.support import ENGINE_COUNTS
+from tests.support.servers import ENGINE_COUNTS
 
 
 class ProcessCensus:

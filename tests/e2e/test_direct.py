@@ -16,8 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.proctree import kill_all, wait_gone
-from tests.support import serve_command, serve_env
+from tests.support.models import serve_env
+from tests.support.proctree import kill_all, wait_gone
+from tests.support.servers import serve_command
 
 pytestmark = pytest.mark.engine
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import serve_env
+from tests.support.models import serve_env
 from vllm_mcp.engine.load_phase import vllm_info_line
 
 pytestmark = pytest.mark.engine

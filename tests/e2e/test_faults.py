@@ -26,8 +26,9 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e import proctree
-from tests.support import ROOT, RawServer, serve_command, serve_env
+from tests.support import ROOT, proctree
+from tests.support.models import serve_env
+from tests.support.servers import RawServer, serve_command
 
 pytestmark = pytest.mark.engine
 

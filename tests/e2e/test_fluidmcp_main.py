@@ -6,7 +6,7 @@ caller's bearer token included, as ``arguments.headers`` into each tools/call, p
 whole environment to the server, and waits 30 s for each reply line on ``/<name>/mcp``.
 Secure mode is on (``FMCP_SECURE_MODE``/``FMCP_BEARER_TOKEN`` in its environment, as the
 systemd unit does). Everything runs in a private network namespace, because FluidMCP binds
-0.0.0.0:8099 and kills whatever listens there; the gateway helpers come from test_gateway.
+0.0.0.0:8099 and kills whatever listens there; the namespace helpers come from tests/support/units.py.
 
 This file is also the helper that runs inside the namespace (``python test_fluidmcp_main.py``).
 """
@@ -66,7 +66,7 @@ def chat(content: str, **extra: Any) -> dict[str, Any]:
 
 
 def scenario(root: Path, token: str) -> dict[str, Any]:
-    from tests.e2e.test_gateway import cmdlines
+    from tests.support.units import cmdlines
 
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     env = json.loads((root / "env.json").read_text())
@@ -144,7 +144,8 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from tests.support import serve_env  # noqa: E402
+from tests.support.models import serve_env  # noqa: E402
+from tests.support.units import unshare_command  # noqa: E402
 
 pytestmark = pytest.mark.engine
 
@@ -161,9 +162,7 @@ def result_of(reply: dict[str, Any]) -> dict[str, Any]:
 def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[dict[str, Any], str, Path]:
     if not FLUIDMCP_MAIN.exists():
         pytest.skip(f"needs FluidMCP main at {FLUIDMCP_MAIN} (.ci/run installs it from ../shared/vendor)")
-    from tests.e2e.test_gateway import _unshare
-
-    unshare = _unshare()
+    unshare = unshare_command()
     root = tmp_path_factory.mktemp("fluidmcp-main")
     config = json.loads(CONFIG.read_text())
     assert config["mcpServers"]["vllm"]["env"]["VLLM_MCP_MAX_CALL_SECONDS"] == str(BUDGET)

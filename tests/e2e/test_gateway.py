@@ -12,9 +12,7 @@ This file is also the helper that runs inside the namespace (``python test_gatew
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import shlex
 import shutil
@@ -35,44 +33,10 @@ URL = "http://127.0.0.1:8099/vllm/mcp"
 # --- the unit, relocated into a temporary root ------------------------------------------
 
 
-def unit_service_lines(unit: Path) -> list[tuple[str, str]]:
-    """(key, value) pairs of the unit's [Service] section, in order."""
-    pairs, section = [], ""
-    for raw in unit.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line
-            continue
-        if section == "[Service]":
-            key, _, value = line.partition("=")
-            pairs.append((key, value))
-    return pairs
-
-
-def relocate(value: str, root: Path, venv_bin: Path) -> str:
-    """Move the unit's absolute paths under ``root`` (and its venv to the test's)."""
-    value = value.replace("/opt/vllm-mcp/venv/bin", str(venv_bin))
-    for prefix in (
-        "/etc/vllm-mcp",
-        "/run/vllm-mcp",
-        "/var/lib/vllm-mcp",
-        "/var/cache/vllm-mcp",
-        "/var/log/vllm-mcp",
-    ):
-        value = value.replace(prefix, f"{root}{prefix}")
-    return value
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    from vllm_mcp.config.files import read_env_file as parse
-
-    return parse(path)
-
-
 def gateway_launch(root: Path, venv_bin: Path) -> tuple[list[str], dict[str, str], Path, list[list[str]]]:
     """Command, environment, working directory and pre-commands the unit would use."""
+    from tests.support.units import read_env_file, relocate, unit_service_lines
+
     env: dict[str, str] = {}
     files: dict[str, str] = {}
     start: list[str] = []
@@ -129,19 +93,10 @@ def call(name: str, arguments: dict[str, Any], token: str | None, rid: int) -> t
     )
 
 
-def cmdlines(pid: int) -> list[str]:
-    """Command lines of ``pid`` and all its descendants (what `ps` shows)."""
-    out = []
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    with contextlib.suppress(OSError):
-        out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-    for child in children.stdout.split():
-        out.extend(cmdlines(int(child)))
-    return out
-
-
 def scenario(root: Path) -> dict[str, Any]:
     """Start the gateway like the unit does, make the calls, report what happened."""
+    from tests.support.units import cmdlines
+
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     venv_bin = Path(sys.executable).parent
     start, env, workdir, pre = gateway_launch(root, venv_bin)
@@ -206,18 +161,10 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from tests.support import serve_env  # noqa: E402
+from tests.support.models import serve_env  # noqa: E402
+from tests.support.units import relocate, unshare_command  # noqa: E402
 
 pytestmark = pytest.mark.engine
-
-
-def _unshare() -> list[str]:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare (util-linux) and ip (iproute2)")
-    command = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-n", "--map-root-user"]
-    if subprocess.run([*command, "true"], capture_output=True).returncode != 0:
-        pytest.skip("this machine does not allow private network namespaces")
-    return command
 
 
 def install_like_the_bundle(root: Path, model: Path) -> str:
@@ -240,7 +187,7 @@ def install_like_the_bundle(root: Path, model: Path) -> str:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[dict[str, Any], str]:
     pytest.importorskip("fluidai_mcp", reason="needs the gateway extra: pip install '.[gateway]'")
-    unshare = _unshare()
+    unshare = unshare_command()
     root = tmp_path_factory.mktemp("gateway-root")
     token = install_like_the_bundle(root, tiny_model)
     proc = subprocess.run(

@@ -14,7 +14,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.support import McpClient, serve_env
+from tests.support.models import serve_env
+from tests.support.servers import McpClient
 
 pytestmark = pytest.mark.engine
 

@@ -25,7 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import ROOT, RawServer, serve_env
+from tests.support import ROOT
+from tests.support.models import serve_env
+from tests.support.servers import RawServer
 
 pytestmark = pytest.mark.engine
 

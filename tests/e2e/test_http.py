@@ -17,15 +17,15 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.httpserver import (
+from tests.support.httpserver import (
     ACCEPT,
     HttpServer,
     env_without_tokens,
     http_client,
     initialize_body,
     mcp_client,
+    metrics_settle,
     sse_messages,
     write_tokens,
 )
@@ -62,28 +62,6 @@ async def info(client: Any) -> dict[str, Any]:
     result = await client.call_tool("model_info", {})
     assert not result.is_error, result.content
     return dict(result.structured_content)
-
-
-def requests_by_caller(server: Any) -> dict[str, float]:
-    text = (server.dir / "metrics.prom").read_text()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "vllm_mcp_requests_total":
-                out[s.labels["caller"]] = out.get(s.labels["caller"], 0) + s.value
-    return out
-
-
-def metrics_settle(server: Any) -> dict[str, float]:
-    """The per-caller counts once two textfile writes agree (the file is written every 0.3 s)."""
-    last = requests_by_caller(server)
-    for _ in range(50):
-        time.sleep(0.7)
-        now = requests_by_caller(server)
-        if now == last:
-            return now
-        last = now
-    return last
 
 
 # --- the SDK client, both eras ---------------------------------------------------------------

@@ -4,7 +4,7 @@ While the model loads: ``/healthz`` says the phase, a call hears progress while 
 call whose budget ends first is an error; loaded: clients other than ours (the MCP Inspector
 CLI and the official conformance suite, which cannot send a token; authentication is tested
 in test_http.py); then SIGTERM drains the call in flight and refuses new ones. One server in
-file order (tests/e2e/life.py), on an OS-chosen loopback port.
+file order (tests/support/life.py), on an OS-chosen loopback port.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import anyio
 import httpx2
 import pytest
 
-from tests.e2e import nodetools
-from tests.e2e.httpserver import ACCEPT, HttpServer, initialize_body, mcp_client
-from tests.e2e.life import LOADING_PHASES, Heard, Life
-from tests.e2e.nodetools import BIN
-from tests.e2e.proctree import kill_all, tree, wait_gone
+from tests.support import nodetools
+from tests.support.httpserver import ACCEPT, HttpServer, initialize_body, mcp_client
+from tests.support.life import LOADING_PHASES, Heard, Life
+from tests.support.nodetools import BIN
+from tests.support.proctree import kill_all, tree, wait_gone
 
 pytestmark = pytest.mark.engine
 

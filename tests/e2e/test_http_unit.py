@@ -32,7 +32,7 @@ TOKENS = "etc/vllm-mcp/http-tokens"
 
 def relocate(value: str, root: Path, venv_bin: Path) -> str:
     """The unit's absolute paths under ``root``; its venv is the test's."""
-    from tests.e2e.test_gateway import relocate as relocate_gateway
+    from tests.support.units import relocate as relocate_gateway
 
     value = value.replace("/opt/vllm-mcp/share", f"{root}/opt/vllm-mcp/share")
     return relocate_gateway(value, root, venv_bin)
@@ -40,7 +40,7 @@ def relocate(value: str, root: Path, venv_bin: Path) -> str:
 
 def launch(root: Path, venv_bin: Path) -> dict[str, Any]:
     """ExecStart=, ExecStartPost=, the environment and the working directory of the unit."""
-    from tests.e2e.test_gateway import read_env_file, unit_service_lines
+    from tests.support.units import read_env_file, unit_service_lines
 
     env: dict[str, str] = {}
     files: dict[str, str] = {}
@@ -69,7 +69,7 @@ def launch(root: Path, venv_bin: Path) -> dict[str, Any]:
 
 async def chat(token: str | None) -> dict[str, Any]:
     """tools/list and one chat_completion with the official SDK client; or the failure."""
-    from tests.e2e.httpserver import mcp_client
+    from tests.support.httpserver import mcp_client
 
     try:
         async with mcp_client(URL, token) as client:
@@ -85,7 +85,7 @@ def status(token: str | None) -> tuple[int, str]:
     """HTTP status and WWW-Authenticate of an initialize POST with this token (or none)."""
     import httpx2
 
-    from tests.e2e.httpserver import ACCEPT, initialize_body
+    from tests.support.httpserver import ACCEPT, initialize_body
 
     headers = dict(ACCEPT)
     if token is not None:
@@ -94,13 +94,9 @@ def status(token: str | None) -> tuple[int, str]:
     return reply.status_code, reply.headers.get("www-authenticate", "")
 
 
-def cmdlines(pid: int) -> list[str]:
-    from tests.e2e.test_gateway import cmdlines as tree_cmdlines
-
-    return tree_cmdlines(pid)
-
-
 def scenario(root: Path) -> dict[str, Any]:
+    from tests.support.units import cmdlines
+
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     unit = launch(root, Path(sys.executable).parent)
     for d in ("run/vllm-mcp", "var/lib/vllm-mcp/metrics", "var/cache/vllm-mcp", "var/log/vllm-mcp"):
@@ -155,15 +151,15 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from tests.e2e.test_gateway import _unshare  # noqa: E402
-from tests.support import serve_env  # noqa: E402
+from tests.support.models import serve_env  # noqa: E402
+from tests.support.units import unshare_command  # noqa: E402
 
 pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Any]:
-    unshare = _unshare()
+    unshare = unshare_command()
     root = tmp_path_factory.mktemp("http-root")
     env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY", "ALLOW_FROM", "VARIANT")}
     env.update(DESTDIR=str(root), SKIP_VENV="1", VARIANT="cpu", GATEWAY="http")

@@ -18,8 +18,8 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.httpserver import ACCEPT, HttpServer, initialize_body, mcp_client
-from tests.e2e.proctree import kill_all, tree, wait_gone
+from tests.support.httpserver import ACCEPT, HttpServer, initialize_body, mcp_client
+from tests.support.proctree import kill_all, tree, wait_gone
 
 pytestmark = pytest.mark.engine
 

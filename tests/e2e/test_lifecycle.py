@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.proctree import tree, wait_gone
-from tests.support import RawServer, serve_command, serve_env
+from tests.support.models import serve_env
+from tests.support.proctree import tree, wait_gone
+from tests.support.servers import RawServer, serve_command
 
 
 def test_invalid_setting_exits_2_with_one_line_and_nothing_on_stdout(tiny_model: Any) -> None:

@@ -21,7 +21,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import McpClient, serve_env
+from tests.support.models import serve_env
+from tests.support.servers import McpClient
 
 pytestmark = [
     pytest.mark.engine,

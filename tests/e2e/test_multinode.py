@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import McpClient, serve_env
+from tests.support.models import serve_env
+from tests.support.servers import McpClient
 
 pytestmark = [
     pytest.mark.engine,

@@ -1,6 +1,6 @@
 """End to end: `vllm-mcp serve --transport http` as an OAuth resource server, with real clients.
 
-A real authorization server (oidc-provider from npm, tests/oauthserver.py) issues tokens by
+A real authorization server (oidc-provider from npm, tests/support/oauthserver.py) issues tokens by
 client credentials, and by the authorization-code flow with PKCE, with a resource indicator for
 the server's /mcp URL; the official SDK
 client and the MCP Inspector CLI call tools with them. One server (one engine start) serves the
@@ -20,10 +20,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.e2e.httpserver import ACCEPT, HttpServer, initialize_body, mcp_client
-from tests.e2e.nodetools import BIN, run
-from tests.e2e.test_http import metrics_settle
-from tests.oauthserver import SCOPE, AuthServer
+from tests.support.httpserver import ACCEPT, HttpServer, initialize_body, mcp_client, metrics_settle
+from tests.support.nodetools import BIN, run
+from tests.support.oauthserver import SCOPE, AuthServer
 
 pytestmark = pytest.mark.engine
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import proctree
-from tests.support import RawServer, serve_env
+from tests.support import proctree
+from tests.support.models import serve_env
+from tests.support.servers import RawServer
 
 pytestmark = pytest.mark.engine
 

@@ -2,7 +2,7 @@
 
 FluidMCP writes one request line and reads exactly one line back, and it speaks
 protocol 2024-11-05; these tests hold the server to that, line by line. One server in file
-order (tests/e2e/life.py); the last test ends it with the end of its input.
+order (tests/support/life.py); the last test ends it with the end of its input.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.life import Life
-from tests.support import RawServer, serve_env
+from tests.support.life import Life
+from tests.support.models import serve_env
+from tests.support.servers import RawServer
 
 pytestmark = pytest.mark.engine
 

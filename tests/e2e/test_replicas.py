@@ -27,9 +27,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests import haproxy
-from tests.e2e.httpserver import HttpServer
-from tests.postgres import PostgresServer
+from tests.support import haproxy
+from tests.support.httpserver import HttpServer
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.engine
 

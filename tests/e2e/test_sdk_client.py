@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import serve_command, serve_env
+from tests.support.models import serve_env
+from tests.support.servers import serve_command
 
 pytestmark = pytest.mark.engine
 

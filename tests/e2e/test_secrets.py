@@ -22,8 +22,9 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e import proctree
-from tests.support import RawServer, serve_command, serve_env
+from tests.support import proctree
+from tests.support.models import serve_env
+from tests.support.servers import RawServer, serve_command
 
 TOKEN = "hf_FAKEtokenForLeakTests0123456789abcdefXYZ"
 GATEWAY_TOKEN = "fmcp-bearer-FAKE-9f8e7d6c5b4a"  # FluidMCP's, inherited by the server it spawns

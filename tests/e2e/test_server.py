@@ -1,6 +1,6 @@
 """End to end: a real `vllm-mcp serve` with a real vLLM engine, through the official MCP client.
 
-One server for the module (tests/e2e/life.py): the first test watches its load (the phase in
+One server for the module (tests/support/life.py): the first test watches its load (the phase in
 model_info, progress while a call waits, an error for a call whose budget ends first), the
 others use it loaded. Its limits are set low enough to exercise them: 3 sessions, 6 messages
 each, 8 generations at once and 2 more waiting.
@@ -17,8 +17,9 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from tests.e2e.life import LOADING_PHASES, Heard, Life
-from tests.support import McpClient, serve_env
+from tests.support.life import LOADING_PHASES, Heard, Life
+from tests.support.models import serve_env
+from tests.support.servers import McpClient
 
 pytestmark = pytest.mark.engine
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.postgres import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
-from tests.support import McpClient, serve_command, serve_env
+from tests.support.models import serve_env
+from tests.support.postgres import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
+from tests.support.servers import McpClient, serve_command
 
 pytestmark = pytest.mark.engine
 

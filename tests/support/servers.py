@@ -1,5 +1,5 @@
-"""Shared test support: the tiny real model and its server environment (from bench/models.py,
-which the benchmark uses too), and clients that talk to a real ``vllm-mcp serve``."""
+"""A real ``vllm-mcp serve`` over stdio for the tests: the official SDK client on a background
+loop (``McpClient``), or the server driven line by line (``RawServer``)."""
 
 from __future__ import annotations
 
@@ -12,67 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from bench.models import CHAT_TEMPLATE, ROOT, make_tiny_model, serve_env
+from tests.support import ROOT
 
 # The vLLM engines and servers the e2e tests started, by module (tests/e2e/conftest.py counts them).
 ENGINE_COUNTS = ROOT / ".cache" / "e2e-engines.json"
-
-__all__ = [
-    "CHAT_TEMPLATE",
-    "ROOT",
-    "McpClient",
-    "RawServer",
-    "make_tiny_adapter",
-    "make_tiny_model",
-    "serve_command",
-    "serve_env",
-]
-
-
-def make_tiny_adapter(directory: Path, base: Path, seed: int, rank: int = 8) -> Path:
-    """A random LoRA adapter for the tiny model, in PEFT's on-disk format (written directly).
-
-    PEFT would start B at zero (no effect until trained); random A and B make each adapter
-    change the output, differently per ``seed``.
-    """
-    config_file = directory / "adapter_config.json"
-    if config_file.exists():
-        return directory
-    import torch
-    from safetensors.torch import save_file
-
-    base_config = json.loads((base / "config.json").read_text())
-    hidden = base_config["hidden_size"]
-    head = hidden // base_config["num_attention_heads"]
-    shapes = {"q_proj": (hidden, hidden), "v_proj": (hidden, head * base_config["num_key_value_heads"])}
-    generator = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for layer in range(base_config["num_hidden_layers"]):
-        for module, (fan_in, fan_out) in shapes.items():
-            prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
-            tensors[f"{prefix}.lora_A.weight"] = torch.randn(rank, fan_in, generator=generator) * 0.5
-            tensors[f"{prefix}.lora_B.weight"] = torch.randn(fan_out, rank, generator=generator) * 0.5
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(directory / "adapter_model.safetensors"))
-    config = {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": str(base),
-        "r": rank,
-        "lora_alpha": 2 * rank,
-        "lora_dropout": 0.0,
-        "target_modules": sorted(shapes),
-        "bias": "none",
-        "fan_in_fan_out": False,
-        "modules_to_save": None,
-        "use_rslora": False,
-        "use_dora": False,
-    }
-    config_file.write_text(json.dumps(config, indent=2))
-    return directory
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 10) -> None:

@@ -1,6 +1,6 @@
 """The tiny real model made on the spot, and the environment of a server that serves it offline.
 
-Shared by the benchmark (``--model tiny``) and the tests (tests/support.py re-exports it).
+Shared by the tests and the benchmark (``--model tiny``, bench/run.py imports it from here).
 The model is a random 2-layer Llama (head size 64, which vLLM's CPU attention supports)
 with a byte-level BPE tokenizer trained here and a chat template. Its output is gibberish
 but it is a real checkpoint served by the real engine, and deterministic for a given seed.
@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
@@ -90,3 +90,46 @@ def serve_env(model_dir: Path | str, **overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def make_tiny_adapter(directory: Path, base: Path, seed: int, rank: int = 8) -> Path:
+    """A random LoRA adapter for the tiny model, in PEFT's on-disk format (written directly).
+
+    PEFT would start B at zero (no effect until trained); random A and B make each adapter
+    change the output, differently per ``seed``.
+    """
+    config_file = directory / "adapter_config.json"
+    if config_file.exists():
+        return directory
+    import torch
+    from safetensors.torch import save_file
+
+    base_config = json.loads((base / "config.json").read_text())
+    hidden = base_config["hidden_size"]
+    head = hidden // base_config["num_attention_heads"]
+    shapes = {"q_proj": (hidden, hidden), "v_proj": (hidden, head * base_config["num_key_value_heads"])}
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(base_config["num_hidden_layers"]):
+        for module, (fan_in, fan_out) in shapes.items():
+            prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+            tensors[f"{prefix}.lora_A.weight"] = torch.randn(rank, fan_in, generator=generator) * 0.5
+            tensors[f"{prefix}.lora_B.weight"] = torch.randn(fan_out, rank, generator=generator) * 0.5
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / "adapter_model.safetensors"))
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": str(base),
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "lora_dropout": 0.0,
+        "target_modules": sorted(shapes),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "modules_to_save": None,
+        "use_rslora": False,
+        "use_dora": False,
+    }
+    config_file.write_text(json.dumps(config, indent=2))
+    return directory

@@ -1,4 +1,4 @@
-"""Helpers shared by the doctor tests (tests/test_doctor_*.py): recorded nvidia-smi output,
+"""Helpers shared by the doctor tests (tests/doctor/): recorded nvidia-smi output,
 a runner that replays it, settings from a given environment, a local checkpoint, the CLI."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
+from tests.support import ROOT
 from vllm_mcp.cli import cli
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor import CommandResult, gpu
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
-ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "nvidia-smi"
 
 
 def fixture(name: str) -> str:

@@ -11,9 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support import stop_process
+from tests.support import ROOT
+from tests.support.servers import stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "haproxy" / "vllm-mcp.cfg"
 LIB = ROOT / "deploy" / "lib.sh"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"

