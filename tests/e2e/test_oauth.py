@@ -5,7 +5,7 @@ client credentials, and by the authorization-code flow with PKCE, with a resourc
 the server's /mcp URL; the official SDK
 client and the MCP Inspector CLI call tools with them. One server (one engine start) serves the
 module, on loopback with OAuth only: a tokenless call is refused there too. Bad tokens are
-refused with the status the spec names (tests/test_oauth.py has every case; here a few against
+refused with the status the spec names (tests/protocol/test_oauth.py has every case; here a few against
 the real server), callers are the tokens' subjects (sessions, metrics), no token reaches a log.
 """
 

@@ -5,7 +5,7 @@ between them and keeps every turn (its prompt grows each turn, whichever server 
 PostgreSQL is restarted while a turn generates: that call gets a clear tool error naming the
 store, nothing of it is stored, and the next calls on both servers succeed with no restart
 of theirs. A server whose store cannot be reached refuses to start, naming the URL without
-its password. (Backend behaviour itself: tests/test_sessions.py.)
+its password. (Backend behaviour itself: tests/sessions/test_stores.py.)
 """
 
 from __future__ import annotations

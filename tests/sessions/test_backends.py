@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import ROOT
 from tests.support.postgres import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.sessions import SessionStoreError, SqliteSessionStore, open_store
-
-ROOT = Path(__file__).parent.parent
 
 
 def user(text: str) -> dict[str, str]:

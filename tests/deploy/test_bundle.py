@@ -23,7 +23,8 @@ import pytest
 import tomllib
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 DEPLOY = ROOT / "deploy"
 SCRIPTS = ["install.sh", "uninstall.sh", "upgrade.sh", "rotate-token.sh", "lock.sh", "lib.sh"]
 FLUID = {"GATEWAY": "fluidmcp"}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from vllm_mcp.config.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
 GATEWAY = "vllm-mcp-gateway.service"
 HTTP = "vllm-mcp-http.service"

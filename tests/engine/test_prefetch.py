@@ -1,6 +1,6 @@
 """prefetch: which files vLLM needs, real downloads and real hub errors via a loopback hub.
 
-The hub cannot be reached from tests, so ``tests.fakehub`` answers the HTTP API the
+The hub cannot be reached from tests, so ``tests.support.fakehub`` answers the HTTP API the
 way the hub does; huggingface_hub's real client downloads from it and raises its
 real exceptions, which prefetch must turn into one line and a non-zero exit.
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from tests.support.fakehub import FakeHub, FakeRepo
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine.prefetch import PrefetchError, prefetch, prefetch_for_settings, select_files
 
-ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FAKEfakeFAKE1234567890"
 
 # A listing shaped like meta-llama/Llama-3.1-8B-Instruct's (names as on the hub).
