@@ -20,7 +20,7 @@ CHAT_TEMPLATE = (
 )
 
 # Any local text will do for the tokenizer; the seed design document is at hand.
-_CORPUS_FILES = [ROOT / "README.md", ROOT / "vllm_mcp" / "config.py"]
+_CORPUS_FILES = [ROOT / "README.md", ROOT / "vllm_mcp" / "config" / "settings.py"]
 
 
 def make_tiny_model(directory: Path, *, chat_template: bool = True) -> Path:
