@@ -286,3 +286,14 @@ def test_a_missing_password_file_is_a_clear_error(tmp_path: Path) -> None:
                 )
             )
         )
+
+
+def test_the_password_file_is_read_as_every_secret_file_is(tmp_path: Path) -> None:
+    from vllm_mcp.sessions.postgres import read_password
+
+    path = tmp_path / "password"
+    path.write_text("  s3cret-pw \r\n")  # what an editor on another system leaves
+    assert read_password(path) == "s3cret-pw"
+    path.write_text("\n")
+    with pytest.raises(SessionStoreError, match=f"VLLM_MCP_SESSION_STORE_PASSWORD_FILE {path} is empty"):
+        read_password(path)

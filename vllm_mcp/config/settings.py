@@ -510,12 +510,14 @@ class Settings(BaseModel):
     # --- views -------------------------------------------------------------------
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings as plain values, the token masked: safe to print or log."""
+        """Settings as plain values, the token and secret engine arguments masked: safe to print or log."""
         out: dict[str, Any] = {}
         for field in type(self).model_fields:
             value = getattr(self, field)
             if isinstance(value, SecretStr):
                 value = mask_secret(value.get_secret_value())
+            elif field == "engine_args":
+                value = config_rules.mask_engine_args(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[field] = value
