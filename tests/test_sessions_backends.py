@@ -297,3 +297,23 @@ def test_the_password_file_is_read_as_every_secret_file_is(tmp_path: Path) -> No
     path.write_text("\n")
     with pytest.raises(SessionStoreError, match=f"VLLM_MCP_SESSION_STORE_PASSWORD_FILE {path} is empty"):
         read_password(path)
+
+
+def test_the_sqlite_store_is_0600_in_0700_directories_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "state" / "vllm-mcp" / "sessions.db"
+    old = os.umask(0o022)
+    try:
+
+        async def turn() -> None:
+            store = await sqlite_store(path)
+            await store.append_turn("s", [user("q")], reply("r"))
+            files = {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()}
+            assert files == {"sessions.db": 0o600, "sessions.db-wal": 0o600, "sessions.db-shm": 0o600}
+            await store.aclose()
+
+        run(turn())
+    finally:
+        os.umask(old)
+    assert [(path.parents[n].stat().st_mode & 0o777) for n in (0, 1)] == [0o700, 0o700]

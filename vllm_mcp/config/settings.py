@@ -243,6 +243,13 @@ class Settings(BaseModel):
         alias="VLLM_MCP_METRICS_TEXTFILE",
         description="Prometheus textfile to write (node_exporter textfile collector); off if unset.",
     )
+    metrics_caller_label: Literal["off", "token-file"] = Field(
+        "off",
+        alias="VLLM_MCP_METRICS_CALLER_LABEL",
+        description="What the requests metric's caller label holds: 'off' (always empty) or "
+        "'token-file' (the token file's caller names; OAuth callers all 'oauth'). Never an OAuth "
+        "subject: that would be personal data and one series per user.",
+    )
     metrics_interval: float = Field(
         15.0,
         alias="VLLM_MCP_METRICS_INTERVAL",
@@ -339,7 +346,7 @@ class Settings(BaseModel):
     def _top_k(cls, v: int) -> int:
         return check_top_k(v)
 
-    @field_validator("log_level", "dtype", "log_format", mode="before")
+    @field_validator("log_level", "dtype", "log_format", "metrics_caller_label", mode="before")
     @classmethod
     def _lower_or_upper(cls, v: Any, info: Any) -> Any:
         if isinstance(v, str):
