@@ -350,7 +350,8 @@ def test_no_token_on_loopback_is_401_with_the_metadata_url(served: Any) -> None:
     reply = post(served, None)
     assert reply.status_code == 401
     meta = f'resource_metadata="{served.base}/.well-known/oauth-protected-resource/mcp"'
-    assert challenge(reply).startswith("Bearer ") and meta in challenge(reply)
+    assert challenge(reply) == f"Bearer {meta}"  # RFC 6750 3.1: no credentials, no error code
+    assert "invalid_token" not in reply.text
 
 
 def test_a_token_from_the_issuer_for_this_resource_is_accepted(served: Any, auth_server: AuthServer) -> None:
@@ -392,6 +393,7 @@ def test_a_token_without_the_scope_is_403_insufficient_scope(served: Any, auth_s
         reply = post(served, token)
         assert reply.status_code == 403
         assert 'error="insufficient_scope"' in challenge(reply)
+        assert f'scope="{SCOPE}"' in challenge(reply)  # what to ask the issuer for (RFC 6750 3)
 
 
 def test_the_caller_is_the_token_subject(served: Any, auth_server: AuthServer) -> None:

@@ -282,7 +282,7 @@ class Settings(BaseModel):
         None,
         alias="VLLM_MCP_HTTP_ALLOWED_HOSTS",
         description="Comma-separated Host header values the HTTP transport accepts besides the "
-        "address it listens on (DNS-rebinding protection); '*' accepts any.",
+        "address it listens on (DNS-rebinding protection); '*' accepts any (with authentication only).",
     )
     http_public_url: str | None = Field(
         None,
@@ -438,6 +438,12 @@ class Settings(BaseModel):
                 f"VLLM_MCP_HTTP_HOST={self.http_host} is not a loopback address, so the HTTP transport "
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
                 "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
+            )
+        if self.transport == "http" and not authenticated and "*" in self.allowed_hosts:
+            raise ValueError(
+                "VLLM_MCP_HTTP_ALLOWED_HOSTS=* turns DNS-rebinding protection off, and without "
+                "authentication any web page a local browser opens could then call this server; "
+                "list the host names instead, or set VLLM_MCP_HTTP_TOKEN_FILE or VLLM_MCP_OAUTH_ISSUER"
             )
         from vllm_mcp.config import oauth as oauth_rules
 
