@@ -50,9 +50,9 @@ def destinations(env: Mapping[str, str]) -> list[tuple[str, str]]:
                 host = host[1:].split("]", 1)[0]
             out.append(("the session store (VLLM_MCP_SESSION_STORE)", host or "localhost"))
     for name in _URL_SETTINGS:
-        host = urlsplit(env.get(name, "").strip()).hostname
-        if host:
-            out.append((f"the OAuth issuer ({name})", host))
+        named = urlsplit(env.get(name, "").strip()).hostname
+        if named:
+            out.append((f"the OAuth issuer ({name})", named))
     return [(what, host) for what, host in dict.fromkeys(out) if not is_loopback(host)]
 
 

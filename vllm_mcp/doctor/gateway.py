@@ -236,9 +236,9 @@ def _check_http(p: Probes) -> Check:
     _token_on_command_line(entries, problems, fixes, HTTP_TOKENS)
     allow, deny = _network(entries, problems, fixes)
     if any(_covers_everyone(d) for d in deny):  # the list filters what goes out, too
-        outside, reach = egress.unreachable(env, allow, p.resolve)
+        outside, widen = egress.unreachable(env, allow, p.resolve)
         problems += outside
-        fixes += reach
+        fixes += widen
     details = {
         "unit": str(unit),
         "dropins": [str(d) for d in dropins],
