@@ -94,6 +94,19 @@ def check_host_list(v: str) -> str | None:
     return ",".join(entries) or None
 
 
+def open_hosts_problem(settings: Settings) -> str | None:
+    """``VLLM_MCP_HTTP_ALLOWED_HOSTS=*`` on an HTTP server without authentication, as a sentence."""
+    s = settings
+    authenticated = s.http_token_file is not None or s.oauth_issuer is not None
+    if s.transport != "http" or authenticated or "*" not in s.allowed_hosts:
+        return None
+    return (
+        "VLLM_MCP_HTTP_ALLOWED_HOSTS=* turns DNS-rebinding protection off, and without "
+        "authentication any web page a local browser opens could then call this server; "
+        "list the host names instead, or set VLLM_MCP_HTTP_TOKEN_FILE or VLLM_MCP_OAUTH_ISSUER"
+    )
+
+
 # --- rules that need more than the settings -------------------------------------
 
 

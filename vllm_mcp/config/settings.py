@@ -439,15 +439,11 @@ class Settings(BaseModel):
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
                 "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
             )
-        if self.transport == "http" and not authenticated and "*" in self.allowed_hosts:
-            raise ValueError(
-                "VLLM_MCP_HTTP_ALLOWED_HOSTS=* turns DNS-rebinding protection off, and without "
-                "authentication any web page a local browser opens could then call this server; "
-                "list the host names instead, or set VLLM_MCP_HTTP_TOKEN_FILE or VLLM_MCP_OAUTH_ISSUER"
-            )
         from vllm_mcp.config import oauth as oauth_rules
 
-        problem = oauth_rules.problem(self) or multinode.problem(self)
+        problem = (
+            config_rules.open_hosts_problem(self) or oauth_rules.problem(self) or multinode.problem(self)
+        )
         if problem:
             raise ValueError(problem)
         if self.http_workers > 1 and self.transport != "http":

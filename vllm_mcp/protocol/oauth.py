@@ -7,8 +7,10 @@ the issuer's JWKS (found through discovery, cached, fetched again when a token n
 unknown ``kid``, at most every ``REFETCH_SECONDS``), an asymmetric algorithm its key allows
 (never ``none``, never HS* with a public key), issuer, audience, expiry (``LEEWAY_SECONDS``)
 and the required scopes (checked by the SDK). An opaque token goes to RFC 7662 introspection
-when a client for it is configured. Anything that cannot be checked (issuer down, bad
-reply) is refused: the SDK answers 401. Tokens never reach a log line or an error.
+when a client for it is configured (introspection.py: cached by token hash, limited toward the
+issuer). Anything that cannot be checked (issuer down, bad reply) is refused: the SDK answers
+401. Tokens never reach a log line or an error. The key set and introspection URLs that
+discovery finds are held to the settings' rule (https, http on loopback only).
 
 The issuer is reached once when the server starts (``start``): an issuer that cannot be
 reached, or whose metadata or keys are unusable, is an ``OAuthSetupError`` naming the URL.
