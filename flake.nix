@@ -207,7 +207,8 @@
               "char-nvidia-nvswitch rw"
             ];
             IPAddressDeny = "any";
-            IPAddressAllow = [ "localhost" ] ++ cfg.allowFrom;
+            # Both directions: allowTo (the store, the issuer) may also connect in (docs/deploying-http.md).
+            IPAddressAllow = [ "localhost" ] ++ cfg.allowFrom ++ cfg.allowTo;
             RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
             NoNewPrivileges = true;
             CapabilityBoundingSet = "";
@@ -269,6 +270,12 @@
               example = [ "10.0.0.5" "192.168.10.0/24" ];
               description = "Addresses or networks, besides localhost, that may reach the port.";
             };
+            allowTo = lib.mkOption {
+              type = lib.types.listOf lib.types.str;
+              default = [ ];
+              example = [ "10.0.0.7" ];
+              description = "Addresses or networks the server must reach: a remote PostgreSQL session store, an OAuth issuer.";
+            };
             environmentFile = lib.mkOption {
               type = lib.types.path;
               default = "/etc/vllm-mcp/vllm-mcp.env";
@@ -289,8 +296,8 @@
           config = lib.mkIf cfg.enable (lib.mkMerge [
             {
               assertions = [{
-                assertion = lib.all (a: !(builtins.elem a [ "any" "0.0.0.0/0" "::/0" ])) cfg.allowFrom;
-                message = "services.vllm-mcp-gateway.allowFrom must list clients, not everyone";
+                assertion = lib.all (a: !(builtins.elem a [ "any" "0.0.0.0/0" "::/0" ])) (cfg.allowFrom ++ cfg.allowTo);
+                message = "services.vllm-mcp-gateway.allowFrom and allowTo must list hosts, not everyone";
               }];
 
               users.users.vllm-mcp = { isSystemUser = true; group = "vllm-mcp"; home = envDir; };

@@ -16,6 +16,14 @@
 #   ALLOW_FROM   addresses or networks, besides localhost, that may reach the gateway,
 #                space-separated ("10.0.0.5 192.168.10.0/24"). Remembered in
 #                /etc/vllm-mcp/install.conf; set it again to change it, ALLOW_FROM= to clear it.
+#   ALLOW_TO     addresses or networks the server must reach besides localhost: a remote
+#                PostgreSQL session store, an OAuth issuer. The hosts /etc/vllm-mcp/vllm-mcp.env
+#                names there (VLLM_MCP_SESSION_STORE, VLLM_MCP_OAUTH_*_URL, ..._ISSUER) are added by
+#                themselves, as the addresses they resolve to now. systemd's IPAddressAllow= works
+#                in both directions, so these hosts may also connect in (docs/deploying-http.md).
+#                Remembered in install.conf like ALLOW_FROM.
+#   TLS_CERT     with BALANCER=haproxy: a PEM file (certificate chain, then its key) that HAProxy
+#                serves port 8099 with, as HTTPS; plain HTTP if unset. Remembered in install.conf.
 #   REPLICAS     with GATEWAY=http: N runs N replicas instead of the one server, one per GPU
 #                (vllm-mcp-http@0..N-1.service; instance i: CUDA_VISIBLE_DEVICES=i, port 8100+i,
 #                in /etc/vllm-mcp/http@i.env, written once and then the operator's). 0 (the
@@ -84,6 +92,65 @@ for item in sys.argv[1].replace(",", " ").split():
 print(" ".join(dict.fromkeys(out)))
 PY
 )
+
+# ALLOW_TO: as ALLOW_FROM; then the store and issuer hosts vllm-mcp.env names, resolved now.
+ALLOW_TO=${ALLOW_TO-$(remembered ALLOW_TO)}
+ALLOW_TO=$("$PYTHON" - "$ALLOW_TO" <<'PY'
+import ipaddress, sys
+out = []
+for item in sys.argv[1].replace(",", " ").split():
+    try:
+        net = ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        sys.exit(f"vllm-mcp: error: ALLOW_TO: {item!r} is not an IP address or network")
+    if net.prefixlen == 0:
+        sys.exit(f"vllm-mcp: error: ALLOW_TO: {item!r} would also let everyone in; list the hosts")
+    out.append(str(net) if net.num_addresses > 1 else str(net.network_address))
+print(" ".join(dict.fromkeys(out)))
+PY
+)
+OUTBOUND=$ALLOW_TO
+if [ -f "$(at "$MODEL_ENV")" ]; then
+    OUTBOUND=$("$PYTHON" - "$(at "$MODEL_ENV")" "$ALLOW_TO" <<'PY'
+import ipaddress, socket, sys
+from urllib.parse import urlsplit
+values = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    key, sep, value = line.strip().removeprefix("export ").partition("=")
+    if sep and not key.startswith("#"):
+        values[key.strip()] = value.strip().strip("'\"")
+hosts = []
+store = values.get("VLLM_MCP_SESSION_STORE", "")
+if store.lower().startswith(("postgresql://", "postgres://")):
+    for item in urlsplit(store).netloc.rpartition("@")[2].split(","):
+        hosts.append(item[1:].split("]")[0] if item.startswith("[") else item.rsplit(":", 1)[0])
+for name in ("VLLM_MCP_OAUTH_ISSUER", "VLLM_MCP_OAUTH_JWKS_URL", "VLLM_MCP_OAUTH_INTROSPECTION_URL"):
+    hosts.append(urlsplit(values.get(name, "")).hostname or "")
+out = sys.argv[2].split()
+for host in filter(None, hosts):
+    try:
+        found = {i[4][0] for i in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except OSError:
+        print(f"vllm-mcp: warning: {host} (in {sys.argv[1]}) does not resolve here; set ALLOW_TO", file=sys.stderr)
+        continue
+    out += [a for a in sorted(found) if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
+print(" ".join(dict.fromkeys(out)))
+PY
+)
+fi
+
+# TLS_CERT: as ALLOW_FROM; a remembered one goes with the balancer (BALANCER=none).
+if [ -z "${TLS_CERT+set}" ]; then
+    TLS_CERT=$(remembered TLS_CERT)
+    [ "${BALANCER-$(remembered BALANCER)}" = haproxy ] || TLS_CERT=
+fi
+if [ -n "$TLS_CERT" ]; then
+    case "$TLS_CERT" in /*) ;; *) die "TLS_CERT must be an absolute path (HAProxy reads it at start), not '$TLS_CERT'" ;; esac
+    [ "${BALANCER-$(remembered BALANCER)}" = haproxy ] || die "TLS_CERT needs BALANCER=haproxy (HAProxy terminates TLS)"
+    if live && ! grep -q 'PRIVATE KEY' "$TLS_CERT" 2>/dev/null; then
+        die "TLS_CERT=$TLS_CERT must be a readable PEM file holding the certificate chain and its private key"
+    fi
+fi
 
 # REPLICAS and BALANCER: from the environment when set, else what the last install kept.
 REPLICAS=${REPLICAS-$(remembered REPLICAS)}
@@ -218,7 +285,7 @@ if [ "$BALANCER" = haproxy ]; then
     servers=$(for ((i = 0; i < REPLICAS; i++)); do printf '127.0.0.1:%d ' "$((REPLICA_PORT + i))"; done)
     mkdir -p "$(dirname "$(at "$HAPROXY_CFG")")"
     # shellcheck disable=SC2086
-    haproxy_config "$HERE/haproxy/vllm-mcp.cfg" "*:8099" "$ALLOW_FROM" $servers >"$(at "$HAPROXY_CFG").tmp"
+    TLS_CERT=$TLS_CERT haproxy_config "$HERE/haproxy/vllm-mcp.cfg" "*:8099" "$ALLOW_FROM" $servers >"$(at "$HAPROXY_CFG").tmp"
     chmod 0644 "$(at "$HAPROXY_CFG").tmp"
     mv -f "$(at "$HAPROXY_CFG").tmp" "$(at "$HAPROXY_CFG")"
     owner_root "$(at "$HAPROXY_CFG")"
@@ -285,8 +352,8 @@ fi
 
 # Who may connect: localhost plus ALLOW_FROM, enforced by the unit itself.
 conf=$(at "$INSTALL_CONF")
-printf '# Written by deploy/install.sh; change with ALLOW_FROM="..." or GATEWAY=... deploy/install.sh\nGATEWAY="%s"\nALLOW_FROM="%s"\nREPLICAS="%s"\nBALANCER="%s"\n' \
-    "$GATEWAY" "$ALLOW_FROM" "$REPLICAS" "$BALANCER" >"$conf.tmp"
+printf '# Written by deploy/install.sh; change with ALLOW_FROM="..." or GATEWAY=... deploy/install.sh\nGATEWAY="%s"\nALLOW_FROM="%s"\nREPLICAS="%s"\nBALANCER="%s"\nALLOW_TO="%s"\nTLS_CERT="%s"\n' \
+    "$GATEWAY" "$ALLOW_FROM" "$REPLICAS" "$BALANCER" "$ALLOW_TO" "$TLS_CERT" >"$conf.tmp"
 chmod 0644 "$conf.tmp"
 mv -f "$conf.tmp" "$conf"
 owner_root "$conf"
@@ -299,6 +366,11 @@ mkdir -p "$(dirname "$dropin_file")"
     echo "IPAddressDeny=any"
     echo "IPAddressAllow="
     echo "IPAddressAllow=localhost${ALLOW_FROM:+ $ALLOW_FROM}"
+    if [ -n "$OUTBOUND" ]; then
+        echo "# What the server must reach (ALLOW_TO, the store and issuer in $MODEL_ENV). systemd's"
+        echo "# list filters both directions: these hosts may connect in too; the bearer token guards the port."
+        echo "IPAddressAllow=$OUTBOUND"
+    fi
 } >"$dropin_file.tmp"
 chmod 0644 "$dropin_file.tmp"
 mv -f "$dropin_file.tmp" "$dropin_file"
@@ -322,7 +394,7 @@ if [ "$BALANCER" = haproxy ]; then
     systemctl_live enable haproxy.service >/dev/null 2>&1 || true
     systemctl_live reload-or-restart haproxy.service
 fi
-say "installed ${SERVED_UNITS% } ($VARIANT); reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}"
+say "installed ${SERVED_UNITS% } ($VARIANT); reachable from: localhost${ALLOW_FROM:+ $ALLOW_FROM}${OUTBOUND:+; reaches out to: $OUTBOUND}"
 if [ "$GATEWAY" = worker ]; then
     live && say "start it: systemctl start $UNIT after setting VLLM_NNODES, VLLM_NODE_RANK and VLLM_MASTER_ADDR in $MODEL_ENV"
 elif [ "$REPLICAS" -gt 0 ]; then

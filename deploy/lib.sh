@@ -145,13 +145,25 @@ current_token() {
 #   haproxy_config TEMPLATE BIND ALLOW HOST:PORT...   (to stdout)
 # Every `server replica0 ...` line becomes one line per HOST:PORT (replica0, replica1, ...);
 # the template's other replicaN lines are dropped. The docs/scaling.md commands use it too.
+# With TLS_CERT=/path/to.pem (certificate chain and key) in the environment the port serves
+# HTTPS (TLS 1.2 or later), and tells browsers to stay on it.
 haproxy_config() {
     local template=$1 bind=$2 allow=$3
     shift 3
     [ $# -gt 0 ] || die "haproxy_config: no replica address given"
-    awk -v bind="$bind" -v allow="$allow" -v servers="$*" '
+    case "${TLS_CERT:-}" in *[[:space:]]*) die "haproxy_config: TLS_CERT must be a path without spaces" ;; esac
+    awk -v bind="$bind" -v allow="$allow" -v servers="$*" -v cert="${TLS_CERT:-}" '
         BEGIN { n = split(servers, addr, " ") }
-        /^[ \t]+bind / { sub(/bind .*/, "bind " bind); print; next }
+        /^[ \t]+bind / {
+            tls = cert == "" ? "" : " ssl crt " cert " alpn h2,http/1.1 ssl-min-ver TLSv1.2"
+            sub(/bind .*/, "bind " bind tls); print
+            if (cert != "") {
+                line = $0
+                sub(/bind .*/, "http-response set-header Strict-Transport-Security \"max-age=31536000\"", line)
+                print line
+            }
+            next
+        }
         /^[ \t]+tcp-request connection reject unless \{ src / {
             sub(/\{ src .*/, "{ src 127.0.0.0/8 ::1" (allow == "" ? "" : " " allow) " }"); print; next
         }

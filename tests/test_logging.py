@@ -133,3 +133,18 @@ def test_close_ends_the_pump_while_a_child_still_holds_stderr() -> None:
     assert result["tail"] == ["first line", "last words without a newline"]
     assert "end of the log pump" not in proc.stderr
     assert proc.stderr.splitlines() == ["first line", "last words without a newline"]
+
+
+def test_a_log_file_it_creates_is_0600_in_0700_directories_whatever_the_umask(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "vllm-mcp" / "server.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps({"VLLM_MCP_LOG_FILE": str(log_file)}), "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        umask=0o022,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(log_file.read_text().splitlines()) == 4
+    assert log_file.stat().st_mode & 0o777 == 0o600
+    assert [(log_file.parents[n].stat().st_mode & 0o777) for n in (0, 1)] == [0o700, 0o700]

@@ -26,6 +26,7 @@ from typing import TextIO
 from pythonjsonlogger.json import JsonFormatter
 
 from vllm_mcp.config.settings import Settings
+from vllm_mcp.private_files import open_private_append
 
 _PIPE_BUF = select.PIPE_BUF if hasattr(select, "PIPE_BUF") else 512
 _TAIL_LINES = 200
@@ -43,7 +44,8 @@ class LogPump:
         self.observers: list[Callable[[str], None]] = []
         self._drop = drop
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._file = open(log_file, "ab", buffering=0) if log_file else None  # noqa: SIM115
+        # 0600 (in 0700 directories it creates): log lines name callers and sessions.
+        self._file = os.fdopen(open_private_append(log_file), "ab", buffering=0) if log_file else None
         sys.stderr.flush()
         self._target = os.dup(2)  # the real stderr, kept private
         read_fd, write_fd = os.pipe()

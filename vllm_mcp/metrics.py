@@ -96,7 +96,7 @@ class Metrics:
 
         self._requests = Counter(
             "vllm_mcp_requests",
-            "Tool calls finished, by tool, outcome and caller (the HTTP token file's name; '' without).",
+            "Tool calls finished, by tool, outcome and caller (VLLM_MCP_METRICS_CALLER_LABEL: '' when off).",
             ["model", "tool", "outcome", "caller"],
             registry=r,
         )

@@ -292,6 +292,43 @@ def test_config_show_never_shows_a_session_store_password(tmp_path: Path) -> Non
     )
 
 
+def test_config_show_never_shows_a_url_password_however_spelt() -> None:
+    for url in (
+        "postgresql://mcp@db/sessions?pass%77ord=hunter2-hunter2",
+        "postgresql://mcp@db/sessions?PASSWORD=hunter2-hunter2",
+    ):
+        for fmt in ((), ("--json",)):
+            lines = assert_error(invoke("config", "show", *fmt, VLLM_MCP_SESSION_STORE=url), 2, "password")
+            assert "hunter2" not in "".join(lines)
+
+
+def test_config_show_masks_secret_engine_arguments() -> None:
+    args = json.dumps(
+        {
+            "hf_token": "hf_abcdefSekrit1",
+            "max_num_batched_tokens": 512,
+            "hf_overrides": {"api_key": "Sekrit2"},
+        }
+    )
+    for fmt in ((), ("--json",)):
+        shown = invoke("config", "show", *fmt, VLLM_MCP_ENGINE_ARGS=args)
+        assert shown.exit_code == 0, shown.stderr
+        assert "Sekrit" not in shown.stdout and "<hidden>" in shown.stdout
+        assert "512" in shown.stdout  # a token count is no secret
+    # Not JSON: the error cannot tell its secrets apart, so it shows none of it.
+    broken = '{"hf_token": "hf_abcdefSekrit1",'
+    lines = assert_error(invoke("config", "show", VLLM_MCP_ENGINE_ARGS=broken), 2, "VLLM_MCP_ENGINE_ARGS")
+    assert "Sekrit" not in "".join(lines)
+
+
+def test_the_start_log_masks_secret_engine_arguments() -> None:
+    settings = Settings.load(
+        environ={"VLLM_MCP_ENGINE_ARGS": '{"hf_token": "hf_SECRET", "revision": "main"}'}
+    )
+    assert settings.public_dict()["engine_args"] == {"hf_token": "<hidden>", "revision": "main"}
+    assert settings.engine_args["hf_token"] == "hf_SECRET"  # the engine still gets it
+
+
 # --- what nobody expected --------------------------------------------------------------------
 
 

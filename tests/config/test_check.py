@@ -356,6 +356,20 @@ def test_config_validate_reports_an_unauthenticated_public_bind() -> None:
     assert any("refusing to serve without authentication" in p for p in result.problems)
 
 
+def test_any_host_is_refused_on_an_unauthenticated_http_server(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"VLLM_MCP_HTTP_ALLOWED_HOSTS=\* turns DNS-rebinding protection off"
+    ):
+        Settings.load(
+            environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_ALLOWED_HOSTS": "mcp.example.org,*"}
+        )
+    tokens = tmp_path / "tokens"
+    tokens.write_text("a" * 32 + "\n")
+    env = {"VLLM_MCP_HTTP_ALLOWED_HOSTS": "*", "VLLM_MCP_TRANSPORT": "http"}
+    assert Settings.load(environ={**env, "VLLM_MCP_HTTP_TOKEN_FILE": str(tokens)}).allowed_hosts == ["*"]
+    assert Settings.load(environ={**env, "VLLM_MCP_TRANSPORT": "stdio"}).allowed_hosts == ["*"]
+
+
 def test_allowed_hosts_are_a_checked_list() -> None:
     s = Settings.load(environ={"VLLM_MCP_HTTP_ALLOWED_HOSTS": " mcp.example.org, 10.0.0.5:8000 ,,[::1]"})
     assert s.allowed_hosts == ["mcp.example.org", "10.0.0.5:8000", "[::1]"]

@@ -173,6 +173,8 @@ def run(
     # The scripts' own settings come from the test only, whatever the caller exported.
     mine = {
         "ALLOW_FROM",
+        "ALLOW_TO",
+        "TLS_CERT",
         "GATEWAY",
         "ROLE",
         "START",
@@ -376,6 +378,48 @@ def test_allow_from_is_changed_and_cleared_by_the_one_setting(tmp_path: Path) ->
     assert dropin.read_text().rstrip().endswith("IPAddressAllow=localhost 10.0.0.5 2001:db8::/64")
     ok(run("install.sh", tmp_path, ALLOW_FROM=""))
     assert dropin.read_text().rstrip().endswith("IPAddressAllow=localhost")
+
+
+def test_the_store_and_issuer_are_allowed_out_apart_from_the_clients(tmp_path: Path) -> None:
+    """systemd's list filters egress too: without these lines a remote store is unreachable."""
+    dropin = tmp_path / UNITS / f"{HTTP_UNIT}.d/network.conf"
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    assert dropin.read_text().rstrip().endswith("IPAddressAllow=localhost 10.0.0.5")  # nothing to reach
+    (tmp_path / "etc/vllm-mcp/vllm-mcp.env").write_text(
+        "VLLM_MCP_SESSION_STORE=postgresql://mcp@10.0.0.7:5432/sessions\n"
+        "VLLM_MCP_OAUTH_ISSUER=https://[2001:db8::9]/realms/main\n"
+        "VLLM_MCP_OAUTH_JWKS_URL=http://127.0.0.1:8080/keys\n"  # loopback: localhost covers it
+    )
+    result = ok(run("install.sh", tmp_path, ALLOW_TO="10.0.9.0/24"))
+    lines = dropin.read_text().splitlines()
+    assert "IPAddressAllow=localhost 10.0.0.5" in lines  # the clients, unchanged
+    assert lines[-1] == "IPAddressAllow=10.0.9.0/24 10.0.0.7 2001:db8::9"
+    assert "reaches out to: 10.0.9.0/24 10.0.0.7 2001:db8::9" in result.stdout
+    assert 'ALLOW_TO="10.0.9.0/24"' in (tmp_path / "etc/vllm-mcp/install.conf").read_text()
+    first = tree(tmp_path)
+    ok(run("install.sh", tmp_path))  # ALLOW_TO remembered, the env file read again
+    assert tree(tmp_path) == first
+    bad = run("install.sh", tmp_path, ALLOW_TO="0.0.0.0/0")
+    assert bad.returncode != 0 and "ALLOW_TO: '0.0.0.0/0' would also let everyone in" in bad.stderr
+
+
+def test_tls_cert_makes_the_balancer_serve_https(tmp_path: Path) -> None:
+    from tests.haproxy import self_signed
+
+    pem, _ = self_signed(tmp_path)
+    root = tmp_path / "root"
+    refused = run("install.sh", root, TLS_CERT=str(pem))
+    assert refused.returncode != 0 and "TLS_CERT needs BALANCER=haproxy" in refused.stderr
+    ok(run("install.sh", root, REPLICAS="1", BALANCER="haproxy", TLS_CERT=str(pem)))
+    config = root / "etc/vllm-mcp/haproxy.cfg"
+    assert f"    bind *:8099 ssl crt {pem} alpn h2,http/1.1 ssl-min-ver TLSv1.2\n" in config.read_text()
+    if shutil.which("haproxy"):
+        check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    ok(run("install.sh", root))  # remembered
+    assert "ssl crt" in config.read_text()
+    ok(run("install.sh", root, TLS_CERT=""))
+    assert "ssl" not in config.read_text()
 
 
 @pytest.mark.parametrize("bad", ["any", "0.0.0.0/0", "::/0", "example.com", "10.0.0.300"])

@@ -45,6 +45,46 @@ def test_a_rendered_config_has_one_server_per_replica_in_each_backend(tmp_path: 
     assert "127.0.0.1:81" not in text  # nothing of the template's example layout is left
 
 
+def test_a_config_rendered_with_a_certificate_terminates_tls_and_is_valid(tmp_path: Path) -> None:
+    pem, _ = haproxy.self_signed(tmp_path)
+    text = haproxy.render("*:8099", ["10.0.0.1:8100"], cert=pem)
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    done = haproxy.check(config)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"    bind *:8099 ssl crt {pem} alpn h2,http/1.1 ssl-min-ver TLSv1.2\n" in text
+    assert "Strict-Transport-Security" in text
+    assert "ssl" not in haproxy.render("*:8099", ["10.0.0.1:8100"])  # no certificate: plain HTTP
+
+
+def test_the_balancer_serves_https_with_the_certificate(tmp_path: Path) -> None:
+    """A real MCP call through HAProxy's TLS to a replica, the client trusting only that cert."""
+    import ssl
+
+    import httpx
+
+    from tests.test_http import ACCEPT, INIT
+
+    pem, crt = haproxy.self_signed(tmp_path)
+    replica = ServedDouble(tmp_path, VLLM_MCP_HTTP_STATELESS="true")
+    balancer = None
+    try:
+        wait_listening(replica.base + "/healthz")
+        replica.state = "ready"
+        balancer = haproxy.Balancer(tmp_path, [replica.base.removeprefix("http://")], cert=pem)
+        assert balancer.url.startswith("https://")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(crt)), timeout=30) as client:
+            reply = client.post(balancer.url, json=INIT, headers=ACCEPT)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["strict-transport-security"] == "max-age=31536000"
+        with pytest.raises(httpx.TransportError):  # plain HTTP on the TLS port gets nowhere
+            httpx.post(balancer.url.replace("https://", "http://"), json=INIT, headers=ACCEPT, timeout=30)
+    finally:
+        if balancer is not None:
+            balancer.close()
+        replica.close()
+
+
 def test_rendering_without_a_replica_is_refused() -> None:
     with pytest.raises(RuntimeError, match="no replica address given"):
         haproxy.render("*:8099", [])

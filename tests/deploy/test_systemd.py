@@ -337,3 +337,29 @@ def test_replica_template_policy() -> None:
     }
     assert {k: env[k] for k in same} == same
     assert "Conflicts=" not in unit.read_text()  # replicas sit beside each other on their own ports
+
+
+@pytest.mark.parametrize("unit", [HTTP, REPLICA.replace("@", "@0")])
+def test_the_dropin_install_sh_writes_with_outbound_hosts_verifies(tmp_path: Path, unit: str) -> None:
+    """install.sh's drop-in with the store and issuer allowed out (ALLOW_TO and vllm-mcp.env)."""
+    from tests.test_deploy import ok, run
+
+    staged = tmp_path / "staged"
+    env = staged / "etc/vllm-mcp/vllm-mcp.env"
+    env.parent.mkdir(parents=True)
+    env.write_text("VLLM_MCP_SESSION_STORE=postgresql://mcp@10.0.0.7/sessions\n")
+    replicas = {"REPLICAS": "1"} if "@" in unit else {}
+    ok(run("install.sh", staged, ALLOW_FROM="10.0.0.5", ALLOW_TO="10.0.9.0/24", **replicas))
+    template = REPLICA if "@" in unit else unit
+    written = staged / "etc/systemd/system" / f"{template}.d/network.conf"
+    assert written.read_text().splitlines()[-1] == "IPAddressAllow=10.0.9.0/24 10.0.0.7"
+    root = make_root(tmp_path)
+    (root / "etc/systemd/system" / f"{template}.d").mkdir()
+    shutil.copy(written, root / "etc/systemd/system" / f"{template}.d/network.conf")
+    result = analyze("verify", f"--root={root}", unit)
+    assert result.returncode == 0 and (result.stdout + result.stderr).strip() == "", (
+        result.stdout + result.stderr
+    )
+    result = analyze("security", "--offline=true", f"--root={root}", unit)
+    assert "allow list with non-localhost entries" in security_line(result.stdout, "✗ IPAddressDeny=")
+    assert exposure(result.stdout) <= MAX_EXPOSURE

@@ -346,3 +346,60 @@ def test_doctor_root_option_warnings_do_not_fail_the_unit_start(tmp_path: Path) 
     assert "no bearer token" in line
     assert result.exit_code == (1 if "\nFAIL " in "\n" + result.stdout else 0)
     assert invoke("doctor", "--root", str(tmp_path / "nowhere")).exit_code == 2
+
+
+NAMES = {"db.example.test": ["10.0.0.7"], "auth.example.test": ["203.0.113.9", "2001:db8::9"]}
+
+
+def resolve(host: str) -> list[str]:
+    return NAMES.get(host, [host] if host[:1].isdigit() or ":" in host else [])
+
+
+def test_http_says_when_the_unit_cannot_reach_the_store_or_the_issuer(tmp_path: Path) -> None:
+    """IPAddressDeny=any filters egress too: a remote store outside the list is unreachable."""
+    from tests.test_deploy import ok, run
+
+    ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
+    model_env = tmp_path / "etc/vllm-mcp/vllm-mcp.env"
+    model_env.write_text(
+        "VLLM_MCP_SESSION_STORE=postgresql://mcp@db.example.test:5432/sessions\n"
+        "VLLM_MCP_OAUTH_ISSUER=https://auth.example.test/realms/main\n"
+    )
+    check = gateway_module.check_gateway(Probes(root=tmp_path, environ={}, resolve=resolve))
+    assert check.status == "warn", check
+    assert (
+        "the session store (VLLM_MCP_SESSION_STORE) at db.example.test (10.0.0.7) is outside the unit's "
+        "IPAddressAllow=" in check.message
+    )
+    assert (
+        "the OAuth issuer (VLLM_MCP_OAUTH_ISSUER) at auth.example.test (203.0.113.9 2001:db8::9)"
+        in check.message
+    )
+    assert 'ALLOW_TO="10.0.0.7 203.0.113.9 2001:db8::9" deploy/install.sh' in (check.fix or "")
+    # What the fix says, done (the names resolved as the doctor's resolver does): no warning.
+    ok(run("install.sh", tmp_path, ALLOW_TO="10.0.0.7 203.0.113.9 2001:db8::9"))
+    check = gateway_module.check_gateway(Probes(root=tmp_path, environ={}, resolve=resolve))
+    assert check.status == "ok", check
+    # A store on this host needs nothing.
+    model_env.write_text("VLLM_MCP_SESSION_STORE=postgresql://mcp@127.0.0.1/sessions\n")
+    ok(run("install.sh", tmp_path, ALLOW_TO=""))
+    assert gateway_module.check_gateway(Probes(root=tmp_path, environ={}, resolve=resolve)).status == "ok"
+
+
+def test_replicas_say_when_they_cannot_reach_the_shared_store(tmp_path: Path) -> None:
+    from tests.test_deploy import ok, run
+    from vllm_mcp.doctor.gpu import GpuProbe
+    from vllm_mcp.doctor.replicas import check_replicas
+
+    ok(run("install.sh", tmp_path, REPLICAS="1"))
+    (tmp_path / "etc/vllm-mcp/vllm-mcp.env").write_text(
+        "VLLM_MCP_SESSION_STORE=postgresql://mcp@10.0.0.7/sessions\n"
+    )
+    probes = Probes(root=tmp_path, environ={}, resolve=resolve)
+    check = check_replicas(probes, GpuProbe([]))
+    assert (
+        check is not None and "session store (VLLM_MCP_SESSION_STORE) at 10.0.0.7 is outside" in check.message
+    )
+    ok(run("install.sh", tmp_path))  # install.sh reads the env file again and allows it
+    check = check_replicas(probes, GpuProbe([]))
+    assert check is not None and "outside" not in check.message

@@ -44,6 +44,7 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
         VLLM_MCP_HTTP_TOKEN_FILE=str(d / "tokens"),
         VLLM_MCP_METRICS_TEXTFILE=str(d / "metrics.prom"),
         VLLM_MCP_METRICS_INTERVAL="0.3",
+        VLLM_MCP_METRICS_CALLER_LABEL="token-file",  # the default, off, would count them all as ""
     )
     try:
         server.wait_ready()

@@ -43,6 +43,7 @@ def served(tiny_model: Path, auth_server: AuthServer, tmp_path_factory: pytest.T
         VLLM_MCP_OAUTH_SCOPES=SCOPE,
         VLLM_MCP_METRICS_TEXTFILE=str(d / "metrics.prom"),
         VLLM_MCP_METRICS_INTERVAL="0.3",
+        VLLM_MCP_METRICS_CALLER_LABEL="token-file",
     )
     try:
         server.wait_ready()
@@ -111,7 +112,7 @@ def test_bad_tokens_get_the_status_the_spec_names(served: Any, auth_server: Auth
     assert doc["resource"] == served.url and doc["authorization_servers"] == [auth_server.issuer]
 
 
-def test_callers_are_token_subjects_with_their_own_sessions_and_metrics(
+def test_callers_are_token_subjects_with_their_own_sessions_but_no_metrics_series(
     served: Any, auth_server: AuthServer
 ) -> None:
     sid = "shared-name"
@@ -132,8 +133,9 @@ def test_callers_are_token_subjects_with_their_own_sessions_and_metrics(
 
     asyncio.run(main())
     after = metrics_settle(served)
-    assert after.get("alice", 0) - before.get("alice", 0) == 2
-    assert after.get("bob", 0) - before.get("bob", 0) == 1
+    # A subject is personal data and one series per user: every OAuth caller is "oauth".
+    assert after.get("oauth", 0) - before.get("oauth", 0) == 3
+    assert "alice" not in after and "bob" not in after
 
 
 def test_no_token_reaches_the_log(served: Any, auth_server: AuthServer) -> None:

@@ -8,6 +8,7 @@
 // (RFC 8707) get an access token for that resource: a JWT (RFC 9068) signed with the given key, or an opaque one for an
 // "opaque_clients" entry (to be checked by RFC 7662 introspection). Prints one JSON line
 // {"issuer": "http://127.0.0.1:PORT"} on stdout once it listens; stops on SIGTERM.
+// GET /test/requests: how many requests it answered, by "METHOD /path".
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
@@ -45,7 +46,21 @@ server.listen(0, '127.0.0.1', () => {
       },
     },
   });
-  server.on('request', provider.callback());
+  // Every request counted by method and path; GET /test/requests answers the counts, so a
+  // test can see how often the server under test called this one (introspection, keys).
+  const counts = {};
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    const path = req.url.split('?')[0];
+    if (req.method === 'GET' && path === '/test/requests') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(counts));
+      return;
+    }
+    const key = `${req.method} ${path}`;
+    counts[key] = (counts[key] || 0) + 1;
+    callback(req, res);
+  });
   process.stdout.write(`${JSON.stringify({ issuer })}\n`);
 });
 

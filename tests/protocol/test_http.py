@@ -17,6 +17,7 @@ from vllm_mcp.protocol.http import HttpSetupError, bind_socket, security_setting
 
 
 def test_loopback_bind_allows_loopback_names_only() -> None:
+    assert "127.0.0.2:*" in security_settings("127.0.0.2", []).allowed_hosts
     s = security_settings("127.0.0.1", [])
     assert s.enable_dns_rebinding_protection
     assert "localhost:*" in s.allowed_hosts and "127.0.0.1:*" in s.allowed_hosts
@@ -118,6 +119,71 @@ def test_chat_url_refuses_a_bad_token_file_without_showing_it(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert "token shorter than 16 characters" in done.stderr and "shorty" not in done.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1"])
+def test_a_server_on_any_loopback_address_accepts_its_own_host(tmp_path, host: str) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    if ":" in host and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        served = ServedDouble(tmp_path, VLLM_MCP_HTTP_HOST=host)
+    except HttpSetupError as e:
+        pytest.skip(f"cannot listen on {host} here: {e}")
+    try:
+        wait_listening(served.base + "/healthz")
+        hostport = served.base.removeprefix("http://")
+        reply = httpx.post(served.url, json=INIT, headers={**ACCEPT, "Host": hostport}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        rebound = httpx.post(served.url, json=INIT, headers={**ACCEPT, "Host": "evil.example"}, timeout=30)
+        assert rebound.status_code == 421  # a rebound name is still refused
+    finally:
+        served.close()
+
+
+def own_non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback (no packet is sent to find it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_chat_url_warns_before_sending_a_token_over_plain_http_to_another_host(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from vllm_mcp.cli.chat import plain_http_warning
+
+    assert plain_http_warning("http://127.0.0.2:8000/mcp") is None
+    assert plain_http_warning("http://[::1]:8000/mcp") is None
+    assert plain_http_warning("https://mcp.example.org/mcp") is None
+    assert "mcp.example.org" in (plain_http_warning("HTTP://mcp.example.org:8000/mcp") or "")
+    address = own_non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port = s.getsockname()[1]  # closed again: the connection is refused
+    token_file = tmp_path / "t"
+    token_file.write_text("alice:" + "a" * 32 + "\n")
+    runs = {}
+    for token in (["--token-file", str(token_file)], []):
+        runs[bool(token)] = subprocess.run(
+            [sys.executable, "-m", "vllm_mcp", "chat", "--url", f"http://{address}:{port}/mcp", *token, "hi"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    lines = runs[True].stderr.splitlines()
+    warned = [
+        n for n, line in enumerate(lines) if "warning: sending the bearer token over plain HTTP" in line
+    ]
+    failed = [n for n, line in enumerate(lines) if "cannot connect" in line]
+    assert warned and failed and warned[0] < failed[0], runs[True].stderr
+    assert address in lines[warned[0]] and "a" * 32 not in runs[True].stderr
+    assert "plain HTTP" not in runs[False].stderr  # no token, nothing to warn about
 
 
 # --- the transport in process, around an SDK Server with no tools (no engine) ------------------

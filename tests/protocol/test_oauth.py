@@ -215,6 +215,49 @@ def test_discovery_names_a_mismatched_or_unreachable_issuer(issuer: Issuer) -> N
         oauth.discover(client, ISSUER)
 
 
+@pytest.mark.parametrize(
+    ("meta", "refused"),
+    [
+        ({"jwks_uri": "http://keys.example.test/jwks"}, "jwks_uri 'http://keys.example.test/jwks'"),
+        ({"jwks_uri": "ftp://keys.example.test/jwks"}, "jwks_uri"),
+        ({"jwks_uri": "http://127.0.0.2:9/jwks", "introspection_endpoint": "http://[::1]:9/i"}, None),
+        ({"jwks_uri": JWKS, "introspection_endpoint": "http://auth.example.test/i"}, "introspection_"),
+    ],
+)
+def test_discovered_endpoints_must_be_https_as_the_settings_are(
+    meta: dict[str, str], refused: str | None, tmp_path: Any
+) -> None:
+    from vllm_mcp.config.settings import Settings
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/openid-configuration"):
+            return httpx.Response(200, json={"issuer": ISSUER, **meta})
+        return httpx.Response(200, json={"keys": [public(rsa_jwk("k")[0])]})
+
+    secret = write_secret(tmp_path, "s3cret-of-this-server")
+    settings = Settings.load(
+        environ={"VLLM_MCP_OAUTH_ISSUER": ISSUER, "VLLM_MCP_OAUTH_AUDIENCE": AUD,
+                 "VLLM_MCP_OAUTH_CLIENT_ID": "rs", "VLLM_MCP_OAUTH_CLIENT_SECRET_FILE": str(secret)}
+    )  # fmt: skip
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    if refused is None:
+        assert oauth.start(settings, AUD, client=client).keys.url == meta["jwks_uri"]
+        return
+    with pytest.raises(oauth.OAuthSetupError, match="https://") as err:
+        oauth.start(settings, AUD, client=client)
+    assert refused in str(err.value)
+
+
+def test_the_client_secret_file_is_read_stripped_and_one_line_only(tmp_path: Any) -> None:
+    path = tmp_path / "secret"
+    path.write_text("  s3cret\r\n")
+    assert oauth.read_secret(path) == "s3cret"
+    path.write_text("alpha-secret\nbeta-secret\n")
+    with pytest.raises(oauth.OAuthSetupError, match="more than one line") as err:
+        oauth.read_secret(path)
+    assert "secret\n" not in str(err.value) and "alpha" not in str(err.value)
+
+
 def test_either_verifier_gives_token_file_callers_the_scopes(issuer: Issuer, tmp_path: Any) -> None:
     from vllm_mcp.protocol.auth import TokenFileVerifier
 
@@ -308,7 +351,8 @@ def test_no_token_on_loopback_is_401_with_the_metadata_url(served: Any) -> None:
     reply = post(served, None)
     assert reply.status_code == 401
     meta = f'resource_metadata="{served.base}/.well-known/oauth-protected-resource/mcp"'
-    assert challenge(reply).startswith("Bearer ") and meta in challenge(reply)
+    assert challenge(reply) == f"Bearer {meta}"  # RFC 6750 3.1: no credentials, no error code
+    assert "invalid_token" not in reply.text
 
 
 def test_a_token_from_the_issuer_for_this_resource_is_accepted(served: Any, auth_server: AuthServer) -> None:
@@ -350,6 +394,7 @@ def test_a_token_without_the_scope_is_403_insufficient_scope(served: Any, auth_s
         reply = post(served, token)
         assert reply.status_code == 403
         assert 'error="insufficient_scope"' in challenge(reply)
+        assert f'scope="{SCOPE}"' in challenge(reply)  # what to ask the issuer for (RFC 6750 3)
 
 
 def test_the_caller_is_the_token_subject(served: Any, auth_server: AuthServer) -> None:

@@ -76,3 +76,55 @@ def test_an_unknown_argument_is_still_refused() -> None:
         [("chat_completion", {"messages": [{"role": "user", "content": "x"}], "hdrs": 1})]
     )
     assert results[0].is_error and "hdrs: unknown argument" in results[0].content[0].text
+
+
+@pytest.mark.parametrize(("mode", "label"), [(None, ""), ("off", ""), ("token-file", "alice")])
+def test_the_metrics_caller_label_is_off_or_the_token_files_names(
+    tmp_path: Any, mode: str | None, label: str
+) -> None:
+    """Over HTTP with a token file: the label is what VLLM_MCP_METRICS_CALLER_LABEL says."""
+    from prometheus_client import generate_latest
+
+    from tests.e2e.httpserver import mcp_client
+    from tests.test_http import ServedDouble, wait_listening
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice:" + "a" * 32 + "\n")
+    tokens.chmod(0o600)
+    env = {"VLLM_MCP_METRICS_CALLER_LABEL": mode} if mode else {}
+    tools = tools_over(FakeEngine(endless="x", model_name="double", loaded=True), **env)
+    served = ServedDouble(tmp_path, server=build_server(tools), VLLM_MCP_HTTP_TOKEN_FILE=str(tokens))
+    try:
+        wait_listening(served.base + "/healthz")
+
+        async def call() -> None:
+            async with mcp_client(served.url, "a" * 32) as client:
+                assert not (await client.call_tool("model_info", {})).is_error
+
+        asyncio.run(call())
+    finally:
+        served.close()
+    text = generate_latest(tools.metrics.registry).decode()
+    assert (
+        f'vllm_mcp_requests_total{{caller="{label}",model="double",outcome="ok",tool="model_info"}} 1.0'
+        in text
+    )
+
+
+def test_an_oauth_caller_is_never_a_metrics_label_of_its_own() -> None:
+    from types import SimpleNamespace
+
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    from vllm_mcp.protocol.server import metrics_caller
+
+    def ctx(**token: Any) -> Any:
+        user = AuthenticatedUser(AccessToken(token="[redacted]", scopes=[], **token))
+        return SimpleNamespace(request=SimpleNamespace(scope={"user": user}))
+
+    oauth = ctx(client_id="carol@example.org", claims={"iss": "https://auth.example.org"})
+    token_file = ctx(client_id="ops")
+    assert [metrics_caller(c, "token-file") for c in (oauth, token_file)] == ["oauth", "ops"]
+    assert [metrics_caller(c, "off") for c in (oauth, token_file)] == ["", ""]
+    assert metrics_caller(SimpleNamespace(request=None), "token-file") == ""  # stdio

@@ -285,3 +285,34 @@ def test_a_missing_password_file_is_a_clear_error(tmp_path: Path) -> None:
                 )
             )
         )
+
+
+def test_the_password_file_is_read_as_every_secret_file_is(tmp_path: Path) -> None:
+    from vllm_mcp.sessions.postgres import read_password
+
+    path = tmp_path / "password"
+    path.write_text("  s3cret-pw \r\n")  # what an editor on another system leaves
+    assert read_password(path) == "s3cret-pw"
+    path.write_text("\n")
+    with pytest.raises(SessionStoreError, match=f"VLLM_MCP_SESSION_STORE_PASSWORD_FILE {path} is empty"):
+        read_password(path)
+
+
+def test_the_sqlite_store_is_0600_in_0700_directories_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "state" / "vllm-mcp" / "sessions.db"
+    old = os.umask(0o022)
+    try:
+
+        async def turn() -> None:
+            store = await sqlite_store(path)
+            await store.append_turn("s", [user("q")], reply("r"))
+            files = {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()}
+            assert files == {"sessions.db": 0o600, "sessions.db-wal": 0o600, "sessions.db-shm": 0o600}
+            await store.aclose()
+
+        run(turn())
+    finally:
+        os.umask(old)
+    assert [(path.parents[n].stat().st_mode & 0o777) for n in (0, 1)] == [0o700, 0o700]

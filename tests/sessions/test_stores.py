@@ -404,13 +404,26 @@ def test_a_url_the_server_does_not_know_is_an_error_never_a_file(
 
 @pytest.mark.parametrize(
     "value",
-    ["postgresql://mcp:hunter2hunter2@db/sessions", "postgresql://mcp@db/sessions?password=hunter2hunter2"],
+    [
+        "postgresql://mcp:hunter2hunter2@db/sessions",
+        "postgresql://mcp@db/sessions?password=hunter2hunter2",
+        # libpq decodes percent-escapes in keys, so each of these is a password too
+        "postgresql://mcp@db/sessions?pass%77ord=hunter2hunter2",
+        "postgresql://mcp@db/sessions?%70%61%73%73%77%6f%72%64=hunter2hunter2",
+        "postgresql://mcp@db/sessions?sslmode=require&PassWord=hunter2hunter2",
+        "postgresql://mcp@db/sessions?pass%2577ord=hunter2hunter2",
+        "postgresql://mcp@db/sessions?dbname=sessions%20password%3Dhunter2hunter2",
+        "postgres://mcp:hunter2hunter2@db1,db2/sessions",
+    ],
 )
 def test_a_url_with_a_password_is_refused_without_showing_it(value: str) -> None:
     with pytest.raises(ConfigError) as err:
         Settings.load(environ={"VLLM_MCP_SESSION_STORE": value})
     assert "hunter2hunter2" not in str(err.value)
     assert "VLLM_MCP_SESSION_STORE_PASSWORD_FILE" in str(err.value) and "PGPASSFILE" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # config show and config validate read the same rule
+        Settings.load(file_values={"VLLM_MCP_SESSION_STORE": value}, environ={})
+    assert "hunter2hunter2" not in str(err.value)
 
 
 def test_make_store_picks_the_backend(tmp_path: Path) -> None:

@@ -21,14 +21,17 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 _LOG = re.compile(r" (?P<frontend>\S+) (?P<backend>[\w.-]+)/(?P<server>\S+) [-\d/+]+ (?P<status>-?\d+) ")
 
 
-def render(bind: str, servers: list[str], allow: str = "") -> str:
+def render(bind: str, servers: list[str], allow: str = "", cert: Path | None = None) -> str:
     """The shipped template with ``bind``, ``allow`` (besides localhost) and one ``server`` per
-    address, rendered by deploy/lib.sh as install.sh renders it."""
+    address (HTTPS with ``cert``), rendered by deploy/lib.sh as install.sh renders it."""
+    import os
+
     done = subprocess.run(
         ["bash", "-c", 'source "$0"; haproxy_config "$@"', str(LIB), str(TEMPLATE), bind, allow, *servers],
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "TLS_CERT": str(cert) if cert else ""},
     )
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
@@ -37,6 +40,42 @@ def render(bind: str, servers: list[str], allow: str = "") -> str:
 
 def check(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True, check=False)
+
+
+def self_signed(directory: Path, name: str = "127.0.0.1") -> tuple[Path, Path]:
+    """(HAProxy's PEM: certificate then key, the certificate alone for a client to trust)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(name))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    public = cert.public_bytes(serialization.Encoding.PEM)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    pem, crt = directory / "tls.pem", directory / "tls.crt"
+    pem.write_bytes(public + private)
+    pem.chmod(0o600)
+    crt.write_bytes(public)
+    return pem, crt
 
 
 def free_port() -> int:
@@ -49,10 +88,10 @@ class Balancer:
     """``haproxy -db`` (foreground, logs on stdout) in front of ``servers``; ``routes`` lists
     (backend, server, status) for every request it logged."""
 
-    def __init__(self, tmp: Path, servers: list[str]) -> None:
+    def __init__(self, tmp: Path, servers: list[str], cert: Path | None = None) -> None:
         self.port = free_port()
         self.config = tmp / "haproxy.cfg"
-        self.config.write_text(render(f"127.0.0.1:{self.port}", servers))
+        self.config.write_text(render(f"127.0.0.1:{self.port}", servers, cert=cert))
         self.proc = subprocess.Popen(
             [HAPROXY, "-db", "-f", str(self.config)],
             stdin=subprocess.DEVNULL,
@@ -63,7 +102,7 @@ class Balancer:
         self.started = time.monotonic()
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.url = f"{'https' if cert else 'http'}://127.0.0.1:{self.port}/mcp"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

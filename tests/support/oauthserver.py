@@ -178,5 +178,10 @@ class AuthServer:
         header = {"kid": self.kid, "typ": "at+jwt", **(headers or {})}
         return jwt.encode(payload, key or self.key, algorithm="RS256", headers=header)
 
+    def requests(self, method: str, path: str) -> int:
+        """How many ``method path`` requests the provider has answered so far."""
+        counts = httpx.get(f"{self.issuer}/test/requests", timeout=30).json()
+        return int(counts.get(f"{method} {path}", 0))
+
     def close(self) -> None:
         stop_process(self.proc)

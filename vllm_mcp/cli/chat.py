@@ -10,12 +10,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from vllm_mcp.cli.errors import CliError
 from vllm_mcp.cli.progress import StatusLine
-from vllm_mcp.config.settings import ConfigError, Settings, child_environment
+from vllm_mcp.config.settings import ConfigError, Settings, child_environment, is_loopback
 
 
 @click.command()
@@ -122,6 +123,9 @@ def _chat_url(question: str, url: str, token_file: Path | None, sampling: dict[s
         token = read_client_token(token_file) if token_file else None
     except TokenFileError as e:
         raise ConfigError([str(e)]) from None
+    warning = plain_http_warning(url) if token else None
+    if warning:
+        click.echo(f"vllm-mcp: warning: {warning}", err=True)
     status = StatusLine()
     try:
         result = asyncio.run(
@@ -135,6 +139,18 @@ def _chat_url(question: str, url: str, token_file: Path | None, sampling: dict[s
         message = f"chat failed: {type(e).__name__}: {e}"
     status.done()
     raise CliError(message.replace(token, "<token>") if token else message) from None
+
+
+def plain_http_warning(url: str) -> str | None:
+    """A sentence when a token sent to ``url`` would cross the network in the clear."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http" or not parts.hostname or is_loopback(parts.hostname):
+        return None
+    return (
+        f"sending the bearer token over plain HTTP to {parts.hostname}: anyone on the way can read "
+        "and reuse it; serve HTTPS in front of the server (docs/deploying-http.md) and use an "
+        "https:// URL"
+    )
 
 
 def _footer(result: dict[str, Any]) -> None:

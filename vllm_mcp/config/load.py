@@ -7,7 +7,9 @@ for a child process, ``mask_secret`` shows a secret as set without revealing it.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -71,8 +73,25 @@ def explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
         shown = "<hidden>" if name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN") else raw.get(name)
         if name == "VLLM_MCP_SESSION_STORE" and isinstance(shown, str):
             shown = sessions_location.redact(shown)
+        if name == "VLLM_MCP_ENGINE_ARGS" and shown is not None:
+            shown = _masked_engine_args(shown)
         lines.append(f"invalid {name}={shown!r}: {msg[0].lower() + msg[1:]}")
     return lines
+
+
+def _masked_engine_args(value: Any) -> Any:
+    """An invalid ``VLLM_MCP_ENGINE_ARGS`` as an error may show it: masked where it parses,
+    hidden whole where it does not (its secrets cannot be told apart)."""
+    from vllm_mcp.config.rules import mask_engine_args, names_a_secret
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return (
+                "<hidden: not JSON>" if any(names_a_secret(w) for w in re.findall(r"\w+", value)) else value
+            )
+    return mask_engine_args(value)
 
 
 def mask_secret(secret: str | None) -> str | None:

@@ -18,8 +18,9 @@ _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _CLAIM = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 
 
-def check_url(value: str, what: str, *, path_allowed: bool = True) -> str:
-    """An absolute https URL (http only on loopback), without query, fragment or credentials."""
+def check_endpoint(value: str, what: str) -> str:
+    """An absolute https URL (http only on loopback): the rule for every URL tokens, keys or
+    the client secret travel to, whether a setting names it or the issuer's metadata does."""
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -29,6 +30,13 @@ def check_url(value: str, what: str, *, path_allowed: bool = True) -> str:
             f"{what} must use https:// (plain http:// is accepted on loopback only: "
             "127.0.0.1, ::1, localhost), since tokens and keys would travel in the clear"
         )
+    return value
+
+
+def check_url(value: str, what: str, *, path_allowed: bool = True) -> str:
+    """An absolute https URL (http only on loopback), without query, fragment or credentials."""
+    value = check_endpoint(value, what)
+    parts = urlsplit(value)
     if parts.username or parts.password:
         raise ValueError(f"{what} must not carry a user name or password")
     if parts.query or parts.fragment:

@@ -53,6 +53,35 @@ def parse_json_object(v: Any) -> Any:
     return v
 
 
+_SECRET_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "pwd", "apikey", "credential", "credentials"}
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def names_a_secret(key: str) -> bool:
+    """Whether a setting's key names a secret (``hf_token``, ``apiKey``, ``db-password``).
+
+    Words, not substrings: ``max_num_batched_tokens`` and ``tokenizer`` are no secrets.
+    """
+    words = [w.lower() for w in re.split(r"[_\-.\s]+", _CAMEL.sub("_", key)) if w]
+    joined = "".join(words)
+    return any(w in _SECRET_WORDS for w in words) or "apikey" in joined or "accesskey" in joined
+
+
+def mask_engine_args(args: Any) -> Any:
+    """``VLLM_MCP_ENGINE_ARGS`` as it may be shown: every value under a secret's key masked,
+    nested objects too (``config show``, the start log, doctor)."""
+    if isinstance(args, Mapping):
+        return {
+            k: ("<hidden>" if names_a_secret(str(k)) and v is not None else mask_engine_args(v))
+            for k, v in args.items()
+        }
+    if isinstance(args, list):
+        return [mask_engine_args(v) for v in args]
+    return args
+
+
 def check_host_list(v: str) -> str | None:
     """``VLLM_MCP_HTTP_ALLOWED_HOSTS``: comma-separated host, host:port or '*'; normalised."""
     entries = [e.strip() for e in v.split(",") if e.strip()]
@@ -63,6 +92,19 @@ def check_host_list(v: str) -> str | None:
             "'mcp.example.org,10.0.0.5:8000')"
         )
     return ",".join(entries) or None
+
+
+def open_hosts_problem(settings: Settings) -> str | None:
+    """``VLLM_MCP_HTTP_ALLOWED_HOSTS=*`` on an HTTP server without authentication, as a sentence."""
+    s = settings
+    authenticated = s.http_token_file is not None or s.oauth_issuer is not None
+    if s.transport != "http" or authenticated or "*" not in s.allowed_hosts:
+        return None
+    return (
+        "VLLM_MCP_HTTP_ALLOWED_HOSTS=* turns DNS-rebinding protection off, and without "
+        "authentication any web page a local browser opens could then call this server; "
+        "list the host names instead, or set VLLM_MCP_HTTP_TOKEN_FILE or VLLM_MCP_OAUTH_ISSUER"
+    )
 
 
 # --- rules that need more than the settings -------------------------------------

@@ -243,6 +243,13 @@ class Settings(BaseModel):
         alias="VLLM_MCP_METRICS_TEXTFILE",
         description="Prometheus textfile to write (node_exporter textfile collector); off if unset.",
     )
+    metrics_caller_label: Literal["off", "token-file"] = Field(
+        "off",
+        alias="VLLM_MCP_METRICS_CALLER_LABEL",
+        description="What the requests metric's caller label holds: 'off' (always empty) or "
+        "'token-file' (the token file's caller names; OAuth callers all 'oauth'). Never an OAuth "
+        "subject: that would be personal data and one series per user.",
+    )
     metrics_interval: float = Field(
         15.0,
         alias="VLLM_MCP_METRICS_INTERVAL",
@@ -275,7 +282,7 @@ class Settings(BaseModel):
         None,
         alias="VLLM_MCP_HTTP_ALLOWED_HOSTS",
         description="Comma-separated Host header values the HTTP transport accepts besides the "
-        "address it listens on (DNS-rebinding protection); '*' accepts any.",
+        "address it listens on (DNS-rebinding protection); '*' accepts any (with authentication only).",
     )
     http_public_url: str | None = Field(
         None,
@@ -339,7 +346,7 @@ class Settings(BaseModel):
     def _top_k(cls, v: int) -> int:
         return check_top_k(v)
 
-    @field_validator("log_level", "dtype", "log_format", mode="before")
+    @field_validator("log_level", "dtype", "log_format", "metrics_caller_label", mode="before")
     @classmethod
     def _lower_or_upper(cls, v: Any, info: Any) -> Any:
         if isinstance(v, str):
@@ -434,7 +441,9 @@ class Settings(BaseModel):
             )
         from vllm_mcp.config import oauth as oauth_rules
 
-        problem = oauth_rules.problem(self) or multinode.problem(self)
+        problem = (
+            config_rules.open_hosts_problem(self) or oauth_rules.problem(self) or multinode.problem(self)
+        )
         if problem:
             raise ValueError(problem)
         if self.http_workers > 1 and self.transport != "http":
@@ -510,12 +519,14 @@ class Settings(BaseModel):
     # --- views -------------------------------------------------------------------
 
     def public_dict(self) -> dict[str, Any]:
-        """Settings as plain values, the token masked: safe to print or log."""
+        """Settings as plain values, the token and secret engine arguments masked: safe to print or log."""
         out: dict[str, Any] = {}
         for field in type(self).model_fields:
             value = getattr(self, field)
             if isinstance(value, SecretStr):
                 value = mask_secret(value.get_secret_value())
+            elif field == "engine_args":
+                value = config_rules.mask_engine_args(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[field] = value

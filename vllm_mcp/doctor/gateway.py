@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vllm_mcp.config import files as config_files
 from vllm_mcp.config import settings as config
+from vllm_mcp.doctor import egress
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check
 from vllm_mcp.protocol.auth import TokenFileError, parse_tokens
@@ -24,6 +25,9 @@ HTTP_UNIT = "/etc/systemd/system/vllm-mcp-http.service"
 HTTP_TOKENS = "/etc/vllm-mcp/http-tokens"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 EVERYONE = frozenset({"any", "0.0.0.0/0", "::/0"})
+# What the unit's ExecStartPre (User=vllm-mcp) takes from its own environment when the root-only
+# model env file is out of reach: the address it serves, and the hosts it must reach.
+_UNIT_VARIABLES = ("VLLM_MCP_HTTP_", "VLLM_MCP_SESSION_STORE", "VLLM_MCP_OAUTH_")
 
 
 def _under(root: Path, path: str) -> Path:
@@ -157,6 +161,21 @@ def _network(
     return allow, deny
 
 
+def unit_egress(p: Probes, path: str) -> tuple[list[str], list[str]]:
+    """The configured store and issuer that unit ``path`` (with drop-ins) cannot reach."""
+    try:
+        _, _, entries = _read_unit(p, path)
+    except OSError:
+        return [], []
+    if not any(_covers_everyone(d) for d in address_list(entries, "IPAddressDeny")):
+        return [], []
+    env, _, unreadable = _environment(p, entries, [], [])
+    if unreadable:
+        own = p.environ if p.environ is not None else config.child_environment()
+        env.update({k: v for k, v in own.items() if k.startswith(_UNIT_VARIABLES)})
+    return egress.unreachable(env, address_list(entries, "IPAddressAllow"), p.resolve)
+
+
 def _check_http(p: Probes) -> Check:
     """vllm-mcp-http.service: a token file the server can read and nobody else can."""
     try:
@@ -170,7 +189,7 @@ def _check_http(p: Probes) -> Check:
         # As the unit's ExecStartPre (User=vllm-mcp) the root-only model env file is out of
         # reach, but systemd has put its variables in this process's environment.
         own = p.environ if p.environ is not None else config.child_environment()
-        env.update({k: v for k, v in own.items() if k.startswith("VLLM_MCP_HTTP_")})
+        env.update({k: v for k, v in own.items() if k.startswith(_UNIT_VARIABLES)})
     host = env.get("VLLM_MCP_HTTP_HOST", "127.0.0.1")
     port = env.get("VLLM_MCP_HTTP_PORT", "8000")
     token_file = env.get("VLLM_MCP_HTTP_TOKEN_FILE", "").strip()
@@ -216,6 +235,10 @@ def _check_http(p: Probes) -> Check:
             fixes.append(f"remove {name}; put the token in {HTTP_TOKENS}")
     _token_on_command_line(entries, problems, fixes, HTTP_TOKENS)
     allow, deny = _network(entries, problems, fixes)
+    if any(_covers_everyone(d) for d in deny):  # the list filters what goes out, too
+        outside, widen = egress.unreachable(env, allow, p.resolve)
+        problems += outside
+        fixes += widen
     details = {
         "unit": str(unit),
         "dropins": [str(d) for d in dropins],

@@ -122,6 +122,7 @@ class Probes:
     engine_arg_names: Callable[[], frozenset[str]] = field(default=lambda: frozenset())  # its arguments
     platform: Callable[[], tuple[str, str]] | None = None  # vLLM's device, Ray key (multinode)
     root: Path = Path("/")  # the host's file tree; a staging directory in tests (DESTDIR)
+    resolve: Callable[[str], list[str]] = field(default=lambda host: _resolve(host))  # host -> addresses
 
 
 def _dist_version(dist: str) -> str | None:
@@ -129,3 +130,9 @@ def _dist_version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _resolve(host: str) -> list[str]:
+    from vllm_mcp.doctor.egress import resolve
+
+    return resolve(host)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from vllm_mcp.config import files as config_files
 from vllm_mcp.config import settings as config
+from vllm_mcp.doctor.gateway import unit_egress
 from vllm_mcp.doctor.gpu import GpuProbe
 from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import Check
@@ -93,6 +94,9 @@ def check_replicas(p: Probes, gpu: GpuProbe, tensor_parallel_size: int | None = 
                 problems.append(f"vllm-mcp-http@{name} takes port {port}, the balancer's")
                 fixes.append("replicas listen on 8100+N; HAProxy on 8099")
     _against_gpus(devices, gpu, tensor_parallel_size, problems, warnings, fixes)
+    outside, reach = unit_egress(p, TEMPLATE)  # a remote store the replicas share
+    problems += outside
+    fixes += reach
     details = {"instances": {n: {"gpus": devices.get(n), "port": ports.get(n)} for n in found}}
     layout = ", ".join(
         f"@{n}: GPU {','.join(devices.get(n) or ['?'])} port {ports.get(n, '?')}" for n in found

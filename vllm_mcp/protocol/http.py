@@ -34,8 +34,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vllm_mcp.config.settings import Settings, is_loopback
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.protocol.auth import TokenFileVerifier
+from vllm_mcp.protocol.challenge import Challenges
 from vllm_mcp.protocol.transport import SERVER_SHUTTING_DOWN, Transport, TransportSetupError
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ def security_settings(host: str, extra_hosts: list[str]) -> TransportSecuritySet
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     names = ["127.0.0.1", "localhost", "[::1]"]
     wildcard = host in ("0.0.0.0", "::", "[::]", "")
-    if not wildcard and not is_loopback(host):
-        names.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    own = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if not wildcard and own not in names:  # 127.0.0.2 or 10.0.0.5 alike: its own address
+        names.append(own)
     if wildcard and not extra_hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     hosts: list[str] = []
@@ -273,7 +275,8 @@ class HttpTransport(Transport):
             token_verifier=verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
         )
-        return _Gate(app, self)
+        # RFC 6750's details in the SDK's 401 / 403 (no error code without credentials, scope).
+        return _Gate(Challenges(app, (s.oauth_scopes or "").split()), self)
 
     async def _health(self, request: Request) -> JSONResponse:
         state = self.health()

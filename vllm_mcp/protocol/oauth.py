@@ -7,8 +7,10 @@ the issuer's JWKS (found through discovery, cached, fetched again when a token n
 unknown ``kid``, at most every ``REFETCH_SECONDS``), an asymmetric algorithm its key allows
 (never ``none``, never HS* with a public key), issuer, audience, expiry (``LEEWAY_SECONDS``)
 and the required scopes (checked by the SDK). An opaque token goes to RFC 7662 introspection
-when a client for it is configured. Anything that cannot be checked (issuer down, bad
-reply) is refused: the SDK answers 401. Tokens never reach a log line or an error.
+when a client for it is configured (introspection.py: cached by token hash, limited toward the
+issuer). Anything that cannot be checked (issuer down, bad reply) is refused: the SDK answers
+401. Tokens never reach a log line or an error. The key set and introspection URLs that
+discovery finds are held to the settings' rule (https, http on loopback only).
 
 The issuer is reached once when the server starts (``start``): an issuer that cannot be
 reached, or whose metadata or keys are unusable, is an ``OAuthSetupError`` naming the URL.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +30,11 @@ import httpx
 import jwt
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
+
+from vllm_mcp.config.load import ConfigError
+from vllm_mcp.config.oauth import check_endpoint
+from vllm_mcp.config.secret_file import read_secret_file
+from vllm_mcp.protocol.introspection import Introspection, TokenRejected
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +53,6 @@ _ALGORITHMS = {
 
 class OAuthSetupError(RuntimeError):
     """The issuer cannot be used at start; the message names the URL and the setting."""
-
-
-class TokenRejected(Exception):
-    """Why one token is refused (logged at debug level, never with the token)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ def discover(client: httpx.Client, issuer: str, jwks_url: str | None = None) -> 
         jwks = jwks_url or meta.get("jwks_uri")
         if not isinstance(jwks, str) or not jwks:
             raise OAuthSetupError(f"{url} names no jwks_uri; set VLLM_MCP_OAUTH_JWKS_URL")
+        try:  # the rule the settings follow: https, plain http on loopback only
+            check_endpoint(jwks, f"the jwks_uri {jwks!r} it names")
+        except ValueError as e:
+            raise OAuthSetupError(f"{url}: {e}; or set VLLM_MCP_OAUTH_JWKS_URL") from None
         endpoint = meta.get("introspection_endpoint")
         return Issuer(issuer, jwks, endpoint if isinstance(endpoint, str) else None)
     raise OAuthSetupError(
@@ -200,45 +207,11 @@ class KeySet:
                 )
 
 
-@dataclass
-class Introspection:
-    """RFC 7662 with client_secret_basic; the secret stays in this object."""
-
-    url: str
-    client_id: str
-    secret: str = field(repr=False)
-
-    async def claims(self, token: str, client: httpx.AsyncClient) -> dict[str, Any]:
-        try:
-            reply = await client.post(
-                self.url,
-                data={"token": token, "token_type_hint": "access_token"},
-                auth=(self.client_id, self.secret),
-                headers={"Accept": "application/json"},
-            )
-        except httpx.HTTPError as e:
-            raise TokenRejected(f"introspection unreachable ({type(e).__name__})") from None
-        if reply.status_code != 200:
-            raise TokenRejected(f"introspection answered HTTP {reply.status_code}")
-        try:
-            body = reply.json()
-        except ValueError:
-            raise TokenRejected("introspection reply is not JSON") from None
-        if not isinstance(body, dict) or body.get("active") is not True:
-            raise TokenRejected("introspection says the token is not active")
-        return body
-
-
 def read_secret(path: Path) -> str:
     try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise OAuthSetupError(
-            f"cannot read VLLM_MCP_OAUTH_CLIENT_SECRET_FILE={path}: {e.strerror or type(e).__name__}"
-        ) from None
-    if not secret:
-        raise OAuthSetupError(f"VLLM_MCP_OAUTH_CLIENT_SECRET_FILE={path} is empty")
-    return secret
+        return read_secret_file(path, "VLLM_MCP_OAUTH_CLIENT_SECRET_FILE")
+    except ConfigError as e:
+        raise OAuthSetupError(str(e)) from None
 
 
 def scopes_of(claims: dict[str, Any]) -> list[str]:
@@ -415,6 +388,11 @@ def start(settings: Any, bound_url: str, client: httpx.Client | None = None) -> 
             raise OAuthSetupError(
                 "the issuer's metadata names no introspection_endpoint; set VLLM_MCP_OAUTH_INTROSPECTION_URL"
             )
+        if not settings.oauth_introspection_url:  # the client secret goes there: the settings' rule
+            try:
+                check_endpoint(url, f"the issuer's introspection_endpoint {url!r}")
+            except ValueError as e:
+                raise OAuthSetupError(f"{e}; or set VLLM_MCP_OAUTH_INTROSPECTION_URL") from None
         secret = read_secret(Path(settings.oauth_client_secret_file))
         introspection = Introspection(url, str(settings.oauth_client_id), secret)
     return OAuthVerifier(

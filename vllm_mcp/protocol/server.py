@@ -105,6 +105,24 @@ TOOLS = [
 TOOL_NAMES = tuple(t.name for t in TOOLS)
 
 
+def metrics_caller(ctx: Any, mode: str) -> str:
+    """The metrics' caller label (``VLLM_MCP_METRICS_CALLER_LABEL``): bounded by the operator.
+
+    'token-file': the token file's caller names, which the operator chose and counted; every
+    OAuth caller is 'oauth' (an OAuth verifier's tokens carry their issuer), since subjects
+    and e-mails are personal data and one series each. 'off': always empty.
+    """
+    if mode != "token-file":
+        return ""
+    request = getattr(ctx, "request", None)
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    token = getattr(user, "access_token", None)
+    if token is None:
+        return ""
+    return "oauth" if (token.claims or {}).get("iss") else str(token.client_id)
+
+
 def build_server(tools: Tools) -> Server[Any]:
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=TOOLS)
@@ -119,6 +137,7 @@ def build_server(tools: Tools) -> Server[Any]:
         drop_gateway_arguments(params.arguments)
         started = time.monotonic()
         caller = caller_of(ctx)
+        label = metrics_caller(ctx, tools.settings.metrics_caller_label)
         tools.metrics.request_started(name)
         outcome = "error"
         try:
@@ -143,7 +162,7 @@ def build_server(tools: Tools) -> Server[Any]:
             outcome = "cancelled"
             raise
         finally:
-            tools.metrics.request_finished(name, outcome, time.monotonic() - started, caller)
+            tools.metrics.request_finished(name, outcome, time.monotonic() - started, label)
 
     return Server(
         "vllm-mcp",

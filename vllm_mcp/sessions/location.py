@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 ACCEPTED = (
     "a file path (/var/lib/vllm-mcp/sessions.db), sqlite:///path/to/file.db, or "
@@ -78,7 +78,7 @@ def _postgres_url(text: str) -> str:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as e:
         raise ValueError(f"not a valid PostgreSQL URL ({e}); accepted: {ACCEPTED}") from None
-    if parts.password is not None or "password=" in parts.query.lower():
+    if parts.password is not None or _names_a_password(parts.query):
         raise ValueError(
             "the URL carries a password; remove it and put it in a file named by "
             "VLLM_MCP_SESSION_STORE_PASSWORD_FILE (or in PGPASSFILE, libpq's password file), so it "
@@ -89,13 +89,26 @@ def _postgres_url(text: str) -> str:
     return urlunsplit(parts)
 
 
+def _names_a_password(query: str) -> bool:
+    """Whether a query names a password however it is spelt: libpq decodes ``%77`` in keys and
+    values, and a value may itself be a connection string (``dbname=... password=...``)."""
+    text = query
+    for _ in range(4):  # decoded until it stops changing, so %2577 is seen too
+        decoded = unquote_plus(text)
+        if decoded == text:
+            break
+        text = decoded
+    return "password" in text.lower()
+
+
 def redact(value: str) -> str:
     """``value`` with any URL password replaced, for an error message about a bad value."""
     try:
         parts = urlsplit(value.strip())
-        if parts.password is None:
-            return re.sub(r"(?i)(password=)[^&]*", r"\1<hidden>", value)
-        netloc = parts.netloc.replace(f":{parts.password}@", ":<hidden>@", 1)
-        return re.sub(r"(?i)(password=)[^&]*", r"\1<hidden>", urlunsplit(parts._replace(netloc=netloc)))
+        if _names_a_password(parts.query):
+            parts = parts._replace(query="<hidden>")
+        if parts.password is not None:
+            parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":<hidden>@", 1))
+        return urlunsplit(parts)
     except ValueError:
         return "<hidden>"

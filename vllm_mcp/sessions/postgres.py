@@ -24,6 +24,8 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from vllm_mcp.config.load import ConfigError
+from vllm_mcp.config.secret_file import read_secret_file
 from vllm_mcp.errors import SessionStoreUnavailable
 from vllm_mcp.sessions.base import Message, SessionStore, SessionStoreError, decode_messages, truncate
 
@@ -55,15 +57,14 @@ _SCHEMA = (
 
 
 def read_password(path: Path | None) -> str | None:
-    """The first line of the password file; ``SessionStoreError`` names the file, not its content."""
+    """The password file's secret (read as every secret file is); ``SessionStoreError`` names
+    the file, never its content."""
     if path is None:
         return None
     try:
-        return path.read_text().splitlines()[0] if path.read_text().strip() else None
-    except OSError as e:
-        raise SessionStoreError(
-            f"cannot read VLLM_MCP_SESSION_STORE_PASSWORD_FILE {path}: {e.strerror or e}"
-        ) from None
+        return read_secret_file(path, "VLLM_MCP_SESSION_STORE_PASSWORD_FILE")
+    except ConfigError as e:
+        raise SessionStoreError(str(e)) from None
 
 
 class PostgresSessionStore(SessionStore):

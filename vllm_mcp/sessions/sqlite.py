@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from vllm_mcp.errors import SessionStoreUnavailable
+from vllm_mcp.private_files import create_private_file
 from vllm_mcp.sessions.base import (
     Message,
     SessionStore,
@@ -87,7 +88,8 @@ class SqliteSessionStore(SessionStore):
         if path.is_dir():
             raise SessionStoreError(f"VLLM_MCP_SESSION_STORE={path} is a directory; give a file path")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 in a 0700 directory: SQLite gives -wal and -shm the database file's mode.
+            create_private_file(path)
             return self._connect(path)
         except sqlite3.DatabaseError as e:
             if isinstance(e, sqlite3.OperationalError):
@@ -99,6 +101,7 @@ class SqliteSessionStore(SessionStore):
                 src = Path(str(path) + suffix)
                 if src.exists():
                     src.replace(Path(str(aside) + suffix))
+            create_private_file(path)
             log.error(
                 "session store unreadable; moved aside, starting with no sessions",
                 extra={"path": str(path), "moved_to": str(aside), "error": str(e)},
