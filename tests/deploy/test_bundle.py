@@ -24,6 +24,7 @@ import tomllib
 import yaml
 
 from tests.support import ROOT
+from tests.support.deploy import ok, run
 
 DEPLOY = ROOT / "deploy"
 SCRIPTS = ["install.sh", "uninstall.sh", "upgrade.sh", "rotate-token.sh", "lock.sh", "lib.sh"]
@@ -165,52 +166,6 @@ def test_environment_files_name_the_right_channels_and_project() -> None:
 
 
 # --- the scripts in a throw-away root ------------------------------------------------------
-
-
-def run(
-    script: str, destdir: Path, *args: str, stdin: str | None = None, **env: str
-) -> subprocess.CompletedProcess:
-    # The scripts' own settings come from the test only, whatever the caller exported.
-    mine = {
-        "ALLOW_FROM",
-        "ALLOW_TO",
-        "TLS_CERT",
-        "GATEWAY",
-        "ROLE",
-        "START",
-        "PURGE",
-        "FRESH_VENV",
-        "LOCK",
-        "PIP_ARGS",
-        "VARIANT",
-        "REPLICAS",
-        "BALANCER",
-        "PYTHON",
-    }
-    inherited = {k: v for k, v in os.environ.items() if k not in mine}
-    # PYTHON: this interpreter, not whatever `python3` is on PATH (a pyenv shim costs 0.1 s a
-    # call, half of an install's time); one test keeps the default.
-    full = {
-        **inherited,
-        "DESTDIR": str(destdir),
-        "SKIP_VENV": "1",
-        "VARIANT": "cpu",
-        "PYTHON": sys.executable,
-        **env,
-    }
-    return subprocess.run(
-        ["bash", str(DEPLOY / script), *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=120,
-    )
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def tree(root: Path) -> dict[str, tuple[str, str]]:
@@ -404,7 +359,7 @@ def test_the_store_and_issuer_are_allowed_out_apart_from_the_clients(tmp_path: P
 
 
 def test_tls_cert_makes_the_balancer_serve_https(tmp_path: Path) -> None:
-    from tests.haproxy import self_signed
+    from tests.support.haproxy import self_signed
 
     pem, _ = self_signed(tmp_path)
     root = tmp_path / "root"

@@ -63,7 +63,8 @@ def test_the_balancer_serves_https_with_the_certificate(tmp_path: Path) -> None:
 
     import httpx
 
-    from tests.test_http import ACCEPT, INIT
+    from tests.support.httpserver import ACCEPT
+    from tests.support.served import INIT
 
     pem, crt = haproxy.self_signed(tmp_path)
     replica = ServedDouble(tmp_path, VLLM_MCP_HTTP_STATELESS="true")

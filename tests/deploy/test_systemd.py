@@ -342,7 +342,7 @@ def test_replica_template_policy() -> None:
 @pytest.mark.parametrize("unit", [HTTP, REPLICA.replace("@", "@0")])
 def test_the_dropin_install_sh_writes_with_outbound_hosts_verifies(tmp_path: Path, unit: str) -> None:
     """install.sh's drop-in with the store and issuer allowed out (ALLOW_TO and vllm-mcp.env)."""
-    from tests.test_deploy import ok, run
+    from tests.support.deploy import ok, run
 
     staged = tmp_path / "staged"
     env = staged / "etc/vllm-mcp/vllm-mcp.env"

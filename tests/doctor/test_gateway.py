@@ -357,7 +357,7 @@ def resolve(host: str) -> list[str]:
 
 def test_http_says_when_the_unit_cannot_reach_the_store_or_the_issuer(tmp_path: Path) -> None:
     """IPAddressDeny=any filters egress too: a remote store outside the list is unreachable."""
-    from tests.test_deploy import ok, run
+    from tests.support.deploy import ok, run
 
     ok(run("install.sh", tmp_path, ALLOW_FROM="10.0.0.5"))
     model_env = tmp_path / "etc/vllm-mcp/vllm-mcp.env"
@@ -387,7 +387,7 @@ def test_http_says_when_the_unit_cannot_reach_the_store_or_the_issuer(tmp_path: 
 
 
 def test_replicas_say_when_they_cannot_reach_the_shared_store(tmp_path: Path) -> None:
-    from tests.test_deploy import ok, run
+    from tests.support.deploy import ok, run
     from vllm_mcp.doctor.gpu import GpuProbe
     from vllm_mcp.doctor.replicas import check_replicas
 

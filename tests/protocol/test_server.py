@@ -85,8 +85,8 @@ def test_the_metrics_caller_label_is_off_or_the_token_files_names(
     """Over HTTP with a token file: the label is what VLLM_MCP_METRICS_CALLER_LABEL says."""
     from prometheus_client import generate_latest
 
-    from tests.e2e.httpserver import mcp_client
-    from tests.test_http import ServedDouble, wait_listening
+    from tests.support.httpserver import mcp_client
+    from tests.support.served import ServedDouble, wait_listening
 
     tokens = tmp_path / "tokens"
     tokens.write_text("alice:" + "a" * 32 + "\n")

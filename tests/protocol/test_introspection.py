@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from tests.oauthserver import SCOPE, AuthServer
+from tests.support.oauthserver import SCOPE, AuthServer
 from vllm_mcp.protocol import introspection
 from vllm_mcp.protocol.introspection import Introspection, TokenRejected
 
@@ -162,8 +162,8 @@ def test_an_issuer_that_fails_is_asked_again_sooner(monkeypatch: pytest.MonkeyPa
 
 
 def test_fifty_unauthenticated_requests_make_at_most_one_introspection(tmp_path: Any) -> None:
-    from tests.test_http import ServedDouble, wait_listening
-    from tests.test_oauth import post, whoami_server, write_secret
+    from tests.support.oauthcalls import post, whoami_server, write_secret
+    from tests.support.served import ServedDouble, wait_listening
 
     auth = AuthServer(tmp_path)
     served = None
@@ -181,7 +181,8 @@ def test_fifty_unauthenticated_requests_make_at_most_one_introspection(tmp_path:
 
         async def flood() -> list[int]:
             async with httpx.AsyncClient(timeout=30) as client:
-                from tests.test_http import ACCEPT, INIT
+                from tests.support.httpserver import ACCEPT
+                from tests.support.served import INIT
 
                 headers = {**ACCEPT, "Authorization": "Bearer not-a-token-of-this-issuer"}
                 replies = await asyncio.gather(
