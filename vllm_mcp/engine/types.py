@@ -19,18 +19,6 @@ class EngineState(str, enum.Enum):
     STOPPED = "stopped"
 
 
-class EngineUnavailable(RuntimeError):
-    """The engine cannot serve: still failed to load, dead, or shut down."""
-
-
-class EngineDead(EngineUnavailable):
-    """The engine process died; the server must exit so its supervisor restarts it."""
-
-
-class PromptRejected(ValueError):
-    """vLLM refused the request's input (too long, bad parameters)."""
-
-
 @dataclass(frozen=True)
 class Sampling:
     """What one generation asks for, already validated."""

@@ -29,6 +29,8 @@ import jwt
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
+from vllm_mcp.errors import OAuthSetupError, RequestError
+
 log = logging.getLogger(__name__)
 
 LEEWAY_SECONDS = 30
@@ -44,11 +46,7 @@ _ALGORITHMS = {
 }
 
 
-class OAuthSetupError(RuntimeError):
-    """The issuer cannot be used at start; the message names the URL and the setting."""
-
-
-class TokenRejected(Exception):
+class TokenRejected(RequestError):
     """Why one token is refused (logged at debug level, never with the token)."""
 
 
