@@ -26,7 +26,7 @@ from vllm_mcp import doctor
 from vllm_mcp.cli import cli
 from vllm_mcp.cli import config as cli_config
 from vllm_mcp.config.settings import Settings
-from vllm_mcp.errors import ExitCode
+from vllm_mcp.errors import ConfigError, ExitCode, PrefetchError
 from vllm_mcp.protocol import client
 from vllm_mcp.server import app
 
@@ -123,7 +123,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
 def test_serve_bad_settings_exit_2_one_line_each_before_starting(fake_app: list[Settings]) -> None:
     result = invoke("serve", "--max-sessions", "many", VLLM_DTYPE="half")
     lines = assert_error(result, 2, "invalid VLLM_MAX_SESSIONS='many'", "invalid VLLM_DTYPE='half'")
-    assert len(lines) == 2
+    assert len(lines) == 2 and ConfigError.exit_code == 2  # the status is the class's
     assert fake_app == []
 
 
@@ -252,7 +252,7 @@ def test_doctor_warnings_do_not_fail(doctor_finds: Any) -> None:
 
 def test_prefetch_failure_exits_1_one_line() -> None:
     lines = assert_error(invoke("prefetch", "org/absent", "--quiet"), 1, "HF_HUB_OFFLINE is set")
-    assert len(lines) == 1
+    assert len(lines) == 1 and PrefetchError.exit_code == 1  # the status is the class's
     assert_error(invoke("prefetch", "embedded", "--revision", "v1"), 1, "drop --revision")
 
 

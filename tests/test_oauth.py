@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.oauthserver import SCOPE, AuthServer, rsa_jwk
+from vllm_mcp.errors import OAuthSetupError
 from vllm_mcp.protocol import oauth
 
 ISSUER = "https://auth.example.test"
@@ -369,7 +370,6 @@ def test_an_unreachable_issuer_stops_the_transport_at_start(tmp_path: Any) -> No
     import socket
 
     from vllm_mcp.config.settings import Settings
-    from vllm_mcp.errors import OAuthSetupError
     from vllm_mcp.protocol.http import HttpTransport
 
     with socket.socket() as s:
@@ -404,7 +404,7 @@ def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: An
         text=True,
         timeout=120,
     )
-    assert done.returncode == 2
+    assert done.returncode == OAuthSetupError.exit_code == 2
     assert f"cannot discover the issuer VLLM_MCP_OAUTH_ISSUER=http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
