@@ -1,5 +1,5 @@
-"""What the engine takes and gives, and how it fails: no vLLM here, so the tools, the
-protocol and the test double (tests/doubles.py) use them without importing vLLM.
+"""What the engine takes and gives: no vLLM here, so the tools, the protocol and the test
+double (tests/doubles.py) use them without importing vLLM. How it fails is in vllm_mcp.errors.
 """
 
 from __future__ import annotations
