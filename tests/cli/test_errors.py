@@ -24,8 +24,8 @@ from tests.support.cli import PREFIX, assert_error, invoke
 from tests.support.doubles import FakeChat
 from vllm_mcp import doctor
 from vllm_mcp.cli import config as cli_config
-from vllm_mcp.cli import errors
 from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import ConfigError, ExitCode, PrefetchError
 from vllm_mcp.protocol import client
 from vllm_mcp.server import app
 
@@ -54,8 +54,8 @@ def test_help_documents_the_exit_statuses() -> None:
     text = " ".join(result.stdout.split())
     assert "Exit status: 0 success; 1 failure" in text and "2 usage or configuration error" in text
     docs = (ROOT / "docs" / "cli.md").read_text()
-    for code in (errors.EXIT_OK, errors.EXIT_FAILURE, errors.EXIT_USAGE, errors.EXIT_INTERRUPTED):
-        assert f"| {code} |" in docs
+    for code in ExitCode:  # every status the classes use, documented
+        assert f"| {int(code)} |" in docs
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
 def test_serve_bad_settings_exit_2_one_line_each_before_starting(fake_app: list[Settings]) -> None:
     result = invoke("serve", "--max-sessions", "many", VLLM_DTYPE="half")
     lines = assert_error(result, 2, "invalid VLLM_MAX_SESSIONS='many'", "invalid VLLM_DTYPE='half'")
-    assert len(lines) == 2
+    assert len(lines) == 2 and ConfigError.exit_code == 2  # the status is the class's
     assert fake_app == []
 
 
@@ -233,7 +233,7 @@ def test_doctor_warnings_do_not_fail(doctor_finds: Any) -> None:
 
 def test_prefetch_failure_exits_1_one_line() -> None:
     lines = assert_error(invoke("prefetch", "org/absent", "--quiet"), 1, "HF_HUB_OFFLINE is set")
-    assert len(lines) == 1
+    assert len(lines) == 1 and PrefetchError.exit_code == 1  # the status is the class's
     assert_error(invoke("prefetch", "embedded", "--revision", "v1"), 1, "drop --revision")
 
 

@@ -7,7 +7,8 @@ import pytest
 from tests.support.cli import assert_error, invoke
 from vllm_mcp.config import check as config_check
 from vllm_mcp.config import multinode
-from vllm_mcp.config.settings import ConfigError, Settings
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import ConfigError
 
 HEAD = {"VLLM_NNODES": "2", "VLLM_MASTER_ADDR": "10.0.0.1", "VLLM_TENSOR_PARALLEL_SIZE": "2"}
 WORKER = {**HEAD, "VLLM_NODE_RANK": "1"}

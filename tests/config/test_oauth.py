@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from vllm_mcp.config.settings import ConfigError, Settings
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import ConfigError
 
 HTTP = {"VLLM_MCP_TRANSPORT": "http"}
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from vllm_mcp.config.settings import ConfigError, Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import lora
+from vllm_mcp.errors import ConfigError
 
 
 def test_pairs_by_spaces_or_commas() -> None:

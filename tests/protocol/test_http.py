@@ -13,6 +13,7 @@ import pytest
 from tests.support.httpserver import ACCEPT
 from tests.support.models import serve_env
 from tests.support.served import INIT, ServedDouble, wait_listening
+from vllm_mcp.errors import ConfigError, TokenFileError
 from vllm_mcp.protocol.http import HttpSetupError, bind_socket, security_settings
 
 
@@ -60,7 +61,7 @@ def run_serve(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:  # type
 
 def test_serve_refuses_a_public_bind_without_a_token_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     done = run_serve(tmp_path, VLLM_MCP_HTTP_HOST="0.0.0.0")
-    assert done.returncode == 2
+    assert done.returncode == ConfigError.exit_code == 2
     assert "VLLM_MCP_HTTP_TOKEN_FILE" in done.stderr and "refusing to serve" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
@@ -71,7 +72,7 @@ def test_serve_stops_before_loading_when_the_port_is_taken(tmp_path) -> None:  #
         taken.listen()
         port = taken.getsockname()[1]
         done = run_serve(tmp_path, VLLM_MCP_HTTP_PORT=str(port))
-    assert done.returncode == 2
+    assert done.returncode == HttpSetupError.exit_code == 2
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert any(f"cannot listen on 127.0.0.1:{port}" in r["message"] for r in lines)
     assert not any(r["message"] == "starting" for r in lines)  # the engine never started
@@ -79,7 +80,7 @@ def test_serve_stops_before_loading_when_the_port_is_taken(tmp_path) -> None:  #
 
 def test_serve_stops_before_loading_when_the_token_file_is_missing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     done = run_serve(tmp_path, VLLM_MCP_HTTP_PORT="0", VLLM_MCP_HTTP_TOKEN_FILE=str(tmp_path / "absent"))
-    assert done.returncode == 2
+    assert done.returncode == TokenFileError.exit_code == 2  # its own class now, not HttpSetupError
     assert "no such file (VLLM_MCP_HTTP_TOKEN_FILE)" in done.stderr
 
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support.oauthcalls import post, whoami_server, write_secret
 from tests.support.oauthserver import SCOPE, AuthServer, rsa_jwk
+from vllm_mcp.errors import OAuthSetupError
 from vllm_mcp.protocol import oauth
 
 ISSUER = "https://auth.example.test"
@@ -385,7 +386,7 @@ def test_an_unreachable_issuer_stops_the_transport_at_start(tmp_path: Any) -> No
     import socket
 
     from vllm_mcp.config.settings import Settings
-    from vllm_mcp.protocol.http import HttpSetupError, HttpTransport
+    from vllm_mcp.protocol.http import HttpTransport
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -395,8 +396,9 @@ def test_an_unreachable_issuer_stops_the_transport_at_start(tmp_path: Any) -> No
         "VLLM_MCP_HTTP_PORT": "0",
         "VLLM_MCP_OAUTH_ISSUER": f"http://127.0.0.1:{port}",
     }
-    with pytest.raises(HttpSetupError, match=f"cannot discover the issuer .*127.0.0.1:{port}"):
+    with pytest.raises(OAuthSetupError, match=f"cannot discover the issuer .*127.0.0.1:{port}") as e:
         HttpTransport(Settings.load(environ=env))
+    assert e.value.exit_code == 2  # a setting to fix, as before the engine starts
 
 
 def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: Any) -> None:
@@ -418,7 +420,7 @@ def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: An
         text=True,
         timeout=120,
     )
-    assert done.returncode == 2
+    assert done.returncode == OAuthSetupError.exit_code == 2
     assert f"cannot discover the issuer VLLM_MCP_OAUTH_ISSUER=http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 

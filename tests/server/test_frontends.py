@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.models import serve_env
+from vllm_mcp.errors import HttpSetupError, TokenFileError
 from vllm_mcp.server import frontends as workers
 
 
@@ -39,7 +40,7 @@ def test_a_port_in_use_stops_the_parent_before_any_engine(tmp_path: Path) -> Non
         taken.listen()
         port = taken.getsockname()[1]
         done = run_serve(tmp_path, VLLM_MCP_HTTP_PORT=str(port))
-    assert done.returncode == 2
+    assert done.returncode == HttpSetupError.exit_code == 2
     lines = records(done.stderr)
     assert [r["message"] for r in lines if r["level"] == "CRITICAL"] == [
         f"cannot listen on 127.0.0.1:{port}: Address already in use "
@@ -51,7 +52,7 @@ def test_a_port_in_use_stops_the_parent_before_any_engine(tmp_path: Path) -> Non
 
 def test_an_unreadable_token_file_stops_the_parent_before_any_engine(tmp_path: Path) -> None:
     done = run_serve(tmp_path, VLLM_MCP_HTTP_PORT="0", VLLM_MCP_HTTP_TOKEN_FILE=str(tmp_path / "absent"))
-    assert done.returncode == 2
+    assert done.returncode == TokenFileError.exit_code == 2
     assert "no such file (VLLM_MCP_HTTP_TOKEN_FILE)" in done.stderr
     assert not any(r["message"] == "starting HTTP workers" for r in records(done.stderr))
 

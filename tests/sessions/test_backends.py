@@ -17,7 +17,8 @@ import pytest
 from tests.support import ROOT
 from tests.support.postgres import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
 from vllm_mcp.config.settings import Settings
-from vllm_mcp.sessions import SessionStoreError, SqliteSessionStore, open_store
+from vllm_mcp.errors import SessionStoreError
+from vllm_mcp.sessions import SqliteSessionStore, open_store
 
 
 def user(text: str) -> dict[str, str]:

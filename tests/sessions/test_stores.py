@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.support.postgres import PostgresServer
-from vllm_mcp.config.settings import ConfigError, Settings
-from vllm_mcp.errors import SessionStoreUnavailable
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import ConfigError, SessionStoreFailed
 from vllm_mcp.sessions import (
     MemorySessionStore,
     SessionStore,
@@ -314,7 +314,7 @@ def test_truncate_without_system_prompt() -> None:
     assert truncate(messages, 10) is messages
 
 
-def test_a_store_lost_during_a_call_is_a_tool_error_and_later_calls_succeed(backend: Backend) -> None:
+def test_a_store_lost_during_a_call_fails_naming_it_and_later_calls_succeed(backend: Backend) -> None:
     if backend.kind == "memory":
         pytest.skip("the memory store cannot be lost")
 
@@ -326,9 +326,9 @@ def test_a_store_lost_during_a_call_is_a_tool_error_and_later_calls_succeed(back
             turn, history = await asyncio.gather(
                 store.append_turn("s", [user("q2")], reply("r2")), store.history("s"), return_exceptions=True
             )
-            assert isinstance(turn, SessionStoreUnavailable), turn
+            assert isinstance(turn, SessionStoreFailed), turn
             assert store.name in str(turn) and "nothing of this turn was recorded" in str(turn)
-            assert isinstance(history, SessionStoreUnavailable), history
+            assert isinstance(history, SessionStoreFailed), history
         # Back: the same store object serves again, and the failed turn left nothing behind.
         assert await store.history("s") == [user("q1"), reply("r1")]
         await store.append_turn("s", [user("q3")], reply("r3"))

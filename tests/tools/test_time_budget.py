@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.support.doubles import FakeEngine, tools_over
-from vllm_mcp.config.settings import ConfigError, Settings
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine.load_phase import Phase
+from vllm_mcp.errors import ConfigError
 from vllm_mcp.tools import handlers as tools
 
 

@@ -1,9 +1,9 @@
 """The ``vllm-mcp`` command line: one module per command, errors reported in one place.
 
 Each command parses its options, calls the library and raises on failure; the group's
-``main`` catches what they raise and ``errors.report`` turns it into one message on
-stderr and a documented exit status (see ``errors``). Heavy imports (the engine, the
-MCP SDK) happen inside the commands, so ``--help`` stays fast.
+``main`` catches what they raise and ``failures.report`` turns it into one message on
+stderr and the exit status of the error's class (see ``failures`` and ``vllm_mcp.errors``).
+Heavy imports (the engine, the MCP SDK) happen inside the commands, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 from vllm_mcp import __version__
-from vllm_mcp.cli import errors
-from vllm_mcp.cli.errors import EXIT_CODES_HELP, EXIT_OK
+from vllm_mcp.cli import failures
+from vllm_mcp.cli.failures import EXIT_CODES_HELP
+from vllm_mcp.errors import ExitCode
 
 
 class _Group(click.Group):
@@ -33,16 +34,16 @@ class _Group(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> int:
-        token = errors.DEBUG.set(False)
+        token = failures.DEBUG.set(False)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-            code = rv if isinstance(rv, int) else EXIT_OK
+            code = rv if isinstance(rv, int) else ExitCode.OK
         except SystemExit:
             raise  # `serve` exits with the server's own status
         except BaseException as e:  # the one place every failure is reported
-            code = errors.report(e)
+            code = failures.report(e)
         finally:
-            errors.DEBUG.reset(token)
+            failures.DEBUG.reset(token)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -57,7 +58,7 @@ class _Group(click.Group):
 @click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
 def cli(debug: bool) -> None:
     """A vLLM model behind the Model Context Protocol, and the tools to run it."""
-    errors.DEBUG.set(debug)
+    failures.DEBUG.set(debug)
 
 
 def _register() -> None:

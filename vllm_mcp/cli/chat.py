@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from vllm_mcp.cli.errors import CliError
 from vllm_mcp.cli.progress import StatusLine
-from vllm_mcp.config.settings import ConfigError, Settings, child_environment, is_loopback
+from vllm_mcp.config.settings import Settings, child_environment, is_loopback
+from vllm_mcp.errors import CliError
 
 
 @click.command()
@@ -117,12 +117,9 @@ def _shown_after(status: StatusLine) -> Callable[[str], None]:
 def _chat_url(question: str, url: str, token_file: Path | None, sampling: dict[str, Any]) -> dict[str, Any]:
     """`chat --url`: one question to a running HTTP server; the token only ever read from a file."""
     from vllm_mcp.protocol import client
-    from vllm_mcp.protocol.auth import TokenFileError, read_client_token
+    from vllm_mcp.protocol.auth import read_client_token
 
-    try:
-        token = read_client_token(token_file) if token_file else None
-    except TokenFileError as e:
-        raise ConfigError([str(e)]) from None
+    token = read_client_token(token_file) if token_file else None  # a TokenFileError exits 2
     warning = plain_http_warning(url) if token else None
     if warning:
         click.echo(f"vllm-mcp: warning: {warning}", err=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from vllm_mcp.cli.doctor import engine_arg_names, engine_names, engine_platform
-from vllm_mcp.cli.errors import CheckFailed
 from vllm_mcp.config.check import validate
 from vllm_mcp.config.files import read_config_file
-from vllm_mcp.config.settings import ConfigError, Settings
+from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import CheckFailed, ConfigError
 
 
 @click.group()

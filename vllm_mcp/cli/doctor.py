@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vllm_mcp.cli.errors import CheckFailed
+from vllm_mcp.errors import CheckFailed
 
 
 def engine_names() -> frozenset[str]:

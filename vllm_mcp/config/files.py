@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vllm_mcp.config.settings import ConfigError
+from vllm_mcp.errors import ConfigError
 
 
 def read_env_file(path: Path) -> dict[str, str]:

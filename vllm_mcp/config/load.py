@@ -20,14 +20,6 @@ from vllm_mcp.sessions import location as sessions_location
 Source = Literal["default", "environment", "option", "file"]
 
 
-class ConfigError(ValueError):
-    """Invalid configuration; ``lines`` are complete, user-facing sentences."""
-
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("; ".join(lines))
-        self.lines = lines
-
-
 def layered(
     names: Mapping[str, str],
     environ: Mapping[str, str],

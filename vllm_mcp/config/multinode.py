@@ -162,7 +162,7 @@ def platform_problem(settings: Settings, platform: Callable[[], PlatformFacts]) 
 
 def refuse(settings: Settings, role: Role, platform: Callable[[], PlatformFacts]) -> None:
     """Raise ``ConfigError`` (exit 2) before anything starts, when this node cannot take ``role``."""
-    from vllm_mcp.config.settings import ConfigError
+    from vllm_mcp.errors import ConfigError
 
     lines = [p for p in (role_problem(settings, role), platform_problem(settings, platform)) if p]
     if lines:

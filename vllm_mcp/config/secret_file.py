@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vllm_mcp.config.load import ConfigError
+from vllm_mcp.errors import ConfigError
 
 
 def read_secret_file(path: Path, setting: str) -> str:

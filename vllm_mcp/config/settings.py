@@ -34,14 +34,14 @@ from pydantic import (
 
 from vllm_mcp.config import multinode
 from vllm_mcp.config import rules as config_rules
-from vllm_mcp.config.load import ConfigError, Source, child_environment, explain, layered, mask_secret
+from vllm_mcp.config.load import Source, child_environment, explain, layered, mask_secret
 from vllm_mcp.config.rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
 from vllm_mcp.engine import lora
+from vllm_mcp.errors import ConfigError
 from vllm_mcp.sessions import location as sessions_location
 
 __all__ = [
     "EMBEDDED_MODEL",
-    "ConfigError",
     "Settings",
     "Source",
     "check_top_k",

@@ -20,6 +20,7 @@ from vllm_mcp.doctor.probes import Probes
 from vllm_mcp.doctor.report import GIB, MIB, Check, Status
 from vllm_mcp.engine import embedded
 from vllm_mcp.engine import source as model_source
+from vllm_mcp.errors import ModelNotFound, SetupError
 
 
 @dataclass
@@ -70,7 +71,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-class ModelProblem(Exception):
+class ModelProblem(SetupError):
+    """A doctor finding that the model cannot be used as configured: its status and its fix."""
+
     def __init__(self, status: Status, message: str, fix: str) -> None:
         super().__init__(message)
         self.status, self.message, self.fix = status, message, fix
@@ -86,7 +89,7 @@ def resolve_model(s: Settings, p: Probes) -> ModelFacts:
         if source.path is not None:
             return _local_facts(source.path)
         cached = model_source.cached_config(name, p.hub_cache())
-    except model_source.ModelNotFound as e:
+    except ModelNotFound as e:
         raise ModelProblem("fail", str(e), "fix VLLM_MODEL_NAME") from None
     if cached is not None:
         snapshot = cached.parent

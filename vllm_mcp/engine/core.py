@@ -26,7 +26,8 @@ from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
-from vllm_mcp.engine.types import Delta, EngineDead, EngineState, EngineUnavailable, PromptRejected, Sampling
+from vllm_mcp.engine.types import Delta, EngineState, Sampling
+from vllm_mcp.errors import EngineDead, EngineUnavailable, PromptRejected
 from vllm_mcp.server import lifeline
 
 log = logging.getLogger(__name__)

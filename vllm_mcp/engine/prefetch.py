@@ -18,6 +18,7 @@ from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import lora
 from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.source import explain_hub_error
+from vllm_mcp.errors import EmbeddedModelError, ModelNotFound, PrefetchError
 
 # Small top-level files vLLM or transformers may read besides the weights.
 _SIDE_FILES = (
@@ -46,10 +47,6 @@ _WEIGHT_SUFFIXES = (
 )
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
-
-
-class PrefetchError(RuntimeError):
-    """One line that says what went wrong and what to do; never contains the token."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +152,7 @@ def prefetch_for_settings(
     model = model or settings.model_name
     try:
         source = model_source.locate(model, settings.cache_dir)
-    except model_source.ModelNotFound as e:
+    except ModelNotFound as e:
         raise PrefetchError(
             f"{e}: give a Hugging Face model id, a checkpoint directory or 'embedded'"
         ) from None
@@ -166,7 +163,7 @@ def prefetch_for_settings(
 
         try:
             path = embedded.prepare_embedded_model(settings.cache_dir)
-        except embedded.EmbeddedModelError as e:
+        except EmbeddedModelError as e:
             raise PrefetchError(str(e)) from None
         except OSError as e:
             raise PrefetchError(

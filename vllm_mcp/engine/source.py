@@ -14,12 +14,9 @@ from typing import Literal
 
 from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings
 from vllm_mcp.engine import embedded
+from vllm_mcp.errors import EmbeddedModelError, ModelNotFound
 
 Kind = Literal["embedded", "local", "hub"]
-
-
-class ModelNotFound(ValueError):
-    """``VLLM_MODEL_NAME`` names a path that does not exist, or no valid Hub id."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ def embedded_gguf() -> Path | None:
     """The embedded model's GGUF, or None when its package is not installed."""
     try:
         return embedded.gguf_path()
-    except embedded.EmbeddedModelError:
+    except EmbeddedModelError:
         return None
 
 

@@ -16,6 +16,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vllm_mcp.errors import RequestError
+
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +88,7 @@ def compact_json_grammar(schema: dict[str, Any]) -> str | None:
     return _compact_grammar(json.dumps(schema, sort_keys=True))
 
 
-class IncompleteJson(ValueError):
+class IncompleteJson(RequestError, ValueError):
     """The reply ended before the constrained JSON value was complete."""
 
 

@@ -1,5 +1,5 @@
-"""What the engine takes and gives, and how it fails: no vLLM here, so the tools, the
-protocol and the test double (tests/doubles.py) use them without importing vLLM.
+"""What the engine takes and gives: no vLLM here, so the tools, the protocol and the test
+double (tests/doubles.py) use them without importing vLLM. How it fails is in vllm_mcp.errors.
 """
 
 from __future__ import annotations
@@ -17,18 +17,6 @@ class EngineState(str, enum.Enum):
     READY = "ready"
     FAILED = "failed"
     STOPPED = "stopped"
-
-
-class EngineUnavailable(RuntimeError):
-    """The engine cannot serve: still failed to load, dead, or shut down."""
-
-
-class EngineDead(EngineUnavailable):
-    """The engine process died; the server must exit so its supervisor restarts it."""
-
-
-class PromptRejected(ValueError):
-    """vLLM refused the request's input (too long, bad parameters)."""
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,14 @@ from typing import Any
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 
+from vllm_mcp.errors import TokenFileError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CALLER = "default"
 MIN_TOKEN_CHARS = 16
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what an Authorization header can carry
-
-
-class TokenFileError(ValueError):
-    """The token file cannot be used; the message names the file and line, never a token."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from typing import Any
 
 import mcp_types as types
 
+from vllm_mcp.errors import ChatFailed
+
 POLL_SECONDS = 1.0
 
 StatusCallback = Callable[[dict[str, Any]], None]
@@ -36,10 +38,6 @@ async def wait_until_loaded(
         if current.get("state") != "loading":
             return
         await asyncio.sleep(POLL_SECONDS)
-
-
-class ChatFailed(RuntimeError):
-    """The server answered with an error; the message is for the user."""
 
 
 def _arguments(

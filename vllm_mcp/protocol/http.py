@@ -35,9 +35,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import HttpSetupError, OAuthSetupError
 from vllm_mcp.protocol.auth import TokenFileVerifier
 from vllm_mcp.protocol.challenge import Challenges
-from vllm_mcp.protocol.transport import SERVER_SHUTTING_DOWN, Transport, TransportSetupError
+from vllm_mcp.protocol.transport import SERVER_SHUTTING_DOWN, Transport
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ MCP_PATH = "/mcp"
 HEALTH_PATH = "/healthz"
 _EXCHANGE = "vllm_mcp.exchange"
 CLIENT_DISCONNECTED = -32001
-
-
-class HttpSetupError(TransportSetupError):
-    """The HTTP transport cannot start (port in use, token file unusable)."""
 
 
 def security_settings(host: str, extra_hosts: list[str]) -> TransportSecuritySettings:
@@ -225,12 +222,7 @@ class HttpTransport(Transport):
         self._closing = False
         self.verifier: TokenFileVerifier | None = None
         if settings.http_token_file is not None:
-            from vllm_mcp.protocol.auth import TokenFileError
-
-            try:
-                self.verifier = TokenFileVerifier(settings.http_token_file)
-            except TokenFileError as e:
-                raise HttpSetupError(str(e)) from None
+            self.verifier = TokenFileVerifier(settings.http_token_file)  # TokenFileError: exit 2
         # One of VLLM_MCP_HTTP_WORKERS front ends gets the socket its parent bound (workers.py).
         self.socket = listening or bind_socket(settings.http_host, settings.http_port)
         self.port = int(self.socket.getsockname()[1])
@@ -240,9 +232,9 @@ class HttpTransport(Transport):
 
             try:
                 self.oauth = oauth.start(settings, self.url)
-            except oauth.OAuthSetupError as e:
+            except OAuthSetupError:  # exit 2, as a bad setting
                 self.socket.close()
-                raise HttpSetupError(str(e)) from None
+                raise
 
     @property
     def url(self) -> str:

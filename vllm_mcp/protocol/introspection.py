@@ -29,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from vllm_mcp.errors import RequestError
+
 log = logging.getLogger(__name__)
 
 ACTIVE_TTL = 60.0
@@ -39,7 +41,7 @@ MAX_IN_FLIGHT = 4
 MAX_WAITING = 64
 
 
-class TokenRejected(Exception):
+class TokenRejected(RequestError):
     """Why one token is refused (logged at debug level, never with the token)."""
 
 

@@ -31,9 +31,9 @@ import jwt
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
-from vllm_mcp.config.load import ConfigError
 from vllm_mcp.config.oauth import check_endpoint
 from vllm_mcp.config.secret_file import read_secret_file
+from vllm_mcp.errors import ConfigError, OAuthSetupError
 from vllm_mcp.protocol.introspection import Introspection, TokenRejected
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,6 @@ _ALGORITHMS = {
     "EC": ("ES256", "ES384", "ES512", "ES256K"),
     "OKP": ("EdDSA",),
 }
-
-
-class OAuthSetupError(RuntimeError):
-    """The issuer cannot be used at start; the message names the URL and the setting."""
 
 
 @dataclass(frozen=True)

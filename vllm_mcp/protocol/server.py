@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from vllm_mcp import __version__
-from vllm_mcp.engine.core import EngineUnavailable
+from vllm_mcp.errors import EngineUnavailable, ToolError
 from vllm_mcp.protocol.auth import caller_of
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.tools.generation import GenerationResult
@@ -33,7 +33,6 @@ from vllm_mcp.tools.handlers import (
     EndSessionResult,
     ModelInfo,
     NoArguments,
-    ToolError,
     Tools,
     engine_error_message,
     schema,

@@ -24,6 +24,7 @@ import mcp_types as types
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from vllm_mcp.errors import RequestError
 from vllm_mcp.protocol.invalid_params import explain_invalid_params, needs_explaining
 from vllm_mcp.protocol.transport import (
     INTERNAL_ERROR,
@@ -350,8 +351,8 @@ def _describe(e: Exception) -> str:
     return f"{e.msg} at line {e.lineno} column {e.colno}"
 
 
-class _NotJson(ValueError):
-    pass
+class _NotJson(RequestError, ValueError):
+    """NaN or Infinity in a message: Python's json reads them, JSON has none."""
 
 
 def _not_json(constant: str) -> Any:

@@ -22,10 +22,6 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR =
 SERVER_SHUTTING_DOWN = -32000
 
 
-class TransportSetupError(RuntimeError):
-    """The transport cannot start (a port in use, an unusable token file); one clear line."""
-
-
 class Transport(abc.ABC):
     """Carries MCP messages between clients and the one SDK ``Server``."""
 

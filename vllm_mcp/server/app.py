@@ -22,10 +22,10 @@ from vllm_mcp import logging as vlogging
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine.core import Engine, EngineState, prepare_process_environment
 from vllm_mcp.engine.load_phase import vllm_info_line
+from vllm_mcp.errors import EngineDead, ExitCode, SetupError, exit_code_of
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
-from vllm_mcp.protocol.transport import TransportSetupError
-from vllm_mcp.sessions import SessionStoreError, open_store
+from vllm_mcp.sessions import open_store
 from vllm_mcp.tools.handlers import Tools
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ENGINE_DIED, EXIT_CONFIG = 0, 1, 2
+# The exit statuses are the error classes' (vllm_mcp.errors); these names are what _serve uses.
+EXIT_OK, EXIT_ENGINE_DIED = ExitCode.OK, EngineDead.exit_code
 
 """Set when shutdown cut a model load short: the exit then skips interpreter teardown."""
 
@@ -149,15 +150,12 @@ def run(settings: Settings, worker: Worker | None = None) -> int:
     prepare_process_environment(settings)
     try:
         code = asyncio.run(_serve(settings, pump, worker))
-    except TransportSetupError as e:  # before the engine starts: a configuration problem
+    except SetupError as e:  # before the engine starts: a bad setting (exit 2), a store down (1)
         log.critical(str(e))
-        code = EXIT_CONFIG
-    except SessionStoreError as e:  # before the engine starts: unreachable, or an unknown schema
-        log.critical(str(e))
-        code = 1  # not a configuration error: a supervisor may retry once the database is up
+        code = e.exit_code
     except Exception as e:  # last line of defence: one clear log line, no traceback on stdout
         log.critical("server failed", extra={"error": describe_failure(e)})
-        code = 1  # every failure exits 1 (docs/cli.md)
+        code = exit_code_of(e)  # every other failure exits 1 (docs/cli.md)
     finally:
         logging.shutdown()
         pump.close()

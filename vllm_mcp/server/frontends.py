@@ -29,10 +29,9 @@ from typing import Any
 
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import ExitCode, SetupError, Stop, exit_code_of
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -67,25 +66,20 @@ def tag_logs(index: int) -> None:
     logging.setLogRecordFactory(factory)
 
 
-class _Stop(BaseException):
-    """A signal arrived while vLLM's start-up barrier blocked (a BaseException, as vLLM's SystemExit)."""
-
-
 def run(settings: Settings) -> int:
     """Start the engine core and ``settings.http_workers`` front ends, supervise them; the exit status."""
     from vllm_mcp.engine.core import prepare_process_environment, root_cause, shared_engine_core
     from vllm_mcp.protocol.http import bind_socket
-    from vllm_mcp.protocol.transport import TransportSetupError
 
     pump = vlogging.LogPump(settings.log_file)
     vlogging.configure(settings)
     prepare_process_environment(settings)
     try:
         listening = _listen(settings, bind_socket)
-    except TransportSetupError as e:
+    except SetupError as e:  # the port, the token file: exit 2
         log.critical(str(e))
         pump.close()
-        return EXIT_CONFIG
+        return e.exit_code
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     state = {"starting": True, "signal": ""}
@@ -97,21 +91,21 @@ def run(settings: Settings) -> int:
         with contextlib.suppress(OSError):
             os.write(wake_write, b"x")
         if state["starting"]:
-            raise _Stop  # out of vLLM's blocking start-up barrier
+            raise Stop  # out of vLLM's blocking start-up barrier
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     log.info(
         "starting HTTP workers", extra={"workers": settings.http_workers, "port": listening.getsockname()[1]}
     )
-    code = EXIT_OK
+    code: int = ExitCode.OK
     try:
         with shared_engine_core(settings, settings.http_workers, listening, serve_worker) as processes:
             state["starting"] = False
             log.info("engine core ready", extra={"pids": {p.name: p.pid for p in processes}})
             code = _supervise(processes, wake_read, state)
             log.info("shutting down", extra={"reason": state["signal"] or "a process exited"})
-    except _Stop:
+    except Stop:
         log.info("shutting down while loading", extra={"reason": f"signal {state['signal']}"})
     except Exception as e:  # the engine failed to start, or a worker died during the start
         if state["signal"]:
@@ -122,7 +116,7 @@ def run(settings: Settings) -> int:
                 "the HTTP workers failed to start" if state["starting"] else "the HTTP workers failed",
                 extra={"error": f"{type(e).__name__}: {e}", **({"root_cause": cause} if cause else {})},
             )
-            code = EXIT_FAILED
+            code = exit_code_of(e)
     finally:
         listening.close()
         log.info("stopped", extra={"exit_code": code})
@@ -132,15 +126,12 @@ def run(settings: Settings) -> int:
 
 
 def _listen(settings: Settings, bind: Any) -> socket.socket:
-    """The shared listening socket, after the token file proved readable: both are config errors."""
+    """The shared listening socket, after the token file proved readable (``TokenFileError``,
+    ``HttpSetupError``: both exit 2)."""
     if settings.http_token_file is not None:
-        from vllm_mcp.protocol.auth import TokenFileError, TokenFileVerifier
-        from vllm_mcp.protocol.http import HttpSetupError
+        from vllm_mcp.protocol.auth import TokenFileVerifier
 
-        try:
-            TokenFileVerifier(settings.http_token_file)
-        except TokenFileError as e:
-            raise HttpSetupError(str(e)) from None
+        TokenFileVerifier(settings.http_token_file)
     listening = bind(settings.http_host, settings.http_port)
     listening.set_inheritable(True)
     return listening
@@ -151,11 +142,11 @@ def _supervise(processes: list[Any], wake: int, state: dict[str, Any]) -> int:
     by_sentinel = {p.sentinel: p for p in processes}
     ready = multiprocessing.connection.wait([*by_sentinel, wake])
     if state["signal"]:
-        return EXIT_OK
+        return ExitCode.OK
     gone = [by_sentinel[s] for s in ready if s in by_sentinel]
     for p in gone:
         log.error(
             "a server process exited; stopping the service so its supervisor restarts it",
             extra={"process_name": p.name, "pid": p.pid, "exit_code": p.exitcode},
         )
-    return EXIT_FAILED
+    return ExitCode.FAILURE

@@ -22,22 +22,18 @@ from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config import multinode
 from vllm_mcp.config.settings import Settings
+from vllm_mcp.errors import ExitCode, Stop, exit_code_of
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILURE = 0, 1
 HEAD_CHECK_S = 5.0  # how often the head's rendezvous port is tried
 HEAD_MISSES = 3  # refused or silent this many times in a row: the head is gone
-
-
-class _Stop(BaseException):
-    """Raised in the main thread by SIGTERM/SIGINT: vLLM's wait for its workers ends there."""
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: the second signal must not cut it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise _Stop(signal.Signals(signum).name)
+    raise Stop(signal.Signals(signum).name)  # vLLM's wait for its workers ends there
 
 
 def head_answers(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -107,16 +103,16 @@ def run(settings: Settings) -> int:
     watch = HeadWatch(str(settings.master_addr), settings.master_port)
     try:
         engine.run_worker(settings, on_ready=watch.start)
-    except _Stop as stop:
+    except Stop as stop:
         reason = "the head node is gone" if watch.gone else f"signal {stop}"
         log.info("worker node stopped", extra={"reason": reason})
-        code = EXIT_FAILURE if watch.gone else EXIT_OK
+        code: int = ExitCode.FAILURE if watch.gone else ExitCode.OK
     except Exception as e:  # one clear line, no traceback
         log.critical("worker node failed", extra={"error": f"{type(e).__name__}: {e}", **node})
-        code = EXIT_FAILURE
+        code = exit_code_of(e)
     else:
         log.error("worker processes exited (the head node stopped?); exiting to be restarted", extra=node)
-        code = EXIT_FAILURE
+        code = ExitCode.FAILURE
     finally:
         watch.stop()
         logging.shutdown()

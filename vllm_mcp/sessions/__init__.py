@@ -15,8 +15,9 @@ The interface (stable; every method but ``lock`` is a coroutine)::
                                                    # the stored history (any server's turns)
     await store.end(key) -> bool;  await store.count() -> int;  await store.aclose()
 
-During a call a failing store raises ``vllm_mcp.errors.SessionStoreUnavailable`` (a tool
-error naming the store); ``store.name`` is how to name it (never with a password).
+Both failures are in ``vllm_mcp.errors``. During a call a failing store raises
+``SessionStoreFailed`` naming the store (the tools turn it into their
+``SessionStoreUnavailable``); ``store.name`` is how to name it (never with a password).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from vllm_mcp.sessions.base import (
     EvictHook,
     Message,
     SessionStore,
-    SessionStoreError,
     merge_turn,
     truncate,
 )
@@ -42,7 +42,6 @@ __all__ = [
     "MemorySessionStore",
     "Message",
     "SessionStore",
-    "SessionStoreError",
     "SqliteSessionStore",
     "StoreLocation",
     "make_store",

@@ -20,10 +20,6 @@ Message = dict[str, str]
 EvictHook = Callable[[int], None]
 
 
-class SessionStoreError(RuntimeError):
-    """The store cannot be used at start (unreachable, no permission, an unknown schema)."""
-
-
 class SessionStore(ABC):
     """The interface the tools use; backends implement the ``async`` methods."""
 

@@ -24,10 +24,9 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from vllm_mcp.config.load import ConfigError
 from vllm_mcp.config.secret_file import read_secret_file
-from vllm_mcp.errors import SessionStoreUnavailable
-from vllm_mcp.sessions.base import Message, SessionStore, SessionStoreError, decode_messages, truncate
+from vllm_mcp.errors import ConfigError, SessionStoreError, SessionStoreFailed
+from vllm_mcp.sessions.base import Message, SessionStore, decode_messages, truncate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,7 +36,7 @@ SCHEMA_VERSION = 1
 CONNECT_TIMEOUT_S = 5
 """libpq's connect_timeout: how long one connection attempt may take."""
 POOL_TIMEOUT_S = 5.0
-"""How long a call waits for a connection (the database restarting) before its tool error."""
+"""How long a call waits for a connection (the database restarting) before it fails."""
 RECONNECT_TIMEOUT_S = 4.0
 """How long the pool retries (backing off 1, 2 s...) before the next call starts a fresh attempt:
 short, so that a call made once the database is back is not left waiting on a long back-off."""
@@ -144,9 +143,9 @@ class PostgresSessionStore(SessionStore):
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]], transaction: bool = True) -> T:
         """``fn`` in one transaction (or, for one statement, none: two round trips fewer);
-        a lost database is a tool error naming the store."""
+        a lost database is ``SessionStoreFailed`` naming the store."""
         if self._pool is None:
-            raise SessionStoreUnavailable(f"the session store {self.url} is closed")
+            raise SessionStoreFailed(f"the session store {self.url} is closed")
         try:
             async with self._pool.connection() as conn:
                 if not transaction:
@@ -155,7 +154,7 @@ class PostgresSessionStore(SessionStore):
                     return await fn(conn)
         except psycopg.Error as e:
             log.error("session store failed", extra={"store": self.url, "error": _why(e)})
-            raise SessionStoreUnavailable(
+            raise SessionStoreFailed(
                 f"the session store {self.url} is unavailable ({_why(e)}); nothing of this turn "
                 "was recorded, send it again"
             ) from None

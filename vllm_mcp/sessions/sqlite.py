@@ -24,15 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from vllm_mcp.errors import SessionStoreUnavailable
+from vllm_mcp.errors import SessionStoreError, SessionStoreFailed
 from vllm_mcp.private_files import create_private_file
-from vllm_mcp.sessions.base import (
-    Message,
-    SessionStore,
-    SessionStoreError,
-    decode_messages,
-    truncate,
-)
+from vllm_mcp.sessions.base import Message, SessionStore, decode_messages, truncate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,15 +56,15 @@ class SqliteSessionStore(SessionStore):
         return str(self.path)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` on the worker thread; a database failure is a tool error naming the file."""
+        """``fn`` on the worker thread; a database failure is ``SessionStoreFailed`` naming the file."""
         db = self._db
         if db is None:
-            raise SessionStoreUnavailable(f"the session store {self.name} is closed")
+            raise SessionStoreFailed(f"the session store {self.name} is closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
         except sqlite3.Error as e:
             log.error("session store failed", extra={"store": self.name, "error": str(e)})
-            raise SessionStoreUnavailable(
+            raise SessionStoreFailed(
                 f"the session store {self.name} failed ({e}); nothing of this turn was recorded, "
                 "send it again"
             ) from None

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vllm_mcp.config.settings import Settings, check_top_k
 from vllm_mcp.engine import lora, structured
 from vllm_mcp.engine.core import Engine, Sampling
-from vllm_mcp.errors import OutOfTime
+from vllm_mcp.errors import OutOfTime, RequestError
 
 MAX_LOGPROBS = 20  # vllm serve's default cap (max_logprobs)
 MAX_STOP = 4  # as OpenAI's API and vllm serve
@@ -169,8 +169,8 @@ class GenerationResult(BaseModel):
 # --- turning arguments into a generation ------------------------------------------------
 
 
-class UnknownAdapter(ValueError):
-    pass
+class UnknownAdapter(RequestError, ValueError):
+    """An ``adapter`` argument that names no configured adapter (the tools say invalid)."""
 
 
 def sampling(args: GenerationArguments, settings: Settings, max_tokens: int) -> Sampling:

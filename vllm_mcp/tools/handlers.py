@@ -12,19 +12,23 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import structured
-from vllm_mcp.engine.core import Engine, EngineDead, EngineUnavailable, PromptRejected
+from vllm_mcp.engine.core import Engine
 from vllm_mcp.errors import (
+    EngineDead,
+    EngineUnavailable,
     InvalidArguments,
     NotStarted,
     OutOfTime,
+    PromptRejected,
     ServerBusy,
+    SessionStoreFailed,
     SessionStoreUnavailable,
     ShuttingDown,
     ToolError,
@@ -332,14 +336,16 @@ class Tools:
                 if key is None:
                     return await self._turn(args, [], progress, started, queued, deadline)
                 async with self.sessions.lock(key):
-                    history = await self.sessions.history(key)
+                    with _store_errors():
+                        history = await self.sessions.history(key)
                     result = await self._turn(args, history, progress, started, queued, deadline)
                     # A turn cut by the time limit is stored as the caller received it.
-                    await self.sessions.append_turn(
-                        key,
-                        [m.model_dump() for m in args.messages],
-                        {"role": "assistant", "content": result.text},
-                    )
+                    with _store_errors():
+                        await self.sessions.append_turn(
+                            key,
+                            [m.model_dump() for m in args.messages],
+                            {"role": "assistant", "content": result.text},
+                        )
                 await self._count_sessions()
                 return result
         except OutOfTime:
@@ -442,7 +448,7 @@ class Tools:
 
     async def _count_sessions(self) -> int:
         """Sessions in the store (all servers sharing it); the last count if it cannot answer."""
-        with contextlib.suppress(SessionStoreUnavailable):
+        with contextlib.suppress(SessionStoreFailed):
             self.active_sessions = await self.sessions.count()
             self.metrics.set_sessions(self.active_sessions)
         return self.active_sessions
@@ -482,9 +488,19 @@ class Tools:
         self, arguments: dict[str, Any] | None, *, caller: str | None = None
     ) -> EndSessionResult:
         args: EndSessionArguments = parse_arguments(EndSessionArguments, arguments)
-        ended = await self.sessions.end(session_key(caller, args.session_id))
+        with _store_errors():
+            ended = await self.sessions.end(session_key(caller, args.session_id))
         await self._count_sessions()
         return EndSessionResult(session_id=args.session_id, ended=ended)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """The store's failure during a call, as the caller's tool error (same message)."""
+    try:
+        yield
+    except SessionStoreFailed as e:
+        raise SessionStoreUnavailable(str(e)) from None
 
 
 def engine_error_message(error: BaseException) -> str:

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vllm_mcp.errors import RequestError
+
 Message = dict[str, str]
 
 
-class PromptTooLong(ValueError):
+class PromptTooLong(RequestError, ValueError):
     """Even without any history the prompt does not fit the context."""
 
     def __init__(self, tokens: int, limit: int, shorten: str = "the messages") -> None:
