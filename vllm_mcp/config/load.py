@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from vllm_mcp.sessions import location as sessions_location
+from vllm_mcp.config import store_location
 
 Source = Literal["default", "environment", "option", "file"]
 
@@ -70,7 +70,7 @@ def explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
             continue
         shown = "<hidden>" if name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN") else raw.get(name)
         if name == "VLLM_MCP_SESSION_STORE" and isinstance(shown, str):
-            shown = sessions_location.redact(shown)
+            shown = store_location.redact(shown)
         lines.append(f"invalid {name}={shown!r}: {msg[0].lower() + msg[1:]}")
     return lines
 

@@ -32,12 +32,11 @@ from pydantic import (
     model_validator,
 )
 
-from vllm_mcp.config import multinode
+from vllm_mcp.config import multinode, store_location
+from vllm_mcp.config import oauth as oauth_rules
 from vllm_mcp.config import rules as config_rules
 from vllm_mcp.config.load import ConfigError, Source, child_environment, explain, layered, mask_secret
 from vllm_mcp.config.rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
-from vllm_mcp.engine import lora
-from vllm_mcp.sessions import location as sessions_location
 
 __all__ = [
     "EMBEDDED_MODEL",
@@ -354,7 +353,7 @@ class Settings(BaseModel):
     @field_validator("lora_modules", mode="before")
     @classmethod
     def _lora_pairs(cls, v: Any) -> Any:
-        return lora.parse_modules(v) if isinstance(v, str) else v
+        return config_rules.parse_lora_modules(v) if isinstance(v, str) else v
 
     @field_validator(
         "max_model_len",
@@ -390,7 +389,7 @@ class Settings(BaseModel):
     @field_validator("session_store")
     @classmethod
     def _store_location(cls, v: str | None) -> str | None:
-        return None if v is None else sessions_location.parse_location(v).display
+        return None if v is None else store_location.parse_location(v).display
 
     @field_validator("http_allowed_hosts")
     @classmethod
@@ -404,16 +403,12 @@ class Settings(BaseModel):
     )
     @classmethod
     def _oauth_url(cls, v: str | None, info: Any) -> str | None:
-        from vllm_mcp.config import oauth as oauth_rules
-
         origin_only = info.field_name == "http_public_url"
         return None if v is None else oauth_rules.check_url(v, "the URL", path_allowed=not origin_only)
 
     @field_validator("oauth_scopes", "oauth_caller_claim")
     @classmethod
     def _oauth_words(cls, v: str | None, info: Any) -> str | None:
-        from vllm_mcp.config import oauth as oauth_rules
-
         if info.field_name == "oauth_scopes":
             return oauth_rules.check_scopes(v) if v is not None else None
         return oauth_rules.check_claim(v)
@@ -432,8 +427,6 @@ class Settings(BaseModel):
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
                 "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
             )
-        from vllm_mcp.config import oauth as oauth_rules
-
         problem = oauth_rules.problem(self) or multinode.problem(self)
         if problem:
             raise ValueError(problem)

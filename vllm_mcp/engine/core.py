@@ -20,14 +20,13 @@ from typing import Any
 
 from vllm_mcp.config import multinode
 from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings, unknown_engine_args
-from vllm_mcp.engine import embedded, lora
+from vllm_mcp.engine import embedded, lifeline, lora
 from vllm_mcp.engine import names as vllm_names
 from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
 from vllm_mcp.engine.types import Delta, EngineDead, EngineState, EngineUnavailable, PromptRejected, Sampling
-from vllm_mcp.server import lifeline
 
 log = logging.getLogger(__name__)
 

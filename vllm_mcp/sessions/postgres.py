@@ -7,7 +7,7 @@ advisory lock on the session (two servers' turns on one session run one after th
 the second merging onto the first), and creating a session also takes the store-wide
 creation lock, so the ``VLLM_MAX_SESSIONS`` count and FIFO eviction hold across servers.
 
-The password is never in the URL (``location.py`` refuses that): libpq reads ``PGPASSFILE``
+The password is never in the URL (``config/store_location.py`` refuses that): libpq reads ``PGPASSFILE``
 itself, or ``VLLM_MCP_SESSION_STORE_PASSWORD_FILE`` is read here and passed to the
 connection as a keyword, never logged.
 """

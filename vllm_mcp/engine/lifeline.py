@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 POLL_SECONDS = 0.5
-_MODULE = "vllm_mcp.server.lifeline"
+_MODULE = "vllm_mcp.engine.lifeline"
 _closed = threading.Event()
 
 
