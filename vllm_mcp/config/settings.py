@@ -409,8 +409,10 @@ class Settings(BaseModel):
     @field_validator("oauth_scopes", "oauth_caller_claim")
     @classmethod
     def _oauth_words(cls, v: str | None, info: Any) -> str | None:
+        if v is None:  # VLLM_MCP_OAUTH_SCOPES unset; the caller claim has a default
+            return None
         if info.field_name == "oauth_scopes":
-            return oauth_rules.check_scopes(v) if v is not None else None
+            return oauth_rules.check_scopes(v)
         return oauth_rules.check_claim(v)
 
     @property
