@@ -1,6 +1,6 @@
 """Turning the layers (defaults < file < environment < options) into ``Settings``, and back.
 
-``Settings.load_with_sources`` (config.py) calls ``layered`` and ``explain``; nothing else
+``Settings.load_with_sources`` (settings.py) calls ``layered`` and ``explain``; nothing else
 reads the environment for a setting's value. ``child_environment`` copies the environment
 for a child process, ``mask_secret`` shows a secret as set without revealing it.
 """

@@ -6,7 +6,7 @@ its share of the workers (``vllm-mcp serve``), every other node runs only worker
 (``vllm-mcp worker``, as ``vllm serve --headless`` does). Ray is the other way to span nodes, and
 vLLM's CPU platform has no Ray support. The rules live here once; ``Settings`` calls ``problem``,
 ``serve``/``worker`` call ``refuse``, ``config validate`` and ``doctor`` call ``platform_problem``
-through ``config_check``. No vLLM import here: ``engine.platform_facts`` reports the platform.
+through ``config.check``. No vLLM import here: ``engine.core.platform_facts`` reports the platform.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ Every setting has an environment variable (the seed's ``VLLM_*`` names, ours
 ``VLLM_MCP_*``) and a ``serve`` option. ``Settings.load`` is the only code that
 turns the environment into settings; everything else receives a ``Settings``. The
 environment is read here once more, never for a setting's value: ``child_environment``
-copies it for a child (and ``config_check.validate`` looks at every name in it for typos).
+copies it for a child (and ``check.validate`` looks at every name in it for typos).
 
-Each validation rule lives once: here, or in ``config_rules`` when it is more than a
-field constraint (``config_load`` layers the sources and explains errors; ``config_check``
-gathers what the rules find for ``config validate``). A combination that only limits what calls get
-(a default reply longer than the context, say) is a warning (``Settings.warnings``),
-shown by ``doctor`` and ``config validate`` and logged by ``serve``; only what cannot
-serve at all (or serves HTTP to the network without a token) is refused, so a supervisor does
-not restart the server in a loop.
+Each validation rule lives once: here, or in ``rules`` (``oauth``, ``multinode``,
+``store_location``) when it is more than a field constraint (``load`` layers the sources and
+explains errors; ``check`` gathers what the rules find for ``config validate``). A
+combination that only limits what calls get (a default reply longer than the context, say) is
+a warning (``Settings.warnings``), shown by ``doctor`` and ``config validate`` and logged by
+``serve``; only what cannot serve at all (or serves HTTP to the network without a token) is
+refused, so a supervisor does not restart the server in a loop.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``Engine`` loads ``AsyncLLM`` in the background (the server answers ``initialize``
 meanwhile), streams token deltas for one request, aborts requests, and reports a
-load failure with its root cause and actionable advice. Its types (engine_types.py) and
-the helpers that need no vLLM (engine_process.py) live beside it; importers take them from here.
+load failure with its root cause and actionable advice. Its types (types.py) and
+the helpers that need no vLLM (process.py) live beside it; importers take them from here.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The load thread that builds the ``AsyncLLM``, stopping the engine processes a cancelled load
 left behind, the CPU workers' priority, and the root cause of a failure in the engine's log.
-engine.py (the only module that imports vLLM) uses them.
+core.py (the only module that imports vLLM) uses them.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ The interface (stable; every method but ``lock`` is a coroutine)::
                                                    # the stored history (any server's turns)
     await store.end(key) -> bool;  await store.count() -> int;  await store.aclose()
 
+May import: ``vllm_mcp.config``, ``vllm_mcp.errors``, ``vllm_mcp.logging``, ``vllm_mcp.metrics``;
+never the engine, the tools or the protocol (checked by ``lint-imports``).
+
 During a call a failing store raises ``vllm_mcp.errors.SessionStoreUnavailable`` (a tool
 error naming the store); ``store.name`` is how to name it (never with a password).
 """
