@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
@@ -24,6 +25,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from vllm_mcp import __version__
+
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram, Enum)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ class Metrics:
         model = {"model": model_name}
         r = self.registry
 
-        def labelled(metric: Counter | Gauge | Histogram | Enum, **labels: str):  # type: ignore[no-untyped-def]
+        def labelled(metric: _Metric, **labels: str) -> _Metric:
             return metric.labels(**model, **labels)
 
         self._requests = Counter(
@@ -216,7 +219,7 @@ class Metrics:
         """The exposition text (Prometheus text format 0.0.4)."""
         if self.worker is None:
             return prometheus_client.generate_latest(self.registry)
-        return prometheus_client.generate_latest(_Labelled(self.registry, {"worker": str(self.worker)}))  # type: ignore[arg-type]
+        return prometheus_client.generate_latest(_Labelled(self.registry, {"worker": str(self.worker)}))
 
     def write(self) -> None:
         """Replace the textfile atomically; a failure is logged once and never stops the server."""

@@ -7,6 +7,7 @@ import pytest
 from tests.support.cli import assert_error, invoke
 from vllm_mcp.config import check as config_check
 from vllm_mcp.config import multinode
+from vllm_mcp.config.rules import world_size
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.errors import ConfigError
 
@@ -87,7 +88,7 @@ def test_data_parallel_from_the_engine_arguments_counts_in_the_world_size() -> N
             "VLLM_MCP_ENGINE_ARGS": '{"data_parallel_size": 2}',
         }
     )
-    assert multinode.world_size(s) == 2
+    assert world_size(s) == 2
 
 
 @pytest.mark.parametrize("addr", ["10.0.0.1", "head-0.cluster.local", "fe80::1", " 10.0.0.1 ", "[fd00::5]"])

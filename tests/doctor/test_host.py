@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.support.doctor import a800_runner, settings
 from vllm_mcp.doctor import GpuProbe, ModelFacts, Probes, TorchProbe, host
 from vllm_mcp.doctor.gpu import probe_gpus
-from vllm_mcp.doctor.host import parse_cpu_flags, parse_meminfo
+from vllm_mcp.doctor.probes import parse_cpu_flags, parse_meminfo
 
 
 def test_torch_that_misses_the_gpus_fails() -> None:

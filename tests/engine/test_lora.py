@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from vllm_mcp.config.rules import parse_lora_modules
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import lora
 from vllm_mcp.errors import ConfigError
 
 
 def test_pairs_by_spaces_or_commas() -> None:
-    assert lora.parse_modules(" sql=/m/sql,chat=org/chat-lora  x.y_z-1=./rel ") == {
+    assert parse_lora_modules(" sql=/m/sql,chat=org/chat-lora  x.y_z-1=./rel ") == {
         "sql": "/m/sql",
         "chat": "org/chat-lora",
         "x.y_z-1": "./rel",
     }
-    assert lora.parse_modules("") == {}
+    assert parse_lora_modules("") == {}
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,7 @@ def test_pairs_by_spaces_or_commas() -> None:
 )
 def test_bad_pairs_are_named(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        lora.parse_modules(text)
+        parse_lora_modules(text)
     with pytest.raises(ConfigError, match="invalid VLLM_MCP_LORA_MODULES="):
         Settings.load(environ={"VLLM_MCP_LORA_MODULES": text})
 

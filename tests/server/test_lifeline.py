@@ -11,11 +11,11 @@ import psutil
 import pytest
 
 from tests.support import ROOT, proctree
-from vllm_mcp.server import lifeline
+from vllm_mcp.engine import lifeline
 
 PARENT = """
 import multiprocessing, os, signal, sys, time
-from vllm_mcp.server import lifeline
+from vllm_mcp.engine import lifeline
 if sys.argv[1] == "adopt":
     lifeline.adopt_children()
 ctx = multiprocessing.get_context("spawn")
@@ -71,7 +71,7 @@ def test_no_process_is_spawned_once_children_are_forbidden(monkeypatch: pytest.M
 
 EXITING_CHILD = """
 import multiprocessing, sys
-from vllm_mcp.server import lifeline
+from vllm_mcp.engine import lifeline
 lifeline.adopt_children()
 TARGET = '''
 import atexit, sys

@@ -19,13 +19,13 @@ import pytest
 
 from tests.support.postgres import PostgresServer
 from vllm_mcp.config.settings import Settings
+from vllm_mcp.config.store_location import parse_location
 from vllm_mcp.errors import ConfigError, SessionStoreFailed
 from vllm_mcp.sessions import (
     MemorySessionStore,
     SessionStore,
     SqliteSessionStore,
     make_store,
-    parse_location,
     truncate,
 )
 from vllm_mcp.tools.handlers import session_key

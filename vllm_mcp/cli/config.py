@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,7 +39,7 @@ def config_validate(path: Path | None) -> None:
             raise CheckFailed(f"{path}: cannot be read as a configuration") from None
     gpu_count = len(probe_gpus().gpus) or None
     names, arg_names = engine_names(), engine_arg_names()  # imports vLLM: seconds
-    known = {
+    known: dict[str, Any] = {
         "engine_names": names,
         "engine_arg_names": arg_names,
         "gpu_count": gpu_count,

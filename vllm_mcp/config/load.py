@@ -1,6 +1,6 @@
 """Turning the layers (defaults < file < environment < options) into ``Settings``, and back.
 
-``Settings.load_with_sources`` (config.py) calls ``layered`` and ``explain``; nothing else
+``Settings.load_with_sources`` (settings.py) calls ``layered`` and ``explain``; nothing else
 reads the environment for a setting's value. ``child_environment`` copies the environment
 for a child process, ``mask_secret`` shows a secret as set without revealing it.
 """
@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from vllm_mcp.sessions import location as sessions_location
+from vllm_mcp.config import store_location
 
 Source = Literal["default", "environment", "option", "file"]
 
@@ -64,7 +64,7 @@ def explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
             continue
         shown = "<hidden>" if name in ("HUGGING_FACE_HUB_TOKEN", "HF_TOKEN") else raw.get(name)
         if name == "VLLM_MCP_SESSION_STORE" and isinstance(shown, str):
-            shown = sessions_location.redact(shown)
+            shown = store_location.redact(shown)
         if name == "VLLM_MCP_ENGINE_ARGS" and shown is not None:
             shown = _masked_engine_args(shown)
         lines.append(f"invalid {name}={shown!r}: {msg[0].lower() + msg[1:]}")

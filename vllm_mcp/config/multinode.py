@@ -6,17 +6,17 @@ its share of the workers (``vllm-mcp serve``), every other node runs only worker
 (``vllm-mcp worker``, as ``vllm serve --headless`` does). Ray is the other way to span nodes, and
 vLLM's CPU platform has no Ray support. The rules live here once; ``Settings`` calls ``problem``,
 ``serve``/``worker`` call ``refuse``, ``config validate`` and ``doctor`` call ``platform_problem``
-through ``config_check``. No vLLM import here: ``engine.platform_facts`` reports the platform.
+through ``config.check``. No vLLM import here: ``engine.core.platform_facts`` reports the platform.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
-if TYPE_CHECKING:
-    from vllm_mcp.config.settings import Settings
+from vllm_mcp.config.rules import Parallelism, describe_parallelism, gpus_per_node, world_size
+from vllm_mcp.errors import ConfigError
 
 Role = Literal["head", "worker"]
 
@@ -48,19 +48,19 @@ def check_master_addr(value: str) -> str:
     return value
 
 
-def world_size(settings: Settings) -> int:
-    """Workers of one model across all nodes: data x pipeline x tensor parallel (vLLM's count)."""
-    dp = settings.engine_args.get("data_parallel_size", 1)
-    dp = dp if isinstance(dp, int) and dp >= 1 else 1
-    return dp * settings.pipeline_parallel_size * settings.tensor_parallel_size
+class NodeSettings(Parallelism, Protocol):
+    """The settings these rules read (``config.settings.Settings`` has them; no import of it here,
+    since its validator calls ``problem``)."""
+
+    @property
+    def node_rank(self) -> int: ...
+    @property
+    def master_addr(self) -> str | None: ...
+    @property
+    def master_port(self) -> int: ...
 
 
-def local_workers(settings: Settings) -> int:
-    """Workers (GPUs) on each node: vLLM splits the world evenly over the nodes."""
-    return max(1, world_size(settings) // settings.nnodes)
-
-
-def problem(settings: Settings) -> str | None:
+def problem(settings: NodeSettings) -> str | None:
     """What makes a multi-node configuration unable to start (``Settings`` refuses it), or None."""
     taken = [f"{arg} ({name})" for arg, name in OWN_ARGS.items() if arg in settings.engine_args]
     if taken:
@@ -97,15 +97,14 @@ def problem(settings: Settings) -> str | None:
     world = world_size(settings)
     if world % n:
         return (
-            f"VLLM_TENSOR_PARALLEL_SIZE ({settings.tensor_parallel_size}) x "
-            f"VLLM_PIPELINE_PARALLEL_SIZE ({settings.pipeline_parallel_size}) = {world} worker(s) "
+            f"{describe_parallelism(settings)} = {world} worker(s) "
             f"cannot be shared evenly by VLLM_NNODES ({n}) nodes: make it a multiple of {n}, e.g. "
             f"VLLM_TENSOR_PARALLEL_SIZE=<GPUs per node> VLLM_PIPELINE_PARALLEL_SIZE={n}"
         )
     return None
 
 
-def role_problem(settings: Settings, role: Role) -> str | None:
+def role_problem(settings: NodeSettings, role: Role) -> str | None:
     """Whether this node's rank fits the command started on it."""
     if role == "head" and settings.node_rank > 0:
         return (
@@ -130,7 +129,7 @@ def role_problem(settings: Settings, role: Role) -> str | None:
 PlatformFacts = tuple[str, str]
 
 
-def platform_problem(settings: Settings, platform: Callable[[], PlatformFacts]) -> str | None:
+def platform_problem(settings: NodeSettings, platform: Callable[[], PlatformFacts]) -> str | None:
     """What vLLM's platform cannot run; ``platform`` is asked only when it matters (it imports torch).
 
     Ray where the platform has no Ray support (vLLM's CPU one says "current platform cpu does not
@@ -160,16 +159,14 @@ def platform_problem(settings: Settings, platform: Callable[[], PlatformFacts]) 
     return None
 
 
-def refuse(settings: Settings, role: Role, platform: Callable[[], PlatformFacts]) -> None:
+def refuse(settings: NodeSettings, role: Role, platform: Callable[[], PlatformFacts]) -> None:
     """Raise ``ConfigError`` (exit 2) before anything starts, when this node cannot take ``role``."""
-    from vllm_mcp.errors import ConfigError
-
     lines = [p for p in (role_problem(settings, role), platform_problem(settings, platform)) if p]
     if lines:
         raise ConfigError([f"invalid configuration: {line}" for line in lines])
 
 
-def engine_kwargs(settings: Settings) -> dict[str, Any]:
+def engine_kwargs(settings: NodeSettings) -> dict[str, Any]:
     """vLLM engine arguments for the multi-node settings: none on one node."""
     if settings.nnodes == 1:
         return {}
@@ -182,12 +179,12 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def describe(settings: Settings) -> dict[str, Any]:
+def describe(settings: NodeSettings) -> dict[str, Any]:
     """This node's place in the model, for log lines."""
     return {
         "node_rank": settings.node_rank,
         "nnodes": settings.nnodes,
         "master": f"{settings.master_addr}:{settings.master_port}",
         "world_size": world_size(settings),
-        "local_workers": local_workers(settings),
+        "local_workers": gpus_per_node(settings),
     }

@@ -1,6 +1,6 @@
 """The rules for the OAuth settings (``VLLM_MCP_OAUTH_*``, ``VLLM_MCP_HTTP_PUBLIC_URL``).
 
-Kept apart from config.py so that the one place that validates settings stays short, and
+Kept apart from settings.py so that the one place that validates settings stays short, and
 apart from protocol/oauth.py (which talks to the issuer) so that reading settings needs no
 HTTP client. Each rule raises ``ValueError`` with a sentence that says what to send instead.
 """
@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_mcp.config.settings import is_loopback
+from vllm_mcp.config.rules import is_loopback
 
 # An OAuth scope token (RFC 6749 section 3.3): visible ASCII except space, '"' and '\'.
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")

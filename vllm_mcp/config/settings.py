@@ -4,15 +4,15 @@ Every setting has an environment variable (the seed's ``VLLM_*`` names, ours
 ``VLLM_MCP_*``) and a ``serve`` option. ``Settings.load`` is the only code that
 turns the environment into settings; everything else receives a ``Settings``. The
 environment is read here once more, never for a setting's value: ``child_environment``
-copies it for a child (and ``config_check.validate`` looks at every name in it for typos).
+copies it for a child (and ``check.validate`` looks at every name in it for typos).
 
-Each validation rule lives once: here, or in ``config_rules`` when it is more than a
-field constraint (``config_load`` layers the sources and explains errors; ``config_check``
-gathers what the rules find for ``config validate``). A combination that only limits what calls get
-(a default reply longer than the context, say) is a warning (``Settings.warnings``),
-shown by ``doctor`` and ``config validate`` and logged by ``serve``; only what cannot
-serve at all (or serves HTTP to the network without a token) is refused, so a supervisor does
-not restart the server in a loop.
+Each validation rule lives once: here, or in ``rules`` (``oauth``, ``multinode``,
+``store_location``) when it is more than a field constraint (``load`` layers the sources and
+explains errors; ``check`` gathers what the rules find for ``config validate``). A
+combination that only limits what calls get (a default reply longer than the context, say) is
+a warning (``Settings.warnings``), shown by ``doctor`` and ``config validate`` and logged by
+``serve``; only what cannot serve at all (or serves HTTP to the network without a token) is
+refused, so a supervisor does not restart the server in a loop.
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ from pydantic import (
     model_validator,
 )
 
-from vllm_mcp.config import multinode
+from vllm_mcp.config import multinode, store_location
+from vllm_mcp.config import oauth as oauth_rules
 from vllm_mcp.config import rules as config_rules
 from vllm_mcp.config.load import Source, child_environment, explain, layered, mask_secret
 from vllm_mcp.config.rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
-from vllm_mcp.engine import lora
 from vllm_mcp.errors import ConfigError
-from vllm_mcp.sessions import location as sessions_location
 
 __all__ = [
     "EMBEDDED_MODEL",
@@ -361,7 +360,7 @@ class Settings(BaseModel):
     @field_validator("lora_modules", mode="before")
     @classmethod
     def _lora_pairs(cls, v: Any) -> Any:
-        return lora.parse_modules(v) if isinstance(v, str) else v
+        return config_rules.parse_lora_modules(v) if isinstance(v, str) else v
 
     @field_validator(
         "max_model_len",
@@ -397,7 +396,7 @@ class Settings(BaseModel):
     @field_validator("session_store")
     @classmethod
     def _store_location(cls, v: str | None) -> str | None:
-        return None if v is None else sessions_location.parse_location(v).display
+        return None if v is None else store_location.parse_location(v).display
 
     @field_validator("http_allowed_hosts")
     @classmethod
@@ -411,18 +410,16 @@ class Settings(BaseModel):
     )
     @classmethod
     def _oauth_url(cls, v: str | None, info: Any) -> str | None:
-        from vllm_mcp.config import oauth as oauth_rules
-
         origin_only = info.field_name == "http_public_url"
         return None if v is None else oauth_rules.check_url(v, "the URL", path_allowed=not origin_only)
 
     @field_validator("oauth_scopes", "oauth_caller_claim")
     @classmethod
     def _oauth_words(cls, v: str | None, info: Any) -> str | None:
-        from vllm_mcp.config import oauth as oauth_rules
-
+        if v is None:  # VLLM_MCP_OAUTH_SCOPES unset; the caller claim has a default
+            return None
         if info.field_name == "oauth_scopes":
-            return oauth_rules.check_scopes(v) if v is not None else None
+            return oauth_rules.check_scopes(v)
         return oauth_rules.check_claim(v)
 
     @property
@@ -439,8 +436,6 @@ class Settings(BaseModel):
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
                 "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
             )
-        from vllm_mcp.config import oauth as oauth_rules
-
         problem = (
             config_rules.open_hosts_problem(self) or oauth_rules.problem(self) or multinode.problem(self)
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.model import ModelFacts
 from vllm_mcp.doctor.probes import Probes
-from vllm_mcp.doctor.report import Check
+from vllm_mcp.doctor.report import Check, Status
 from vllm_mcp.engine import lora
 
 
@@ -50,7 +50,7 @@ def check_adapters(s: Settings, facts: ModelFacts | None, p: Probes) -> Check | 
         )
     if missing:
         fix = "run `vllm-mcp prefetch` (it fetches the adapters too) on a machine with network access"
-        status = "fail" if p.offline() else "warn"
-        where = "not on this machine and HF_HUB_OFFLINE is set" if p.offline() else "not fetched yet"
-        return Check("lora", status, f"{', '.join(missing)}: {where}", fix, details)
+        status: Status = "fail" if p.offline() else "warn"
+        why = "not on this machine and HF_HUB_OFFLINE is set" if p.offline() else "not fetched yet"
+        return Check("lora", status, f"{', '.join(missing)}: {why}", fix, details)
     return Check("lora", "ok", "; ".join(notes), details=details)

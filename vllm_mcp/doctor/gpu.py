@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from vllm_mcp.config import settings as config
+from vllm_mcp.config.rules import describe_parallelism, gpus_per_node, parallel_problem
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.probes import Probes, Runner, run_command
 from vllm_mcp.doctor.report import Check
@@ -234,7 +234,7 @@ def check_gpus(gpu: GpuProbe, p: Probes) -> Check:
 
 
 def check_gpu_memory(gpu: GpuProbe, s: Settings) -> Check:
-    used = gpu.gpus[: s.tensor_parallel_size * s.pipeline_parallel_size]
+    used = gpu.gpus[: gpus_per_node(s)]
     short = []
     unknown = []
     for g in used:
@@ -269,18 +269,16 @@ def check_gpu_memory(gpu: GpuProbe, s: Settings) -> Check:
 
 
 def check_parallel(gpu: GpuProbe, s: Settings) -> Check:
-    needed = s.tensor_parallel_size * s.pipeline_parallel_size // s.nnodes  # on this node
+    needed = gpus_per_node(s)  # on this node
     visible = len(gpu.gpus)
-    text = (
-        f"VLLM_TENSOR_PARALLEL_SIZE={s.tensor_parallel_size} x "
-        f"VLLM_PIPELINE_PARALLEL_SIZE={s.pipeline_parallel_size} = {needed} GPU(s)"
-        + (f" on each of {s.nnodes} nodes" if s.nnodes > 1 else "")
+    text = f"{describe_parallelism(s)} = {needed} GPU(s)" + (
+        f" on each of {s.nnodes} nodes" if s.nnodes > 1 else ""
     )
     if not visible:
         if needed > 1:
             return Check("parallel", "warn", f"{text} without a GPU", "set both to 1 on CPU")
         return Check("parallel", "ok", "1 worker on the CPU")
-    refused = config.parallel_problem(s, visible)
+    refused = parallel_problem(s, visible)
     if refused:
         return Check(
             "parallel",

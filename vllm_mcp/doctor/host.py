@@ -12,31 +12,11 @@ from typing import TYPE_CHECKING
 from vllm_mcp.config import check as config_check
 from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings
 from vllm_mcp.doctor.gpu import GpuProbe
-from vllm_mcp.doctor.probes import Probes
+from vllm_mcp.doctor.probes import Probes, parse_cpu_flags, parse_meminfo
 from vllm_mcp.doctor.report import GIB, Check, Status
 
 if TYPE_CHECKING:
     from vllm_mcp.doctor.model import ModelFacts
-
-
-def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
-    """The first ``flags`` (x86) or ``Features`` (Arm) line of /proc/cpuinfo."""
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
-def parse_meminfo(meminfo: str) -> dict[str, int]:
-    """/proc/meminfo as bytes."""
-    out = {}
-    for line in meminfo.splitlines():
-        key, sep, value = line.partition(":")
-        parts = value.split()
-        if sep and parts and parts[0].isdigit():
-            out[key.strip()] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
-    return out
 
 
 def check_python(_: Probes) -> Check:

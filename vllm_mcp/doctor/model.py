@@ -15,8 +15,7 @@ from typing import Any, Literal
 from vllm_mcp.config import settings as config
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.gpu import GpuProbe
-from vllm_mcp.doctor.host import parse_meminfo
-from vllm_mcp.doctor.probes import Probes
+from vllm_mcp.doctor.probes import Probes, parse_meminfo
 from vllm_mcp.doctor.report import GIB, MIB, Check, Status
 from vllm_mcp.engine import embedded
 from vllm_mcp.engine import source as model_source

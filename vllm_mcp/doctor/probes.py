@@ -102,6 +102,26 @@ def remote_model_info(
     )
 
 
+def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The first ``flags`` (x86) or ``Features`` (Arm) line of /proc/cpuinfo."""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def parse_meminfo(meminfo: str) -> dict[str, int]:
+    """/proc/meminfo as bytes."""
+    out = {}
+    for line in meminfo.splitlines():
+        key, sep, value = line.partition(":")
+        parts = value.split()
+        if sep and parts and parts[0].isdigit():
+            out[key.strip()] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
 @dataclass
 class Probes:
     """Everything doctor asks the machine; tests replace parts of it."""

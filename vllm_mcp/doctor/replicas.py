@@ -89,9 +89,9 @@ def check_replicas(p: Probes, gpu: GpuProbe, tensor_parallel_size: int | None = 
         {n: [str(p)] for n, p in ports.items()}, "port", problems, fixes, "give each instance its own port"
     )
     if _under(p.root, BALANCER_CONFIG).is_file():
-        for name, port in ports.items():
-            if port == BALANCER_PORT:
-                problems.append(f"vllm-mcp-http@{name} takes port {port}, the balancer's")
+        for name, number in ports.items():
+            if number == BALANCER_PORT:
+                problems.append(f"vllm-mcp-http@{name} takes port {number}, the balancer's")
                 fixes.append("replicas listen on 8100+N; HAProxy on 8099")
     _against_gpus(devices, gpu, tensor_parallel_size, problems, warnings, fixes)
     outside, reach = unit_egress(p, TEMPLATE)  # a remote store the replicas share

@@ -53,6 +53,7 @@ def smoke_test(settings: Settings, max_tokens: int = 8, status: StatusFactory | 
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reporter
+            if show is not None:
                 show({"state": engine.state.value, **engine.load.status()})
                 show.done()
         try:

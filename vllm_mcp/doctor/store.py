@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_mcp.config.settings import Settings
+from vllm_mcp.config.store_location import parse_location
 from vllm_mcp.doctor.report import Check
 from vllm_mcp.errors import SessionStoreError
-from vllm_mcp.sessions import parse_location
 
 
 @dataclass

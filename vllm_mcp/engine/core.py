@@ -2,8 +2,8 @@
 
 ``Engine`` loads ``AsyncLLM`` in the background (the server answers ``initialize``
 meanwhile), streams token deltas for one request, aborts requests, and reports a
-load failure with its root cause and actionable advice. Its types (engine_types.py) and
-the helpers that need no vLLM (engine_process.py) live beside it; importers take them from here.
+load failure with its root cause and actionable advice. Its types (types.py) and
+the helpers that need no vLLM (process.py) live beside it; importers take them from here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from vllm_mcp.config import multinode
 from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings, unknown_engine_args
-from vllm_mcp.engine import embedded, lora
+from vllm_mcp.engine import embedded, lifeline, lora
 from vllm_mcp.engine import names as vllm_names
 from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
@@ -28,7 +28,6 @@ from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
 from vllm_mcp.engine.types import Delta, EngineState, Sampling
 from vllm_mcp.errors import EngineDead, EngineUnavailable, PromptRejected
-from vllm_mcp.server import lifeline
 
 log = logging.getLogger(__name__)
 

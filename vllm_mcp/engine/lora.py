@@ -1,14 +1,14 @@
-"""LoRA adapters: the ``VLLM_MCP_LORA_MODULES`` syntax, the engine settings they need, and lookup.
+"""LoRA adapters: the engine settings they need, and lookup.
 
 One base model serves many fine-tunes: each call names an adapter and vLLM batches calls on
 different adapters together (up to ``max_loras`` adapters in one batch). No vLLM import here;
-``engine.py`` turns an ``Adapter`` into a ``LoRARequest``.
+``engine.core`` turns an ``Adapter`` into a ``LoRARequest``; the ``VLLM_MCP_LORA_MODULES`` syntax
+is a setting's rule (``config.rules.parse_lora_modules``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 # vLLM 0.32 accepts only these values for max_lora_rank (vllm.config.lora.MaxLoRARanks).
 _VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 _DEFAULT_RANK = 16  # vLLM's own default, used when no adapter's rank can be read here
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -26,29 +25,6 @@ class Adapter:
     name: str
     id: int
     path: str
-
-
-def parse_modules(text: str) -> dict[str, str]:
-    """``name=path`` pairs, separated by spaces or commas (as ``vllm serve --lora-modules``).
-
-    A path is a local directory or a Hugging Face id (``org/adapter``). Raises ``ValueError``
-    with a message that says what is wrong with which pair.
-    """
-    modules: dict[str, str] = {}
-    for pair in re.split(r"[\s,]+", text.strip()):
-        if not pair:
-            continue
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"{pair!r} is not a name=path pair (e.g. sql=/models/sql-lora)")
-        if not _NAME.match(name):
-            raise ValueError(
-                f"adapter name {name!r}: use letters, digits, '.', '_' or '-' (at most 64 characters)"
-            )
-        if name in modules:
-            raise ValueError(f"adapter name {name!r} is given twice")
-        modules[name] = path
-    return modules
 
 
 def adapters(modules: dict[str, str]) -> dict[str, Adapter]:

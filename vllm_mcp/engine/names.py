@@ -3,7 +3,7 @@
 Importing vLLM imports torch: 10-14 s of a small CPU machine. ``serve`` needs vLLM's
 environment variable names before it answers its first request, and ``config validate``
 and ``doctor`` need its engine argument names; both are in plain files of the package.
-engine.py falls back to importing vLLM when these return nothing (a layout that changed).
+core.py falls back to importing vLLM when these return nothing (a layout that changed).
 """
 
 from __future__ import annotations

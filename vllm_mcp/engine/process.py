@@ -2,7 +2,7 @@
 
 The load thread that builds the ``AsyncLLM``, stopping the engine processes a cancelled load
 left behind, the CPU workers' priority, and the root cause of a failure in the engine's log.
-engine.py (the only module that imports vLLM) uses them.
+core.py (the only module that imports vLLM) uses them.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def lower_worker_priority(root: int, nice: int) -> list[int]:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 stat = Path(f"/proc/{entry}/stat").read_text()
                 parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    descendants, frontier = set(), {root}
+    descendants: set[int] = set()
+    frontier = {root}
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - descendants
         descendants |= frontier

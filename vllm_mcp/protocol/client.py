@@ -162,7 +162,7 @@ async def chat_url(
         async with http:
             if on_status is not None:
                 await wait_until_loaded(status, on_status, timeout)
-            async with Client(streamable_http_client(url, http_client=http)) as client:  # type: ignore[arg-type]
+            async with Client(streamable_http_client(url, http_client=http)) as client:
                 return await _ask(client.call_tool, arguments, on_text, timeout)
     except Exception as e:
         problem = _http_problem(e, refused)

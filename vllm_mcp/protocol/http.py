@@ -146,9 +146,10 @@ class _Gate:
             return
         t = self.transport
         if not t.intake_open:
-            receive = await self._refuse_if_request(scope, receive, send)
-            if receive is None:
+            kept = await self._refuse_if_request(scope, receive, send)
+            if kept is None:
                 return
+            receive = kept
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return

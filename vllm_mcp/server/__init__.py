@@ -2,8 +2,8 @@
 
 Owns the server life cycle (app.py: load the engine in the background, serve a transport,
 shut down one way whatever the trigger), ``VLLM_MCP_HTTP_WORKERS`` front-end processes
-(frontends.py), the multi-node worker node that runs only vLLM workers (worker_node.py), and
-making spawned processes die with the server (lifeline.py).
+(frontends.py), and the multi-node worker node that runs only vLLM workers (worker_node.py).
+(That vLLM's spawned processes die with the server is the engine's: ``engine/lifeline.py``.)
 
 May import every family below it: ``protocol``, ``tools``, ``sessions``, ``engine``,
 ``config``, and the shared modules. Only the CLI imports this package.

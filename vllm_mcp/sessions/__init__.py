@@ -3,8 +3,9 @@
 ``SessionStore`` (base.py) is what the tools use and what every backend shares (how a turn
 merges, truncation, the in-process lock); ``memory.py`` keeps sessions in this process,
 ``sqlite.py`` in a SQLite file (one host, several processes), ``postgres.py`` in PostgreSQL
-(several hosts). ``location.py`` parses ``VLLM_MCP_SESSION_STORE``; ``open_store`` opens
-what the settings name. The PostgreSQL driver is imported only when a URL asks for it.
+(several hosts). ``open_store`` opens what the settings name (``VLLM_MCP_SESSION_STORE``,
+parsed by ``vllm_mcp.config.store_location``); the PostgreSQL driver is imported only when a
+URL asks for it.
 
 The interface (stable; every method but ``lock`` is a coroutine)::
 
@@ -15,6 +16,9 @@ The interface (stable; every method but ``lock`` is a coroutine)::
                                                    # the stored history (any server's turns)
     await store.end(key) -> bool;  await store.count() -> int;  await store.aclose()
 
+May import: ``vllm_mcp.config``, ``vllm_mcp.errors``, ``vllm_mcp.logging``, ``vllm_mcp.metrics``;
+never the engine, the tools or the protocol (checked by ``lint-imports``).
+
 Both failures are in ``vllm_mcp.errors``. During a call a failing store raises
 ``SessionStoreFailed`` naming the store (the tools turn it into their
 ``SessionStoreUnavailable``); ``store.name`` is how to name it (never with a password).
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vllm_mcp.config.store_location import parse_location
 from vllm_mcp.sessions.base import (
     EvictHook,
     Message,
@@ -31,7 +36,6 @@ from vllm_mcp.sessions.base import (
     merge_turn,
     truncate,
 )
-from vllm_mcp.sessions.location import StoreLocation, parse_location
 from vllm_mcp.sessions.memory import MemorySessionStore
 from vllm_mcp.sessions.sqlite import SqliteSessionStore
 
@@ -43,11 +47,9 @@ __all__ = [
     "Message",
     "SessionStore",
     "SqliteSessionStore",
-    "StoreLocation",
     "make_store",
     "merge_turn",
     "open_store",
-    "parse_location",
     "truncate",
 ]
 

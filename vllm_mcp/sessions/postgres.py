@@ -7,7 +7,7 @@ advisory lock on the session (two servers' turns on one session run one after th
 the second merging onto the first), and creating a session also takes the store-wide
 creation lock, so the ``VLLM_MAX_SESSIONS`` count and FIFO eviction hold across servers.
 
-The password is never in the URL (``location.py`` refuses that): libpq reads ``PGPASSFILE``
+The password is never in the URL (``config/store_location.py`` refuses that): libpq reads ``PGPASSFILE``
 itself, or ``VLLM_MCP_SESSION_STORE_PASSWORD_FILE`` is read here and passed to the
 connection as a keyword, never logged.
 """
@@ -164,7 +164,7 @@ class PostgresSessionStore(SessionStore):
     async def history(self, key: str) -> list[Message]:
         async def read(conn: Conn) -> tuple[Any, float] | None:
             cur = await conn.execute("SELECT messages, updated FROM vllm_mcp_sessions WHERE id = %s", (key,))
-            return await cur.fetchone()  # type: ignore[return-value]
+            return await cur.fetchone()
 
         row = await self._run(read, transaction=False)
         if row is None or self.is_expired(row[1]):
@@ -220,7 +220,7 @@ class PostgresSessionStore(SessionStore):
     async def end(self, key: str) -> bool:
         async def delete(conn: Conn) -> list[tuple[float]]:
             cur = await conn.execute("DELETE FROM vllm_mcp_sessions WHERE id = %s RETURNING updated", (key,))
-            return await cur.fetchall()  # type: ignore[return-value]
+            return await cur.fetchall()
 
         rows = await self._run(delete, transaction=False)
         self.forget_lock(key)

@@ -19,7 +19,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -234,7 +234,7 @@ class SqliteSessionStore(SessionStore):
 
 
 @contextlib.contextmanager
-def _immediate(db: sqlite3.Connection):  # type: ignore[no-untyped-def]
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction, SQLite's database-wide lock held from the start."""
     db.execute("BEGIN IMMEDIATE")
     try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sys
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -258,7 +259,7 @@ class Tools:
             return await inner
         except asyncio.CancelledError:
             me = asyncio.current_task()
-            if self._hard_stop.is_set() and me is not None and not me.cancelling():
+            if self._hard_stop.is_set() and me is not None and not _cancelling(me):
                 raise ShuttingDown("server shut down before this call could finish") from None
             raise
         finally:
@@ -503,6 +504,13 @@ def _store_errors() -> Iterator[None]:
         raise SessionStoreUnavailable(str(e)) from None
 
 
+def _cancelling(task: asyncio.Task[Any]) -> int:
+    """Cancellations requested of ``task`` itself; Python 3.10 cannot tell, so none there."""
+    if sys.version_info >= (3, 11):
+        return task.cancelling()
+    return 0
+
+
 def engine_error_message(error: BaseException) -> str:
     if isinstance(error, EngineDead):
         return f"{error}; the server will exit so its supervisor restarts it"
@@ -524,6 +532,10 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+@overload
+def session_key(caller: str | None, session_id: str) -> str: ...
+@overload
+def session_key(caller: str | None, session_id: None) -> None: ...
 def session_key(caller: str | None, session_id: str | None) -> str | None:
     """Where a caller's session lives in the store: each authenticated caller has its own
     namespace, so one cannot read or end another's conversation by guessing its id. The

@@ -13,7 +13,8 @@ like a mistyped URL (``postgresql:/x``, ``postgres:host/db``), is an error and n
 a typo must not quietly keep sessions in a stray SQLite file. A URL that carries a password
 is refused, so that the password never reaches a log line, ``config show`` or an error.
 
-Kept free of database imports: ``config.py`` calls it for every setting load.
+A rule of the settings, so it lives in ``config`` (``Settings`` checks the value with it on every
+load; ``vllm_mcp.sessions`` opens what it parses). Kept free of database imports.
 """
 
 from __future__ import annotations

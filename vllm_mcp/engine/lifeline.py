@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 POLL_SECONDS = 0.5
-_MODULE = "vllm_mcp.server.lifeline"
+_MODULE = "vllm_mcp.engine.lifeline"
 _closed = threading.Event()
 
 
@@ -85,10 +85,10 @@ def exit_without_teardown() -> None:
     process's threads and run its finalizers when ``_bootstrap`` returns; the exit handlers
     run here, the streams are flushed, and the exit status is the target's.
     """
-    original = multiprocessing.process.BaseProcess._bootstrap
+    original = multiprocessing.process.BaseProcess._bootstrap  # type: ignore[attr-defined]
 
     def bootstrap(self: multiprocessing.process.BaseProcess, parent_sentinel: Any = None) -> int:
-        code = original(self, parent_sentinel)  # type: ignore[attr-defined]
+        code: int = original(self, parent_sentinel)
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # a closed or broken stream: nothing more to say
