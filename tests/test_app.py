@@ -42,14 +42,18 @@ class FakePump:
 async def app_serving(
     monkeypatch: pytest.MonkeyPatch, engine: FakeEngine, **env: str
 ) -> AsyncIterator[tuple[StdioPeer, asyncio.Task[int]]]:
-    """``app._serve`` as ``serve`` runs it, with the double for the engine and pipes for stdio."""
+    """``app.Server`` as ``serve`` runs it, with the double for the engine and pipes for stdio."""
     settings = Settings.load(environ=env)
     peer = StdioPeer()
     monkeypatch.setattr(app, "Engine", lambda s, recent_log_lines=tuple: engine)
     monkeypatch.setattr(
-        app, "make_transport", lambda s: StdioTransport(s.max_message_bytes, peer.server_in, peer.server_out)
+        app,
+        "make_transport",
+        lambda s, hooks: StdioTransport(
+            s.max_message_bytes, hooks, in_fd=peer.server_in, out_fd=peer.server_out
+        ),
     )
-    task = asyncio.create_task(app._serve(settings, FakePump()))  # type: ignore[arg-type]
+    task = asyncio.create_task(app.Server(settings, FakePump()).serve())  # type: ignore[arg-type]
     try:
         yield peer, task
     finally:

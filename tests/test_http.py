@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -132,12 +133,15 @@ class ServedDouble:
 
         from vllm_mcp.config.settings import Settings
         from vllm_mcp.protocol.http import HttpTransport
+        from vllm_mcp.protocol.transport import ServerHooks
 
         settings = Settings.load(environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_PORT": "0", **env})
-        self.transport = HttpTransport(settings)
         self.state = "loading"
-        self.transport.health = lambda: self.state  # type: ignore[method-assign]
+        self.load_status: dict[str, Any] = {}
+        hooks = ServerHooks(health=lambda: self.state, load_status=lambda: self.load_status)
+        self.transport = HttpTransport(settings, hooks)
         self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self.transport.startup())  # binds: the port is known from here
         self.thread = threading.Thread(
             target=self.loop.run_until_complete,
             args=(self.transport.serve(server or Server("double")),),
@@ -202,7 +206,7 @@ def test_healthz_says_the_load_phase(double: ServedDouble) -> None:
 
     wait_listening(double.base + "/healthz")
     status = {"phase": "compiling", "phase_s": 12.0, "load_s": 95.3}
-    double.transport.load_status = lambda: status  # type: ignore[method-assign]
+    double.load_status = status
     r = httpx2.get(double.base + "/healthz")
     assert (r.status_code, r.json()) == (503, {"state": "loading", **status})
 

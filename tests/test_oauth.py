@@ -380,7 +380,7 @@ def test_an_unreachable_issuer_stops_the_transport_at_start(tmp_path: Any) -> No
         "VLLM_MCP_OAUTH_ISSUER": f"http://127.0.0.1:{port}",
     }
     with pytest.raises(HttpSetupError, match=f"cannot discover the issuer .*127.0.0.1:{port}"):
-        HttpTransport(Settings.load(environ=env))
+        asyncio.run(HttpTransport(Settings.load(environ=env)).startup())
 
 
 def test_serve_refuses_to_start_without_its_issuer_and_no_traceback(tmp_path: Any) -> None:
