@@ -119,6 +119,29 @@ def test_chat_url_refuses_a_bad_token_file_without_showing_it(tmp_path) -> None:
     assert "token shorter than 16 characters" in done.stderr and "shorty" not in done.stderr
 
 
+def test_building_the_transport_binds_and_reads_nothing_its_startup_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from vllm_mcp.config.settings import Settings
+    from vllm_mcp.protocol.http import HttpTransport
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_PORT": str(port)}
+        in_use = HttpTransport(Settings.load(environ=env))  # the port in use is not touched yet
+        absent = HttpTransport(
+            Settings.load(environ={**env, "VLLM_MCP_HTTP_TOKEN_FILE": str(tmp_path / "absent")})
+        )
+        with pytest.raises(
+            HttpSetupError, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        ):
+            asyncio.run(in_use.startup())
+        with pytest.raises(HttpSetupError, match=r"no such file \(VLLM_MCP_HTTP_TOKEN_FILE\)"):
+            asyncio.run(absent.startup())
+
+
 # --- the transport in process, around an SDK Server with no tools (no engine) ------------------
 
 
