@@ -86,8 +86,9 @@ class Server:
             settings.metrics_interval,
             worker=front_end.index if front_end else None,
         )
-        self.sessions: SessionStore
+        self.sessions: SessionStore  # these three from startup: the store opens asynchronously
         self.tools: Tools
+        self.mcp: Any  # the SDK's Server over the tools, which every transport serves
 
     async def serve(self) -> int:
         """Start, serve until the transport closes, shut down; the exit status."""
