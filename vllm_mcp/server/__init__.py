@@ -1,9 +1,10 @@
 """The process: one server from start to exit, its HTTP front-end processes, and a worker node.
 
-Owns the server life cycle (app.py: load the engine in the background, serve a transport,
-shut down one way whatever the trigger), ``VLLM_MCP_HTTP_WORKERS`` front-end processes
-(frontends.py), the multi-node worker node that runs only vLLM workers (worker_node.py), and
-making spawned processes die with the server (lifeline.py).
+Owns the server life cycle (app.py's ``Server``: start up, load the engine in the
+background, serve a transport, shut down one way whatever the trigger), the
+``VLLM_MCP_HTTP_WORKERS`` front-end processes (frontends.py, which run app.py's ``Server``
+each; app.py does not import them), the multi-node worker node that runs only vLLM
+workers (worker_node.py), and making spawned processes die with the server (lifeline.py).
 
 May import every family below it: ``protocol``, ``tools``, ``sessions``, ``engine``,
 ``config``, and the shared modules. Only the CLI imports this package.
