@@ -180,3 +180,26 @@ def test_a_worker_nodes_settings_become_vllms_own_multi_node_parallel_config(tin
     assert (p.nnodes, p.node_rank, p.master_addr, p.master_port) == (2, 1, "10.0.0.1", 29600)
     assert (p.distributed_executor_backend, p.world_size, p.local_world_size) == ("mp", 2, 1)
     assert p.node_rank_within_dp == 1  # vllm serve --headless runs only workers on such a node
+
+
+class DeadAsyncLLM:
+    """TEST DOUBLE of vLLM's ``AsyncLLM`` once its engine core process died: only ``errored`` is read."""
+
+    errored = True
+
+
+def test_an_engine_core_death_says_failed_and_is_reported_once_seen() -> None:
+    e = engine.Engine(Settings.load(environ={}))
+    assert not e.died()  # nothing loaded yet
+    e._llm, e.state = DeadAsyncLLM(), engine.EngineState.READY
+    assert e.died()
+    assert (e.state, e.failure) == (engine.EngineState.FAILED, "the vLLM engine process died")
+
+
+def test_an_engine_core_death_a_call_found_first_still_ends_the_server() -> None:
+    """A call that meets the dead core first marks it failed; the server's watcher must still see it."""
+    e = engine.Engine(Settings.load(environ={}))
+    e._llm, e.state = DeadAsyncLLM(), engine.EngineState.READY
+    with pytest.raises(engine.EngineUnavailable, match="the server is restarting"):
+        e.check_serving()
+    assert e.died() and e.state is engine.EngineState.FAILED

@@ -143,6 +143,33 @@ def test_a_server_on_any_loopback_address_accepts_its_own_host(tmp_path, host: s
         served.close()
 
 
+def test_building_the_transport_binds_and_reads_nothing_its_startup_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from vllm_mcp.config.settings import Settings
+    from vllm_mcp.protocol.http import HttpTransport
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_PORT": str(port)}
+        in_use = HttpTransport(Settings.load(environ=env))  # the port in use is not touched yet
+        absent = HttpTransport(
+            Settings.load(environ={**env, "VLLM_MCP_HTTP_TOKEN_FILE": str(tmp_path / "absent")})
+        )
+        with pytest.raises(
+            HttpSetupError, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        ):
+            asyncio.run(in_use.startup())
+        with pytest.raises(TokenFileError, match=r"no such file \(VLLM_MCP_HTTP_TOKEN_FILE\)") as e:
+            asyncio.run(absent.startup())
+        assert e.value.exit_code == 2
+
+
+# --- the transport in process, around an SDK Server with no tools (no engine) ------------------
+
+
 def own_non_loopback_address() -> str | None:
     """An address of this machine that is not loopback (no packet is sent to find it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -216,7 +243,7 @@ def test_healthz_says_the_load_phase(double: ServedDouble) -> None:
 
     wait_listening(double.base + "/healthz")
     status = {"phase": "compiling", "phase_s": 12.0, "load_s": 95.3}
-    double.transport.load_status = lambda: status  # type: ignore[method-assign]
+    double.load_status = status
     r = httpx2.get(double.base + "/healthz")
     assert (r.status_code, r.json()) == (503, {"state": "loading", **status})
 

@@ -397,7 +397,7 @@ def test_an_unreachable_issuer_stops_the_transport_at_start(tmp_path: Any) -> No
         "VLLM_MCP_OAUTH_ISSUER": f"http://127.0.0.1:{port}",
     }
     with pytest.raises(OAuthSetupError, match=f"cannot discover the issuer .*127.0.0.1:{port}") as e:
-        HttpTransport(Settings.load(environ=env))
+        asyncio.run(HttpTransport(Settings.load(environ=env)).startup())
     assert e.value.exit_code == 2  # a setting to fix, as before the engine starts
 
 

@@ -37,7 +37,7 @@ async def serving(engine: FakeEngine | None = None, **env: str) -> AsyncIterator
     await engine.start()
     tools = Tools(settings, engine, MemorySessionStore(10, 10), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]
     peer = StdioPeer()
-    transport = StdioTransport(settings.max_message_bytes, peer.server_in, peer.server_out)
+    transport = StdioTransport(settings.max_message_bytes, in_fd=peer.server_in, out_fd=peer.server_out)
     task = asyncio.create_task(transport.serve(build_server(tools)))
     try:
         yield peer

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -38,20 +39,34 @@ class FakePump:
         return []
 
 
+@dataclass
+class Serving:
+    """A ``Server`` being served in this test's loop: the client's pipes, the server, its task."""
+
+    peer: StdioPeer
+    server: app.Server
+    task: asyncio.Task[int]
+
+
 @contextlib.asynccontextmanager
 async def app_serving(
     monkeypatch: pytest.MonkeyPatch, engine: FakeEngine, **env: str
-) -> AsyncIterator[tuple[StdioPeer, asyncio.Task[int]]]:
-    """``app._serve`` as ``serve`` runs it, with the double for the engine and pipes for stdio."""
+) -> AsyncIterator[Serving]:
+    """``app.Server`` as ``serve`` runs it, with the double for the engine and pipes for stdio."""
     settings = Settings.load(environ=env)
     peer = StdioPeer()
     monkeypatch.setattr(app, "Engine", lambda s, recent_log_lines=tuple: engine)
     monkeypatch.setattr(
-        app, "make_transport", lambda s: StdioTransport(s.max_message_bytes, peer.server_in, peer.server_out)
+        app,
+        "make_transport",
+        lambda s, hooks: StdioTransport(
+            s.max_message_bytes, hooks, in_fd=peer.server_in, out_fd=peer.server_out
+        ),
     )
-    task = asyncio.create_task(app._serve(settings, FakePump()))  # type: ignore[arg-type]
+    server = app.Server(settings, FakePump())  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve())
     try:
-        yield peer, task
+        yield Serving(peer, server, task)
     finally:
         peer.close_input()
         with contextlib.suppress(Exception):
@@ -78,7 +93,8 @@ def test_end_of_input_lets_in_flight_calls_finish(monkeypatch: pytest.MonkeyPatc
     engine = FakeEngine(reply="all done")
 
     async def scenario() -> None:
-        async with app_serving(monkeypatch, engine) as (peer, task):
+        async with app_serving(monkeypatch, engine) as serving:
+            peer, task = serving.peer, serving.task
             await peer.initialize()
             engine.hold()
             calls = [await peer.call_tool("chat_completion", CHAT) for _ in range(2)]
@@ -101,7 +117,8 @@ def test_after_the_grace_unfinished_calls_are_aborted_and_answered(monkeypatch: 
 
     async def scenario() -> None:
         env = {"VLLM_MCP_SHUTDOWN_GRACE": "0.1", "VLLM_MCP_MAX_CONCURRENCY": "1"}
-        async with app_serving(monkeypatch, engine, **env) as (peer, task):
+        async with app_serving(monkeypatch, engine, **env) as serving:
+            peer, task = serving.peer, serving.task
             await peer.initialize()
             engine.hold()  # never released
             generating = await peer.call_tool("chat_completion", CHAT)
@@ -122,7 +139,8 @@ def test_a_signal_stops_intake_and_in_flight_calls_finish(monkeypatch: pytest.Mo
     engine = FakeEngine(reply="finished anyway")
 
     async def scenario() -> None:
-        async with app_serving(monkeypatch, engine) as (peer, task):
+        async with app_serving(monkeypatch, engine) as serving:
+            peer, task = serving.peer, serving.task
             await peer.initialize()  # by now the app's signal handlers are installed
             engine.hold()
             in_flight = await peer.call_tool("chat_completion", CHAT)
@@ -144,7 +162,8 @@ def test_the_engine_dying_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = FakeEngine()
 
     async def scenario() -> None:
-        async with app_serving(monkeypatch, engine) as (peer, task):
+        async with app_serving(monkeypatch, engine) as serving:
+            peer, task = serving.peer, serving.task
             await peer.initialize()
             engine.errored = True  # what AsyncLLM.errored says once its engine core died
             assert await asyncio.wait_for(task, 5) == app.EXIT_ENGINE_DIED == 1
@@ -157,7 +176,8 @@ def test_a_second_signal_stops_waiting_for_the_grace(monkeypatch: pytest.MonkeyP
     engine = FakeEngine()
 
     async def scenario() -> None:
-        async with app_serving(monkeypatch, engine, VLLM_MCP_SHUTDOWN_GRACE="60") as (peer, task):
+        async with app_serving(monkeypatch, engine, VLLM_MCP_SHUTDOWN_GRACE="60") as serving:
+            peer, task = serving.peer, serving.task
             await peer.initialize()
             engine.hold()  # never released
             rid = await peer.call_tool("chat_completion", CHAT)
@@ -178,7 +198,8 @@ def test_a_setting_that_only_limits_calls_is_logged_once_at_start(
 ) -> None:
     async def scenario() -> None:
         env = {"VLLM_MAX_MODEL_LEN": "512", "VLLM_DEFAULT_MAX_TOKENS": "512"}
-        async with app_serving(monkeypatch, FakeEngine(), **env) as (peer, task):
+        async with app_serving(monkeypatch, FakeEngine(), **env) as serving:
+            peer, task = serving.peer, serving.task
             peer.close_input()
             assert await asyncio.wait_for(task, 5) == 0
 
@@ -203,3 +224,106 @@ def test_a_failure_inside_a_task_group_is_logged_with_its_cause_and_place() -> N
 
 async def _raise_value_error() -> None:
     int(b"\xc3\xaa")
+
+
+# --- the Server's life cycle through its flags ---------------------------------------------------
+
+
+def test_should_exit_refuses_new_calls_says_stopping_and_lets_in_flight_calls_finish(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = FakeEngine(reply="finished")
+
+    async def scenario() -> None:
+        async with app_serving(monkeypatch, engine) as serving:
+            peer, server, task = serving.peer, serving.server, serving.task
+            await peer.initialize()
+            assert (server.should_exit, server.force_exit, server.health()) == (False, False, "ready")
+            engine.hold()
+            in_flight = await peer.call_tool("chat_completion", CHAT)
+            await until(lambda: engine.started)
+            server.exit("asked by the test")
+            assert (server.should_exit, server.force_exit, server.health()) == (True, False, "stopping")
+            refused = await peer.reply(await peer.call_tool("chat_completion", CHAT))
+            assert refused["error"]["code"] == -32000
+            assert not task.done()  # the call in flight is waited for
+            engine.release()
+            assert text_of(await peer.reply(in_flight)) == "finished"
+            assert await asyncio.wait_for(task, 5) == app.EXIT_OK
+            assert engine.aborted == [] and engine.closed
+
+    with caplog.at_level("INFO", logger="vllm_mcp.server.app"):
+        run(scenario)
+    stopped = [r for r in caplog.records if r.getMessage() == "stopped"]
+    assert [r.reason for r in stopped] == ["asked by the test"]  # type: ignore[attr-defined]
+    assert not any(r.getMessage().startswith("shutdown grace over") for r in caplog.records)
+
+
+def test_force_exit_ends_the_grace_and_aborts_the_calls_in_flight(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = FakeEngine()
+
+    async def scenario() -> None:
+        async with app_serving(monkeypatch, engine, VLLM_MCP_SHUTDOWN_GRACE="60") as serving:
+            peer, server, task = serving.peer, serving.server, serving.task
+            await peer.initialize()
+            engine.hold()  # never released
+            rid = await peer.call_tool("chat_completion", CHAT)
+            await until(lambda: engine.started)
+            server.handle_signal(signal.SIGTERM)
+            assert server.should_exit and not server.force_exit
+            server.handle_signal(signal.SIGTERM)
+            assert server.force_exit
+            assert text_of(await peer.reply(rid)) == "server shut down before this call could finish"
+            assert await asyncio.wait_for(task, 5) == app.EXIT_OK
+            assert engine.aborted == engine.started and engine.closed
+
+    with caplog.at_level("INFO", logger="vllm_mcp.server.app"):
+        run(scenario)
+    assert [r.reason for r in caplog.records if r.getMessage() == "stopped"] == ["signal SIGTERM"]  # type: ignore[attr-defined]
+    assert not any(r.getMessage().startswith("shutdown grace over") for r in caplog.records)
+
+
+def test_the_first_trigger_decides_the_reason_and_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = FakeEngine(reply="done")
+
+    async def scenario() -> None:
+        async with app_serving(monkeypatch, engine) as serving:
+            peer, server, task = serving.peer, serving.server, serving.task
+            await peer.initialize()
+            engine.hold()
+            rid = await peer.call_tool("chat_completion", CHAT)
+            await until(lambda: engine.started)
+            peer.close_input()
+            await until(lambda: server.should_exit)
+            engine.errored = True  # the engine dies while the drain waits: exit stays 0
+            await until(lambda: engine.failure is not None)
+            engine.release()
+            assert text_of(await peer.reply(rid)) == "done"
+            assert await asyncio.wait_for(task, 5) == app.EXIT_OK
+            assert (server.reason, server.exit_code) == ("end of input", app.EXIT_OK)
+            assert not server.force_exit
+
+    run(scenario)
+
+
+def test_the_engine_dying_sets_should_exit_with_exit_1_and_a_short_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = FakeEngine()
+
+    async def scenario() -> None:
+        async with app_serving(monkeypatch, engine, VLLM_MCP_SHUTDOWN_GRACE="60") as serving:
+            peer, server, task = serving.peer, serving.server, serving.task
+            await peer.initialize()
+            engine.hold()  # never released: only the engine-death grace (2 s) ends the wait
+            rid = await peer.call_tool("chat_completion", CHAT)
+            await until(lambda: engine.started)
+            engine.errored = True
+            assert text_of(await peer.reply(rid)) == "server shut down before this call could finish"
+            assert await asyncio.wait_for(task, 5) == app.EXIT_ENGINE_DIED
+            assert (server.should_exit, server.reason) == (True, "engine died")
+            assert server.health() == "stopping" and engine.failure == "the vLLM engine process died"
+
+    run(scenario)

@@ -122,6 +122,12 @@ class FakeEngine:
     def unfinished_requests(self) -> int:
         return len(self._active)
 
+    def died(self) -> bool:
+        """As ``Engine.died``: ``errored`` is set by a test, as AsyncLLM's once its core died."""
+        if self.errored and self.state is EngineState.READY:
+            self.state, self.failure = EngineState.FAILED, "the vLLM engine process died"
+        return self.errored
+
     async def aclose(self) -> None:
         self.shutdown()
 

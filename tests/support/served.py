@@ -24,12 +24,15 @@ class ServedDouble:
     def __init__(self, tmp_path, server=None, **env: str) -> None:  # type: ignore[no-untyped-def]
         from vllm_mcp.config.settings import Settings
         from vllm_mcp.protocol.http import HttpTransport
+        from vllm_mcp.protocol.transport import ServerHooks
 
         settings = Settings.load(environ={"VLLM_MCP_TRANSPORT": "http", "VLLM_MCP_HTTP_PORT": "0", **env})
-        self.transport = HttpTransport(settings)
         self.state = "loading"
-        self.transport.health = lambda: self.state  # type: ignore[method-assign]
+        self.load_status: dict[str, Any] = {}
+        hooks = ServerHooks(health=lambda: self.state, load_status=lambda: self.load_status)
+        self.transport = HttpTransport(settings, hooks)
         self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self.transport.startup())  # binds: the port is known from here
         self.thread = threading.Thread(
             target=self.loop.run_until_complete,
             args=(self.transport.serve(server or Server("double")),),

@@ -349,6 +349,12 @@ class Engine:
     def errored(self) -> bool:
         return bool(self._llm is not None and self._llm.errored)
 
+    def died(self) -> bool:
+        """Whether the engine core process died under a loaded model; the state then says failed."""
+        if self.errored and self.state is EngineState.READY:
+            self.state, self.failure = EngineState.FAILED, "the vLLM engine process died"
+        return self.errored
+
     def unfinished_requests(self) -> int:
         llm = self._llm
         return int(llm.get_num_unfinished_requests()) if llm is not None else 0

@@ -38,7 +38,7 @@ from vllm_mcp.config.settings import Settings
 from vllm_mcp.errors import HttpSetupError, OAuthSetupError
 from vllm_mcp.protocol.auth import TokenFileVerifier
 from vllm_mcp.protocol.challenge import Challenges
-from vllm_mcp.protocol.transport import SERVER_SHUTTING_DOWN, Transport
+from vllm_mcp.protocol.transport import SERVER_SHUTTING_DOWN, ServerHooks, Transport
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +162,11 @@ class _Gate:
                 exchange.disconnect()
             return message
 
-        t._started()
+        t._call_started(exchange)
         try:
             await self.app(scope, watched, send)
         finally:
-            t._finished()
+            t._call_finished(exchange)
 
     async def _refuse_if_request(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """While stopping: 503 for anything that would start work; notifications still pass."""
@@ -210,29 +210,41 @@ class _Uvicorn(uvicorn.Server):
 
 
 class HttpTransport(Transport):
-    """MCP Streamable HTTP served by uvicorn, for every client over one SDK ``Server``."""
+    """MCP Streamable HTTP served by uvicorn, for every client over one SDK ``Server``.
 
-    def __init__(self, settings: Settings, listening: socket.socket | None = None) -> None:
+    The constructor only records what to do; ``startup`` reads the token file, binds the
+    socket (or takes ``listening``, the one a parent bound for its front ends) and discovers
+    the OAuth issuer, each failure an ``HttpSetupError`` naming the setting to change.
+    """
+
+    def __init__(
+        self, settings: Settings, hooks: ServerHooks | None = None, listening: socket.socket | None = None
+    ) -> None:
+        super().__init__(hooks)
         self.settings = settings
         self.max_message_bytes = settings.max_message_bytes
-        self.intake_open = True
-        self._in_flight = 0
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._listening = listening
         self._uvicorn: Any = None
         self._closing = False
+        self.socket: socket.socket | None = None
+        self.port = 0
         self.verifier: TokenFileVerifier | None = None
+        self.oauth: Any = None
+
+    async def startup(self) -> None:
+        if self.socket is not None:
+            return
+        settings = self.settings
         if settings.http_token_file is not None:
             self.verifier = TokenFileVerifier(settings.http_token_file)  # TokenFileError: exit 2
-        # One of VLLM_MCP_HTTP_WORKERS front ends gets the socket its parent bound (workers.py).
-        self.socket = listening or bind_socket(settings.http_host, settings.http_port)
+        # One of VLLM_MCP_HTTP_WORKERS front ends gets the socket its parent bound (frontends.py).
+        self.socket = self._listening or bind_socket(settings.http_host, settings.http_port)
         self.port = int(self.socket.getsockname()[1])
-        self.oauth: Any = None
         if settings.oauth_issuer is not None:
             from vllm_mcp.protocol import oauth
 
-            try:
-                self.oauth = oauth.start(settings, self.url)
+            try:  # blocking HTTP to the issuer: off the event loop
+                self.oauth = await asyncio.to_thread(oauth.start, settings, self.url)
             except OAuthSetupError:  # exit 2, as a bad setting
                 self.socket.close()
                 raise
@@ -272,11 +284,13 @@ class HttpTransport(Transport):
         return _Gate(Challenges(app, (s.oauth_scopes or "").split()), self)
 
     async def _health(self, request: Request) -> JSONResponse:
-        state = self.health()
-        body = {"state": state, **self.load_status()}
+        state = self.hooks.health()
+        body = {"state": state, **self.hooks.load_status()}
         return JSONResponse(body, status_code=200 if state == "ready" else 503)
 
     async def serve(self, server: Any) -> None:
+        await self.startup()
+        assert self.socket is not None
         config = uvicorn.Config(
             self.build_app(server),
             log_config=None,
@@ -306,28 +320,7 @@ class HttpTransport(Transport):
         finally:
             self.socket.close()
 
-    # --- what the life cycle drives ----------------------------------------------
-
-    def stop_intake(self) -> None:
-        self.intake_open = False
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    async def wait_drained(self) -> None:
-        await self._drained.wait()
-
     def close(self) -> None:
         self._closing = True
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
-
-    def _started(self) -> None:
-        self._in_flight += 1
-        self._drained.clear()
-
-    def _finished(self) -> None:
-        self._in_flight -= 1
-        if self._in_flight == 0:
-            self._drained.set()

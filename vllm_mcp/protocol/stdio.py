@@ -7,7 +7,6 @@ which requests are unanswered so a shutdown can drain them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -31,6 +30,7 @@ from vllm_mcp.protocol.transport import (
     INVALID_REQUEST,
     PARSE_ERROR,
     SERVER_SHUTTING_DOWN,
+    ServerHooks,
     Transport,
 )
 
@@ -54,32 +54,46 @@ class StdioTransport(Transport):
     While it runs, fd 0 reads the null device and fd 1 points at stderr, so the
     engine's child processes and stray prints can never touch the protocol stream.
     Given ``in_fd``/``out_fd`` (tests: pipes), it uses those and leaves fds 0 and 1 alone;
-    it then owns ``in_fd``.
+    it then owns ``in_fd``. The fds change hands in ``startup``, never in the constructor.
     """
 
-    def __init__(self, max_message_bytes: int, in_fd: int | None = None, out_fd: int | None = None) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int,
+        hooks: ServerHooks | None = None,
+        *,
+        in_fd: int | None = None,
+        out_fd: int | None = None,
+    ) -> None:
+        super().__init__(hooks)
         self.max_message_bytes = max_message_bytes
-        self.pending: set[Any] = set()
         self._requests: dict[Any, tuple[str, Any]] = {}  # id -> (method, params), to explain errors
         self.initialized = False
         self.line_at_a_time = False  # set by the client's initialize (LINE_AT_A_TIME_CLIENTS)
         self._last_notification_at = -1.0
-        self.intake_open = True
-        self._drained = asyncio.Event()
-        self._drained.set()
-        if in_fd is None or out_fd is None:
+        self._pipes = (in_fd, out_fd) if in_fd is not None and out_fd is not None else None
+        self._in_fd = self._out_fd = -1  # set by startup
+        self._reader: Any = None
+        self._to_server, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](64)
+        self.write_stream, self._from_server = anyio.create_memory_object_stream[SessionMessage](64)
+
+    async def startup(self) -> None:
+        """Take over fds 0 and 1 (unless given pipes): the protocol stream is ours alone from now."""
+        if self._reader is not None:
+            return
+        if self._pipes is not None:
+            self._in_fd, self._out_fd = self._pipes
+        else:
             sys.stdout.flush()
-            in_fd, out_fd = os.dup(0), os.dup(1)
+            self._in_fd, self._out_fd = os.dup(0), os.dup(1)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
             os.dup2(2, 1)
-        self._in_fd, self._out_fd = in_fd, out_fd
         self._reader = os.fdopen(self._in_fd, "rb", buffering=1 << 16)
-        self._to_server, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](64)
-        self.write_stream, self._from_server = anyio.create_memory_object_stream[SessionMessage](64)
 
     async def serve(self, server: Any) -> None:
+        await self.startup()
         async with self.run():
             await server.run(self.read_stream, self.write_stream, server.create_initialization_options())
 
@@ -94,19 +108,9 @@ class StdioTransport(Transport):
             finally:
                 tg.cancel_scope.cancel()
 
-    def stop_intake(self) -> None:
-        self.intake_open = False
-
-    @property
-    def in_flight(self) -> int:
-        return len(self.pending)
-
     def close(self) -> None:
         """End the session: the SDK's loop returns once its read stream closes."""
         self._to_server.close()
-
-    async def wait_drained(self) -> None:
-        await self._drained.wait()
 
     # --- reading -------------------------------------------------------------------
 
@@ -133,7 +137,7 @@ class StdioTransport(Transport):
             line = await anyio.to_thread.run_sync(self._read_line, abandon_on_cancel=True)
             if line is None:
                 log.info("end of input")
-                self.on_eof()
+                self.hooks.on_eof()
                 return
             if isinstance(line, int):
                 await self._reply_error(
@@ -215,9 +219,8 @@ class StdioTransport(Transport):
                 return
             if message.method == "initialize":
                 self._note_client(message.params)
-            self.pending.add(message.id)
+            self._call_started(message.id)
             self._requests[message.id] = (message.method, message.params)
-            self._drained.clear()
         elif isinstance(message, types.JSONRPCNotification) and (message.method == "notifications/cancelled"):
             self._settle((message.params or {}).get("requestId"))
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -302,12 +305,10 @@ class StdioTransport(Transport):
             ).encode()
 
     def _settle(self, rid: Any) -> None:
-        self.pending.discard(rid)
         self._requests.pop(rid, None)
         if isinstance(rid, str) and rid.isdigit():
-            self.pending.discard(int(rid))
-        if not self.pending:
-            self._drained.set()
+            self._call_finished(int(rid))
+        self._call_finished(rid)
 
 
 def _write_now(fd: int, data: bytes) -> bytes:

@@ -13,9 +13,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
@@ -24,12 +25,9 @@ from vllm_mcp.engine.core import Engine, EngineState, prepare_process_environmen
 from vllm_mcp.engine.load_phase import vllm_info_line
 from vllm_mcp.errors import EngineDead, ExitCode, SetupError, exit_code_of
 from vllm_mcp.metrics import Metrics
-from vllm_mcp.protocol import build_server, make_transport
-from vllm_mcp.sessions import open_store
+from vllm_mcp.protocol import ServerHooks, build_server, make_transport
+from vllm_mcp.sessions import SessionStore, open_store
 from vllm_mcp.tools.handlers import Tools
-
-if TYPE_CHECKING:
-    from vllm_mcp.server.frontends import Worker
 
 log = logging.getLogger(__name__)
 
@@ -39,117 +37,184 @@ EXIT_OK, EXIT_ENGINE_DIED = ExitCode.OK, EngineDead.exit_code
 """Set when shutdown cut a model load short: the exit then skips interpreter teardown."""
 
 
-@dataclass
-class _Shutdown:
-    reason: str = ""
-    exit_code: int = EXIT_OK
-    started: bool = False
+@dataclass(frozen=True)
+class FrontEnd:
+    """What makes a ``Server`` one of ``VLLM_MCP_HTTP_WORKERS`` front ends (frontends.py).
+
+    Its index, the listening socket its parent bound, and its client of the parent's vLLM
+    engine core.
+    """
+
+    index: int
+    listening: socket.socket
+    client: dict[str, Any]
 
 
-async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | None = None) -> int:
-    if worker is None:
-        transport = make_transport(settings)
-        engine = Engine(settings, recent_log_lines=pump.tail)
-    else:  # one of VLLM_MCP_HTTP_WORKERS front ends: the parent's socket and engine core
-        transport = make_transport(settings, worker.listening)
-        engine = Engine(settings, recent_log_lines=pump.tail, client=worker.client)
-    pump.observers.append(engine.load.observe_log_line)
-    metrics = Metrics(
-        engine.model_name,
-        settings.metrics_textfile,
-        settings.metrics_interval,
-        worker=worker.index if worker else None,
-    )
-    # Before the model loads: a store that cannot be reached refuses the start at once.
-    sessions = await open_store(settings, on_evict=metrics.session_evicted)
-    metrics.set_sessions(await sessions.count())
-    tools = Tools(settings, engine, sessions, metrics)
-    server = build_server(tools)
-    shutdown = _Shutdown()
-    loop = asyncio.get_running_loop()
-    background: set[asyncio.Task[Any]] = set()
+class Server:
+    """One MCP server process from start-up to exit; uvicorn's ``Server`` is the model.
 
-    def spawn(coro: Any) -> None:
-        task = loop.create_task(coro)
-        background.add(task)
-        task.add_done_callback(background.discard)
+    ``serve`` runs ``startup`` (the transport binds and reads its files, the session store
+    opens, the model starts loading in the background), the transport until it is closed,
+    then ``shutdown`` (the engine stops, metrics and sessions are closed). Every trigger
+    ends through the same two flags:
 
-    async def drain(grace: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(transport.wait_drained(), grace)
-        if transport.in_flight:
-            log.warning(
-                "shutdown grace over; failing unfinished calls",
-                extra={"unfinished": transport.in_flight},
-            )
-            tools.abort_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(transport.wait_drained(), 5)
-        transport.close()
+    - ``should_exit`` (SIGTERM/SIGINT, end of input, the engine dying): stop taking calls,
+      give in-flight ones ``VLLM_MCP_SHUTDOWN_GRACE`` seconds, abort the rest, close the
+      transport;
+    - ``force_exit`` (a second signal): stop waiting, abort the calls still in flight.
+    """
 
-    def begin_shutdown(reason: str, exit_code: int = EXIT_OK, grace: float | None = None) -> None:
-        if shutdown.started:
-            if reason.startswith("signal"):  # a second signal: stop waiting
-                tools.abort_all()
+    def __init__(self, settings: Settings, pump: vlogging.LogPump, front_end: FrontEnd | None = None) -> None:
+        self.settings = settings
+        self.pump = pump
+        self.should_exit = False
+        self.force_exit = False
+        self.exit_code: int = EXIT_OK
+        self.reason = ""
+        self._forced = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._engine_task: asyncio.Task[None] | None = None
+        hooks = ServerHooks(on_eof=self.on_end_of_input, health=self.health, load_status=self.load_status)
+        if front_end is None:
+            self.transport = make_transport(settings, hooks)
+            self.engine = Engine(settings, recent_log_lines=pump.tail)
+        else:  # the parent's socket and engine core
+            self.transport = make_transport(settings, hooks, front_end.listening)
+            self.engine = Engine(settings, recent_log_lines=pump.tail, client=front_end.client)
+        self.metrics = Metrics(
+            self.engine.model_name,
+            settings.metrics_textfile,
+            settings.metrics_interval,
+            worker=front_end.index if front_end else None,
+        )
+        self.sessions: SessionStore  # these three from startup: the store opens asynchronously
+        self.tools: Tools
+        self.mcp: Any  # the SDK's Server over the tools, which every transport serves
+
+    async def serve(self) -> int:
+        """Start, serve until the transport closes, shut down; the exit status."""
+        await self.startup()
+        try:
+            await self.transport.serve(self.mcp)
+        finally:
+            await self.shutdown()
+        log.info("stopped", extra={"reason": self.reason or "input closed"})
+        return self.exit_code
+
+    async def startup(self) -> None:
+        """What can refuse the start does so before the model loads: the transport, the store."""
+        await self.transport.startup()  # TransportSetupError: a port in use, a bad token file
+        self.pump.observers.append(self.engine.load.observe_log_line)
+        # A store that cannot be reached refuses the start at once (SessionStoreError).
+        self.sessions = await open_store(self.settings, on_evict=self.metrics.session_evicted)
+        self.metrics.set_sessions(await self.sessions.count())
+        self.tools = Tools(self.settings, self.engine, self.sessions, self.metrics)
+        self.mcp = build_server(self.tools)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_signal, signal.Signals(sig))
+        log.info("starting", extra={"version": __version__, "settings": self.settings.public_dict()})
+        for warning in self.settings.warnings():
+            log.warning("a setting limits what calls get", extra={"warning": warning})
+        self.metrics.set_engine_state(EngineState.LOADING.value)
+        self._engine_task = loop.create_task(self.engine.start())
+        self._spawn(self._watch_engine())
+        self._spawn(self.metrics.run())
+
+    async def shutdown(self) -> None:
+        """Stop the engine (a load in progress too) and close what the server owns."""
+        for task in list(self._background):
+            task.cancel()
+        if self._engine_task is not None and not self._engine_task.done():
+            self._engine_task.cancel()  # a load in progress stops now, its processes with it
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._engine_task
+        await self.engine.aclose()
+        self.metrics.set_engine_state(self.engine.state.value)
+        self.metrics.write()
+        await self.sessions.aclose()
+
+    # --- the triggers --------------------------------------------------------------
+
+    def exit(self, reason: str, exit_code: int = EXIT_OK, grace: float | None = None) -> None:
+        """Set ``should_exit``: no new calls from now on; in-flight ones get the grace."""
+        if self.should_exit:
             return
-        shutdown.started, shutdown.reason, shutdown.exit_code = True, reason, exit_code
-        log.info("shutting down", extra={"reason": reason, "in_flight": transport.in_flight})
-        transport.stop_intake()
-        tools.stop_intake()
-        spawn(drain(settings.shutdown_grace if grace is None else grace))
+        self.should_exit, self.reason, self.exit_code = True, reason, exit_code
+        log.info("shutting down", extra={"reason": reason, "in_flight": self.transport.in_flight})
+        self.transport.stop_intake()
+        self.tools.stop_intake()
+        self._spawn(self._drain(self.settings.shutdown_grace if grace is None else grace))
 
-    async def watch_engine() -> None:
+    def handle_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM/SIGINT: exit; a second one while exiting sets ``force_exit``."""
+        if self.should_exit:
+            self.force_exit = True
+            self._forced.set()
+            self.tools.abort_all()
+            return
+        self.exit(f"signal {sig.name}")
+
+    def on_end_of_input(self) -> None:
+        self.exit("end of input")
+
+    def health(self) -> str:
+        return "stopping" if self.should_exit else self.engine.state.value
+
+    def load_status(self) -> dict[str, Any]:
+        return self.engine.load.status()
+
+    # --- background work -----------------------------------------------------------
+
+    async def _drain(self, grace: float) -> None:
+        """Wait for in-flight calls up to ``grace`` (``force_exit`` ends the wait), abort the rest."""
+        waits = [
+            asyncio.ensure_future(self.transport.wait_drained()),
+            asyncio.ensure_future(self._forced.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self.transport.in_flight:
+            if not self.force_exit:
+                log.warning(
+                    "shutdown grace over; failing unfinished calls",
+                    extra={"unfinished": self.transport.in_flight},
+                )
+            self.tools.abort_all()
+            await self.transport.wait_drained(5)
+        self.transport.close()
+
+    async def _watch_engine(self) -> None:
+        """Metrics follow the engine; the engine core dying ends the server (exit 1)."""
         while True:
             await asyncio.sleep(0.5)
-            metrics.set_engine_state(engine.state.value)
-            metrics.set_log_lines_dropped(pump.dropped_lines)
-            if engine.state is EngineState.READY and engine.errored:
+            self.metrics.set_engine_state(self.engine.state.value)
+            self.metrics.set_log_lines_dropped(self.pump.dropped_lines)
+            if self.engine.died():
                 log.error("the vLLM engine died; exiting so the supervisor restarts the server")
-                engine.state, engine.failure = EngineState.FAILED, "the vLLM engine process died"
-                begin_shutdown("engine died", EXIT_ENGINE_DIED, grace=2.0)
+                self.exit("engine died", EXIT_ENGINE_DIED, grace=2.0)
                 return
 
-    transport.on_eof = lambda: begin_shutdown("end of input")
-    transport.health = lambda: "stopping" if shutdown.started else engine.state.value
-    transport.load_status = engine.load.status
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, begin_shutdown, f"signal {signal.Signals(sig).name}")
-
-    log.info("starting", extra={"version": __version__, "settings": settings.public_dict()})
-    for warning in settings.warnings():
-        log.warning("a setting limits what calls get", extra={"warning": warning})
-    metrics.set_engine_state(EngineState.LOADING.value)
-    engine_task = loop.create_task(engine.start())
-    spawn(watch_engine())
-    spawn(metrics.run())
-    try:
-        await transport.serve(server)
-    finally:
-        for task in list(background):
-            task.cancel()
-        if not engine_task.done():
-            engine_task.cancel()  # a load in progress stops now, its processes with it
-            with contextlib.suppress(asyncio.CancelledError):
-                await engine_task
-        await engine.aclose()
-        metrics.set_engine_state(engine.state.value)
-        metrics.write()
-        await sessions.aclose()
-    log.info("stopped", extra={"reason": shutdown.reason or "input closed"})
-    return shutdown.exit_code
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
-def run(settings: Settings, worker: Worker | None = None) -> int:
+def run(settings: Settings, front_end: FrontEnd | None = None) -> int:
     """Serve MCP until end of input or a signal; the exit status.
 
-    ``worker``: this process is one of ``VLLM_MCP_HTTP_WORKERS`` front ends (vllm_mcp.server.frontends).
+    ``front_end``: this process is one of ``VLLM_MCP_HTTP_WORKERS`` front ends (frontends.py).
     """
     # vLLM logs at INFO so that its load phases can be read; its INFO lines are shown at DEBUG.
     pump = vlogging.LogPump(settings.log_file, drop=None if settings.log_level == "DEBUG" else vllm_info_line)
     vlogging.configure(settings)
     prepare_process_environment(settings)
     try:
-        code = asyncio.run(_serve(settings, pump, worker))
+        code = asyncio.run(Server(settings, pump, front_end).serve())
     except SetupError as e:  # before the engine starts: a bad setting (exit 2), a store down (1)
         log.critical(str(e))
         code = e.exit_code

@@ -23,35 +23,24 @@ import multiprocessing.connection
 import os
 import signal
 import socket
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.errors import ExitCode, SetupError, Stop, exit_code_of
+from vllm_mcp.server import app
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Worker:
-    """What makes ``app.run`` one front end: its index, the parent's socket, its vLLM client."""
-
-    index: int
-    listening: socket.socket
-    client: dict[str, Any]
 
 
 def serve_worker(
     listen_address: str, listening: socket.socket, settings: Settings, client: dict[str, Any]
 ) -> None:
     """A worker process (vLLM's ``APIServerProcessManager`` target): ``app.run`` as front end K."""
-    from vllm_mcp.server import app
-
     index = int(client["client_index"])
     tag_logs(index)
-    app.exit_now(app.run(settings, Worker(index, listening, client)))
+    app.exit_now(app.run(settings, app.FrontEnd(index, listening, client)))
 
 
 def tag_logs(index: int) -> None:
