@@ -64,6 +64,20 @@ def test_the_rate_learns_one_calls_decode_rate_and_paces_by_who_streams() -> Non
         pacer.close()
 
 
+def test_a_call_opening_a_burst_gets_the_pace_the_last_burst_ended_at() -> None:
+    rate = ProgressRate(interval=0.05, max_rate=200.0)
+    pacers = [rate.pacer(_ignore, total=10) for _ in range(64)]
+    for _ in range(64):  # a wave of 64 streaming calls ends, each at 0.32 s and 80 tok/s
+        rate.observe(80, 1.0)
+    for pacer in pacers:
+        pacer.close()
+    assert rate.recent_interval == pytest.approx(0.32)
+    first = rate.pacer(_ignore, total=10)  # the next wave's first call: alone for now
+    assert rate.interval() == 0.05
+    assert rate.output_interval(True, None) == 12  # half of 0.32 s at 80 tok/s, not of 0.05 s
+    first.close()
+
+
 async def _ignore(text: str, tokens: int, total: int | None) -> None:
     pass
 

@@ -116,6 +116,9 @@ class ProgressRate:
         self.streaming = 0
         self.decode_rate: float | None = None
         """Tokens/s of one call after its first token, a running average over recent calls."""
+        self.recent_interval = 0.0
+        """``interval()`` as recent calls ended, a running average: what a call starting in a
+        burst will see once the rest of the burst streams too."""
 
     def interval(self) -> float:
         """The least seconds between two notifications of one call, given who streams now."""
@@ -127,13 +130,23 @@ class ProgressRate:
         """One call generated ``tokens`` more after its first output in ``seconds``."""
         if tokens < 1 or seconds <= 0:
             return
-        rate = tokens / seconds
+        rate, now = tokens / seconds, self.interval()
         old = self.decode_rate
-        self.decode_rate = rate if old is None else old + RATE_WEIGHT * (rate - old)
+        if old is None:
+            self.decode_rate, self.recent_interval = rate, now
+        else:
+            self.decode_rate = old + RATE_WEIGHT * (rate - old)
+            self.recent_interval += RATE_WEIGHT * (now - self.recent_interval)
 
     def output_interval(self, streams: bool, budget_s: float | None) -> int:
-        """``output_interval`` for a call starting now (its pacer, if any, already counted)."""
-        return output_interval(streams, self.interval(), budget_s, self.decode_rate)
+        """``output_interval`` for a call starting now (its pacer, if any, already counted).
+
+        The pace is the larger of now's and the recent one: the first calls of a burst start
+        while few others stream, but report at the burst's pace once the rest have started
+        (the decode rate they are converted with is the burst's too).
+        """
+        report_s = max(self.interval(), self.recent_interval)
+        return output_interval(streams, report_s, budget_s, self.decode_rate)
 
     def pacer(self, send: ProgressSender, total: int) -> ProgressPacer:
         """A pacer for one call, counted as streaming until its ``close``."""
