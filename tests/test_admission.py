@@ -78,7 +78,7 @@ def test_a_call_opening_a_burst_gets_the_pace_the_last_burst_ended_at() -> None:
     first.close()
 
 
-async def _ignore(text: str, tokens: int, total: int | None) -> None:
+async def _ignore(text: str, tokens: float, total: int | None) -> None:
     pass
 
 
