@@ -108,3 +108,30 @@ def test_a_budgeted_call_is_coalesced_no_coarser_than_its_budget_allows() -> Non
     out = asyncio.run(generation.stream(fake, [1], params, "r1", time.monotonic(), None, deadline, rate))
     assert fake.sampling["r1"].stream_interval == 11
     assert out.text == "the fake engine says hello"
+
+
+def test_the_tools_pace_the_engine_by_their_shared_rate() -> None:
+    """Through ``Tools`` (the FakeEngine TEST DOUBLE): a call with progress and one with a time
+    budget ask the engine for the granularity their rate's estimate gives."""
+    from tests.doubles import tools_over
+
+    sent: list[tuple[str, float, int | None]] = []
+
+    async def progress(text: str, tokens: float, total: int | None) -> None:
+        sent.append((text, tokens, total))
+
+    async def scenario() -> list[int]:
+        engine = FakeEngine(reply="one two three four five six seven")
+        tools = tools_over(engine, VLLM_MCP_PROGRESS_INTERVAL="0.05", VLLM_MCP_PROGRESS_MAX_RATE="0")
+        await engine.start()
+        tools.progress_rate.decode_rate = 120.0  # as if learnt: 3 tokens per output when streaming
+        chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+        await tools.chat_completion(chat, progress)
+        tools.progress_rate.decode_rate = 10.5  # ~10.5 tokens in 1 % of a 100 s budget
+        await tools.chat_completion({**chat, "timeout_s": 100.0})
+        return [engine.sampling[r].stream_interval for r in engine.started]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [3, 11]
+    assert sent[0] == ("one ", 1, 16)  # the first token at once
+    assert "".join(text for text, _, _ in sent) == "one two three four five six seven"
+    assert sent[-1][1] == 7  # the last notification counts every token
