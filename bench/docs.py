@@ -29,7 +29,8 @@ def section(results: dict[str, Any]) -> str:
     lines = [
         f"Run `{m['label']}`: {m['started']}, commit `{m.get('commit', '')}`, {m['cpu']} ({m['cpus']} CPUs, "
         f"{m['memory_gib']} GiB), Python {m['python']}, vLLM {m['vllm']}; {m['model']} model, "
-        f"{w['max_tokens']} tokens per request, {w['num_prompts']} requests per level. Load average at "
+        f"{w['max_tokens']} tokens per request, {w['num_prompts']} requests per level; "
+        f"`kernel.sched_autogroup_enabled={report._f(m.get('autogroup'))}`. Load average at "
         f"the start {' / '.join(f'{x:.1f}' for x in m['loadavg_at_start'])}; other CPU % during the levels "
         f"(100 = one core taken by processes outside the benchmark): {', '.join(load) or '–'}.",
         "",

@@ -3,6 +3,8 @@
 - ``vllm-mcp-http``: ``vllm-mcp serve --transport http`` (bearer token on, as deployed),
   driven like ``vllm-serve``: aiohttp POSTs ``tools/call`` with a progressToken to ``/mcp``
   and reads the SSE stream; TTFT = first ``notifications/progress`` event.
+- ``vllm-mcp-http-2026``: the same server and calls over the stateless 2026-07-28 protocol
+  (no handshake, no session; the version in every request's ``_meta`` and headers).
 - ``fluidmcp``: the FluidMCP 0.1.0 gateway (the shipped vllm-mcp-gateway.service) in front
   of ``vllm-mcp serve`` over stdio, driven over HTTP with aiohttp; its ``/vllm/mcp`` reads one
   line per request, so no progress (variant ``no-stream``; TTFT not visible to the client).
@@ -142,11 +144,15 @@ class McpHttpContender(Contender):
         async with self.http.post(self.base + "/mcp", json=note, headers=self.headers) as resp:
             await resp.read()
 
+    def _stamp(self, body: dict[str, Any]) -> dict[str, str]:
+        """The headers of one request (2025: the session's); ``McpHttp2026Contender`` adds more."""
+        return self.headers
+
     async def _rpc(self, method: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self.ids), "method": method}
         if params is not None:
             body["params"] = params
-        async with self.http.post(self.base + "/mcp", json=body, headers=self.headers) as resp:
+        async with self.http.post(self.base + "/mcp", json=body, headers=self._stamp(body)) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}: {(await resp.text())[:200]}")
             return [m async for m in sse_messages(resp)]
@@ -182,7 +188,8 @@ class McpHttpContender(Contender):
             body["params"]["_meta"] = {"progressToken": f"p{rid}"}
         rec = RequestRecord(start=time.perf_counter())
         result: dict[str, Any] | None = None
-        async with self.http.post(self.base + "/mcp", json=body, headers=self.headers) as resp:
+        headers = self._stamp(body)
+        async with self.http.post(self.base + "/mcp", json=body, headers=headers) as resp:
             if resp.status != 200:
                 rec.error = f"HTTP {resp.status}: {(await resp.text())[:200]}"
                 rec.end = time.perf_counter()
@@ -226,6 +233,44 @@ class McpHttpContender(Contender):
         one = statistics.median([await timed(1) for _ in range(rounds)])
         eight = statistics.median([await timed(8) for _ in range(rounds)])
         return {"one_s": one, "eight_s": eight, "ratio": eight / one, "max_tokens": w.max_tokens}
+
+
+class McpHttp2026Contender(McpHttpContender):
+    """The same server and calls over the stateless 2026-07-28 protocol (issue 31).
+
+    What the SDK's high-level ``Client`` speaks by default: no initialize and no
+    ``Mcp-Session-Id``; every request carries the protocol version and client capabilities in
+    its ``_meta`` and the ``Mcp-Protocol-Version``/``Mcp-Method``/``Mcp-Name`` headers, and the
+    server routes it through the SDK's per-request (modern) path. One ``server/discover`` at
+    start, as the client's probe.
+    """
+
+    name = "vllm-mcp-http-2026"
+
+    async def _initialize(self) -> None:
+        self.headers.pop("Mcp-Session-Id", None)
+        replies = await self._rpc("server/discover", {})
+        if not any("result" in m for m in replies):
+            raise RuntimeError(f"server/discover: {json.dumps(replies)[:300]}")
+
+    async def overhead(self, n: int) -> dict[str, Any]:
+        # 2026-07-28 has no ping: its round trip is tools/list.
+        return {"tools_list": await round_trips(lambda: self._rpc("tools/list"), n)}
+
+    def _stamp(self, body: dict[str, Any]) -> dict[str, str]:
+        params = body.setdefault("params", {})
+        meta = params.setdefault("_meta", {})
+        meta[META_VERSION] = MODERN_VERSION
+        meta.setdefault(META_CAPABILITIES, {})
+        headers = {**self.headers, "MCP-Protocol-Version": MODERN_VERSION, "Mcp-Method": body["method"]}
+        if body["method"] == "tools/call":
+            headers["Mcp-Name"] = params["name"]
+        return headers
+
+
+MODERN_VERSION = "2026-07-28"
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 
 
 # --- the FluidMCP gateway -------------------------------------------------------------------------

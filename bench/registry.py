@@ -10,7 +10,7 @@ from bench.contenders import (
     SequentialContender,
     VllmServeContender,
 )
-from bench.mcp_http import FluidMcpContender, McpHttpContender
+from bench.mcp_http import FluidMcpContender, McpHttp2026Contender, McpHttpContender
 from bench.peer import VllmMcpServerContender
 from bench.replicas import ReplicasContender
 
@@ -23,6 +23,7 @@ CONTENDERS: dict[str, type[Contender]] = {
         VllmServeContender,
         SequentialContender,
         McpHttpContender,
+        McpHttp2026Contender,
         FluidMcpContender,
         VllmMcpServerContender,
         ReplicasContender,

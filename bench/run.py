@@ -27,7 +27,9 @@ SMOKE = Workload(num_prompts=16, max_tokens=32, concurrencies=(1, 16), overhead_
 # `vllm serve` takes ~50 s to start here, and FluidMCP as long as a server: the smoke run
 # leaves them out to stay near 3 minutes.
 SMOKE_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,sequential,vllm-mcp-http"
-ALL_CONTENDERS = "engine,vllm-mcp,vllm-mcp-pipe,vllm-serve,sequential,vllm-mcp-http,fluidmcp"
+ALL_CONTENDERS = (
+    "engine,vllm-mcp,vllm-mcp-pipe,vllm-serve,sequential,vllm-mcp-http,vllm-mcp-http-2026,fluidmcp"
+)
 
 
 def model_env(model: str, dtype: str | None, max_model_len: int, kv_cache_gib: int) -> dict[str, str]:
@@ -75,8 +77,20 @@ def machine() -> dict[str, Any]:
         "vllm": vllm_version(),
         "commit": commit,
         "loadavg_at_start": os.getloadavg(),
+        "autogroup": autogroup(),
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def autogroup() -> int | None:
+    """``kernel.sched_autogroup_enabled`` as found (users' machines: 1); None where there is none.
+
+    On 2 cores it changes the ratios between process layouts by 2-4x, so every figure says it.
+    """
+    try:
+        return int(Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 async def run_bench(

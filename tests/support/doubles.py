@@ -47,10 +47,12 @@ class FakeEngine:
 
     ``generate`` streams ``reply`` (a string, or a function of the prompt's token ids)
     word by word as ``Delta`` objects, ``pace`` seconds apart, capped at the request's
-    ``max_tokens``; with ``endless`` it streams that text as every token until ``max_tokens``
-    (a long generation, for time budgets). ``loaded=True`` starts it ready, as if ``start()``
-    had run; otherwise calls wait for the model until ``start()``. ``hold()`` makes new
-    generations wait before their first token until ``release()``. It records what a test
+    ``max_tokens``; one word is one token, and ``Sampling.stream_interval`` words make one
+    delta as in vLLM (the first at once, the last with the finish). With ``endless`` it
+    streams that text as every token until ``max_tokens`` (a long generation, for time
+    budgets). ``loaded=True`` starts it ready, as if ``start()`` had run; otherwise calls
+    wait for the model until ``start()``. ``hold()`` makes new generations wait before their
+    first token until ``release()``. It records what a test
     needs to check: ``started`` (request ids in order), ``finished``, ``aborted`` (closed or
     cancelled before the end, as vLLM's abort would be called), ``sampling`` per request id
     and the ``prompts`` it was given.
@@ -166,11 +168,18 @@ class FakeEngine:
                 words[-1] = words[-1][:-1]
                 words = words[: sampling.max_tokens]
                 reason = "length" if len(words) < len(text.split(" ")) else "stop"
+            held: list[str] = []  # coalesced as vLLM's stream_interval does: first, every N, last
             for i, word in enumerate(words):
                 if self.pace:
                     await asyncio.sleep(self.pace)
                 last = i == len(words) - 1
-                yield Delta(text=word, new_tokens=1, finish_reason=reason if last else None)
+                held.append(word)
+                if i == 0 or last or len(held) >= sampling.stream_interval:
+                    delta = Delta(
+                        text="".join(held), new_tokens=len(held), finish_reason=reason if last else None
+                    )
+                    held = []
+                    yield delta
             done = True
         finally:
             self._active.discard(request_id)

@@ -5,6 +5,9 @@
 without end. ``ProgressPacer`` coalesces token deltas so one call sends at most one progress
 notification per ``VLLM_MCP_PROGRESS_INTERVAL``; ``ProgressRate`` stretches that interval when
 many calls stream, so all of them together stay under ``VLLM_MCP_PROGRESS_MAX_RATE``.
+``output_interval`` turns that pace (and a call's time budget) into vLLM's per-request
+``stream_interval``: how many tokens vLLM coalesces into one output, so the engine hands over
+no more outputs than the caller will be told about.
 """
 
 from __future__ import annotations
@@ -23,6 +26,44 @@ ProgressSender = Callable[[str, float, int | None], Awaitable[None]]
 
 WAIT_REPORT_INTERVAL = 2.0
 """Seconds between the notifications of a call waiting for the model or a slot."""
+
+COALESCE_TOKENS = 64
+"""Tokens per engine output when nobody reads the text before the end (and the most ever)."""
+
+REPORT_SHARE = 0.5
+"""Engine outputs per notification interval, inverted: at half the interval's worth of tokens
+an output lands at most half an interval after the pacer's time, so the notification gap stays
+within 1.5 intervals (at a whole interval's worth, jitter would let every other output miss the
+pacer's time and double the gap)."""
+
+BUDGET_SHARE = 0.01
+"""A call cut by its time budget loses the tokens vLLM had not yet handed over: at most this
+share of the budget's worth of tokens."""
+
+RATE_WEIGHT = 0.2
+"""Weight of the latest call in the running estimate of one call's decode rate."""
+
+
+def output_interval(streams: bool, report_s: float, budget_s: float | None, decode_rate: float | None) -> int:
+    """Tokens vLLM coalesces into one output after the first (its ``stream_interval``).
+
+    vLLM counts in tokens, the pacer in seconds: ``decode_rate`` (tokens/s of one call, as
+    recently measured) converts. A streaming call gets ``REPORT_SHARE`` of its notification
+    interval's worth; a call with a time budget at most ``BUDGET_SHARE`` of the budget's worth
+    (the cut keeps only what vLLM handed over); a call with neither, ``COALESCE_TOKENS``.
+    Without an estimate yet, a call that streams or has a budget gets every token, as before.
+    vLLM always sends the first token at once (time to first token unchanged) and the last
+    output with the finish reason, so the result still carries every token.
+    """
+    tokens = COALESCE_TOKENS
+    if streams or budget_s is not None:
+        if not decode_rate:
+            return 1
+        if streams:
+            tokens = min(tokens, int(REPORT_SHARE * report_s * decode_rate))
+        if budget_s is not None:
+            tokens = min(tokens, 1 + int(BUDGET_SHARE * max(0.0, budget_s) * decode_rate))
+    return max(1, tokens)
 
 
 class Admission:
@@ -73,12 +114,39 @@ class ProgressRate:
         self._max_rate = max_rate
         self.clock = clock
         self.streaming = 0
+        self.decode_rate: float | None = None
+        """Tokens/s of one call after its first token, a running average over recent calls."""
+        self.recent_interval = 0.0
+        """``interval()`` as recent calls ended, a running average: what a call starting in a
+        burst will see once the rest of the burst streams too."""
 
     def interval(self) -> float:
         """The least seconds between two notifications of one call, given who streams now."""
         if not self._max_rate:
             return self._interval
         return max(self._interval, self.streaming / self._max_rate)
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        """One call generated ``tokens`` more after its first output in ``seconds``."""
+        if tokens < 1 or seconds <= 0:
+            return
+        rate, now = tokens / seconds, self.interval()
+        old = self.decode_rate
+        if old is None:
+            self.decode_rate, self.recent_interval = rate, now
+        else:
+            self.decode_rate = old + RATE_WEIGHT * (rate - old)
+            self.recent_interval += RATE_WEIGHT * (now - self.recent_interval)
+
+    def output_interval(self, streams: bool, budget_s: float | None) -> int:
+        """``output_interval`` for a call starting now (its pacer, if any, already counted).
+
+        The pace is the larger of now's and the recent one: the first calls of a burst start
+        while few others stream, but report at the burst's pace once the rest have started
+        (the decode rate they are converted with is the burst's too).
+        """
+        report_s = max(self.interval(), self.recent_interval)
+        return output_interval(streams, report_s, budget_s, self.decode_rate)
 
     def pacer(self, send: ProgressSender, total: int) -> ProgressPacer:
         """A pacer for one call, counted as streaming until its ``close``."""

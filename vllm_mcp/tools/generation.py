@@ -20,11 +20,12 @@ from vllm_mcp.config.settings import Settings, check_top_k
 from vllm_mcp.engine import lora, structured
 from vllm_mcp.engine.core import Engine, Sampling
 from vllm_mcp.errors import OutOfTime, RequestError
+from vllm_mcp.tools.admission import COALESCE_TOKENS as COALESCE_TOKENS  # tests read it here
+from vllm_mcp.tools.admission import ProgressRate, output_interval
 
 MAX_LOGPROBS = 20  # vllm serve's default cap (max_logprobs)
 MAX_STOP = 4  # as OpenAI's API and vllm serve
 TIME_LIMIT = "time_limit"  # finish_reason of a reply cut by the call's time budget
-COALESCE_TOKENS = 64  # tokens per engine delta when no one streams (see ``stream``)
 
 
 class GenerationArguments(BaseModel):
@@ -215,26 +216,37 @@ async def stream(
     started: float,
     on_text: Callable[[str, int], Awaitable[None]] | None,
     deadline: float | None = None,
+    rate: ProgressRate | None = None,
 ) -> Generated:
     """Run one request to its end or to ``deadline``, passing new text to ``on_text`` as it comes.
 
     At the deadline the request is aborted (closing the engine's stream does it) and the text so
     far is the reply, with finish_reason "time_limit"; ``OutOfTime`` if there was none yet.
+
+    The engine coalesces tokens into one output per ``admission.output_interval`` (vLLM's
+    ``stream_interval``): no more often than ``on_text``'s caller is told (``rate``'s pace),
+    as finely as the deadline needs, per 64 tokens when neither; always the first token at
+    once and the last with the finish. ``rate`` also learns this call's decode rate.
     """
-    if on_text is None and deadline is None:
-        # Nobody reads the text before the end and no deadline can cut the reply short, so the
-        # engine need not hand over a delta per token: the first (its time is the call's time
-        # to first token) and then one per COALESCE_TOKENS. Front-end CPU per 1k tokens, HTTP,
-        # progress off, tiny model: docs/performance.md, "The front end's cost per token".
-        params = dataclasses.replace(params, stream_interval=COALESCE_TOKENS)
+    budget = None if deadline is None else deadline - time.monotonic()
+    if rate is not None:
+        tokens = rate.output_interval(on_text is not None, budget)
+    else:
+        tokens = output_interval(on_text is not None, 0.0, budget, None)
+    params = dataclasses.replace(params, stream_interval=tokens)
     parts: list[str] = []
     logprobs: list[dict[str, Any]] | None = [] if params.logprobs is not None else None
     out = Generated("", 0, None, None, None, logprobs)
+    first_at = last_at = 0.0
+    first_tokens = 0
 
     async def consume() -> None:
+        nonlocal first_at, last_at, first_tokens
         async for delta in engine.generate(prompt_ids, params, request_id):
-            if out.first_token_s is None and delta.new_tokens:
-                out.first_token_s = time.monotonic() - started
+            if delta.new_tokens:
+                last_at = time.monotonic()
+                if out.first_token_s is None:
+                    out.first_token_s, first_at, first_tokens = last_at - started, last_at, delta.new_tokens
             parts.append(delta.text)
             out.tokens += delta.new_tokens
             if delta.finish_reason:
@@ -245,15 +257,19 @@ async def stream(
             if on_text and (delta.text or delta.new_tokens):
                 await on_text(delta.text, out.tokens)
 
-    if deadline is None:
-        await consume()
-    else:
-        try:
-            await asyncio.wait_for(consume(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            if not out.tokens:
-                raise OutOfTime from None  # nothing to keep: as if never started
-            out.finish_reason, out.stop_reason = TIME_LIMIT, None
+    try:
+        if deadline is None:
+            await consume()
+        else:
+            try:
+                await asyncio.wait_for(consume(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                if not out.tokens:
+                    raise OutOfTime from None  # nothing to keep: as if never started
+                out.finish_reason, out.stop_reason = TIME_LIMIT, None
+    finally:
+        if rate is not None:
+            rate.observe(out.tokens - first_tokens, last_at - first_at)
     out.text = "".join(parts)
     return out
 

@@ -420,7 +420,14 @@ class Tools:
         request_id = f"mcp-{next(self._ids)}"
         try:
             out = await generation.stream(
-                self.engine, prompt_ids, params, request_id, started, pacer.add if pacer else None, deadline
+                self.engine,
+                prompt_ids,
+                params,
+                request_id,
+                started,
+                pacer.add if pacer else None,
+                deadline,
+                self.progress_rate,  # paces vLLM's outputs too (issue 31)
             )
             if pacer:
                 await pacer.flush()
