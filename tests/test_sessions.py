@@ -327,7 +327,10 @@ def test_a_store_lost_during_a_call_is_a_tool_error_and_later_calls_succeed(back
                 store.append_turn("s", [user("q2")], reply("r2")), store.history("s"), return_exceptions=True
             )
             assert isinstance(turn, SessionStoreUnavailable), turn
-            assert store.name in str(turn) and "nothing of this turn was recorded" in str(turn)
+            assert f"the {store.kind} session store" in str(turn)
+            assert "nothing of this turn was recorded" in str(turn)
+            # Issue 27, finding 4: main showed callers the store's URL or file path.
+            assert store.name not in str(turn) and store.name not in str(history)
             assert isinstance(history, SessionStoreUnavailable), history
         # Back: the same store object serves again, and the failed turn left nothing behind.
         assert await store.history("s") == [user("q1"), reply("r1")]
