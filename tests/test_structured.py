@@ -27,12 +27,23 @@ def test_one_constraint_at_most() -> None:
         ({"properties": {"a": {"type": 5}}}, "json_schema.properties.a.type: "),
         ({"required": "name"}, "json_schema.required: 'name' is not of type 'array'"),
         ({"type": "string", "maxLength": -1}, "json_schema.maxLength: -1 is less than the minimum of 0"),
+        ({"$schema": 5}, "json_schema.$schema: must be a string"),  # jsonschema raised AttributeError
+        ({"$schema": {}}, "json_schema.$schema: must be a string"),
     ],
 )
 def test_an_invalid_schema_names_the_place(schema: dict, where: str) -> None:
     problem = structured.schema_problem(schema)
     assert problem is not None and problem.startswith(where), problem
     assert problem.endswith("(not a valid JSON Schema)")
+
+
+def test_a_schema_nested_too_deeply_to_check_is_named() -> None:
+    deep: dict = {"type": "object"}
+    for _ in range(2000):
+        deep = {"type": "object", "properties": {"a": deep}}
+    assert structured.schema_problem(deep) == (
+        "json_schema: nested too deeply to check; flatten it (use $defs and $ref)"
+    )
 
 
 def test_a_valid_schema_passes() -> None:

@@ -39,11 +39,15 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
     """What is wrong with a JSON Schema, naming where, or None when it is valid."""
     from jsonschema import exceptions, validators
 
+    if not isinstance(schema.get("$schema", ""), str):  # jsonschema would fail on it, not report it
+        return "json_schema.$schema: must be a string, a JSON Schema dialect's URI (not a valid JSON Schema)"
     try:
         validators.validator_for(schema).check_schema(schema)
     except exceptions.SchemaError as e:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.path)
         return f"json_schema{where}: {e.message} (not a valid JSON Schema)"
+    except RecursionError:
+        return "json_schema: nested too deeply to check; flatten it (use $defs and $ref)"
     return None
 
 
