@@ -227,6 +227,7 @@ HOSTILE: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("chat_completion", {"messages": [{"role": "user", "content": "m"}] * 300}, "VLLM_MCP_MAX_MESSAGES"),
     ("complete", {"prompt": "x", "json_schema": {"type": "objekt"}}, "not a valid JSON Schema"),
+    ("complete", {"prompt": "x", "json_schema": {"$schema": 5}}, "json_schema.$schema: must be a string"),
     ("complete", {"prompt": "x", "json_schema": big_schema(valid=False)}, "not a valid JSON Schema"),
     *[
         ("chat_completion", chat(session_id=f"m-adapter-{i}", adapter="nope"), "unknown adapter")
