@@ -137,13 +137,16 @@ def test_callers_are_token_subjects_with_their_own_sessions_and_metrics(
     assert after.get("bob", 0) - before.get("bob", 0) == 1
 
 
-def test_a_client_credentials_token_has_no_session_namespace(served: Any, auth_server: AuthServer) -> None:
+def test_a_token_without_sub_has_no_session_namespace(served: Any, auth_server: AuthServer) -> None:
     """Issue 27, finding 4: on main a token without ``sub`` took its ``client_id`` as the
     caller, the namespace a user of that name would have; now it generates, but a session_id
-    is refused by name (VLLM_MCP_OAUTH_CALLER_CLAIM can name a claim such tokens carry)."""
+    is refused by name (VLLM_MCP_OAUTH_CALLER_CLAIM can name a claim such tokens carry).
+    (oidc-provider puts the client in ``sub`` of its client-credentials tokens: minted here.)"""
+    nameless = auth_server.mint({"aud": served.url, "sub": None, "client_id": "alice"})
+    served.issued.append(nameless)
 
     async def main() -> None:
-        async with mcp_client(served.url, token(served, auth_server)) as client:
+        async with mcp_client(served.url, nameless) as client:
             args = {"messages": user("hello"), "max_tokens": 2}
             assert (await client.call_tool("chat_completion", args)).is_error is False
             refused = await client.call_tool("chat_completion", {**args, "session_id": "mine"})
