@@ -64,6 +64,7 @@ E2E_LONGEST_FIRST = (
     "test_http_workers",
     "test_session_store",
     "test_hostile",
+    "test_hostile_http",
     "test_secrets",
     "test_gateway",
     "test_sdk_client",

@@ -312,6 +312,8 @@ BAD_ARGUMENTS: list[tuple[str, Any]] = [
     ("session_id", ""),
     ("session_id", "s" * 257),
     ("session_id", 5),
+    ("session_id", "alice\x1fs"),  # the namespace separator (issue 27)
+    ("messages", [{"role": "user", "content": "nul \x00"}]),
     ("temperature", -0.1),
     ("temperature", 2.5),
     ("temperature", "hot"),

@@ -138,6 +138,26 @@ def test_callers_are_token_subjects_with_their_own_sessions_but_no_metrics_serie
     assert "alice" not in after and "bob" not in after
 
 
+def test_a_token_without_sub_has_no_session_namespace(served: Any, auth_server: AuthServer) -> None:
+    """Issue 27, finding 4: on main a token without ``sub`` took its ``client_id`` as the
+    caller, the namespace a user of that name would have; now it generates, but a session_id
+    is refused by name (VLLM_MCP_OAUTH_CALLER_CLAIM can name a claim such tokens carry).
+    (oidc-provider puts the client in ``sub`` of its client-credentials tokens: minted here.)"""
+    nameless = auth_server.mint({"aud": served.url, "sub": None, "client_id": "alice"})
+    served.issued.append(nameless)
+
+    async def main() -> None:
+        async with mcp_client(served.url, nameless) as client:
+            args = {"messages": user("hello"), "max_tokens": 2}
+            assert (await client.call_tool("chat_completion", args)).is_error is False
+            refused = await client.call_tool("chat_completion", {**args, "session_id": "mine"})
+            assert refused.is_error is True
+            assert "session_id: this caller's token names no user" in refused.content[0].text
+            assert "VLLM_MCP_OAUTH_CALLER_CLAIM" in refused.content[0].text
+
+    asyncio.run(main())
+
+
 def test_no_token_reaches_the_log(served: Any, auth_server: AuthServer) -> None:
     good = token(served, auth_server)
     bad = auth_server.mint({"aud": "https://elsewhere.example.test/mcp"})

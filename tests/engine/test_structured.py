@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from vllm_mcp.engine import structured
@@ -25,12 +27,23 @@ def test_one_constraint_at_most() -> None:
         ({"properties": {"a": {"type": 5}}}, "json_schema.properties.a.type: "),
         ({"required": "name"}, "json_schema.required: 'name' is not of type 'array'"),
         ({"type": "string", "maxLength": -1}, "json_schema.maxLength: -1 is less than the minimum of 0"),
+        ({"$schema": 5}, "json_schema.$schema: must be a string"),  # jsonschema raised AttributeError
+        ({"$schema": {}}, "json_schema.$schema: must be a string"),
     ],
 )
 def test_an_invalid_schema_names_the_place(schema: dict, where: str) -> None:
     problem = structured.schema_problem(schema)
     assert problem is not None and problem.startswith(where), problem
     assert problem.endswith("(not a valid JSON Schema)")
+
+
+def test_a_schema_nested_too_deeply_to_check_is_named() -> None:
+    deep: dict = {"type": "object"}
+    for _ in range(2000):
+        deep = {"type": "object", "properties": {"a": deep}}
+    assert structured.schema_problem(deep) == (
+        "json_schema: nested too deeply to check; flatten it (use $defs and $ref)"
+    )
 
 
 def test_a_valid_schema_passes() -> None:
@@ -88,7 +101,31 @@ def test_json_schema_is_compact_unless_json_whitespace_is_asked_for() -> None:
 def test_the_engine_sends_the_compact_grammar_and_the_schema_itself_when_whitespace_is_allowed() -> None:
     from vllm_mcp.engine import core as engine
 
-    compact = engine._structured_outputs(structured.Constraint("json", SCHEMA, compact=True))
+    compact = asyncio.run(engine._structured_outputs(structured.Constraint("json", SCHEMA, compact=True)))
     assert compact.json is None and compact.grammar == structured.compact_json_grammar(SCHEMA)
-    free = engine._structured_outputs(structured.Constraint("json", SCHEMA))
+    free = asyncio.run(engine._structured_outputs(structured.Constraint("json", SCHEMA)))
     assert free.json == SCHEMA and free.grammar is None
+
+
+def test_the_grammar_cache_is_bounded_in_bytes_and_keyed_by_digest() -> None:
+    """Issue 27, finding 1: main's ``lru_cache(256)`` kept 256 grammars and their full schema
+    texts whatever their size (over 1 GiB with large schemas); this cache holds bytes, not
+    entries. (Fails on main: there is no ``_GrammarCache``.)"""
+    cache = structured._GrammarCache(limit=1000)
+    for i in range(20):
+        cache.put(f"k{i}", "g" * 98)
+    assert cache.bytes <= 1000
+    assert cache.get("k0") == (False, None)  # the oldest went first
+    assert cache.get("k19") == (True, "g" * 98)
+    cache.put("huge", "g" * 5000)  # larger than the whole cache: not kept, nothing evicted for it
+    assert cache.get("huge") == (False, None) and cache.get("k19")[0]
+    cache.put("none", None)  # a schema xgrammar cannot make compact is remembered too
+    assert cache.get("none") == (True, None)
+
+
+def test_a_schema_is_not_checked_against_the_meta_schema_while_arguments_are_parsed() -> None:
+    """Issue 27, finding 1: main checked it in the arguments' validator, on the event loop, before
+    admission (and again when building the sampling parameters); now the tools check it once,
+    in a thread, after admission. (Fails on main: the validator raised here.)"""
+    args = generation.GenerationArguments.model_validate({"json_schema": {"type": "objekt"}})
+    assert args.constraint() == structured.Constraint("json", {"type": "objekt"}, compact=True)

@@ -121,3 +121,32 @@ def test_the_client_token_is_the_first_entry(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text(f"# mine\nalice:{A}\nbob:{B}\n")
     assert auth.read_client_token(path) == A
+
+
+def _namespace(access_token: object) -> str | None:
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+
+    request = type("Request", (), {"scope": {"user": AuthenticatedUser(access_token)}})()  # type: ignore[arg-type]
+    return auth.session_namespace(type("Ctx", (), {"request": request})())
+
+
+def test_oauth_and_token_file_callers_never_share_a_namespace(tmp_path: Path) -> None:
+    """Issue 27, finding 4: on main an OAuth subject 'alice' reached token-file caller 'alice''s
+    sessions (``caller_of`` gave both 'alice'; only the token file's name list kept them apart,
+    and it is empty while the file is unreadable). Now the namespaces differ by construction."""
+    from mcp.server.auth.provider import AccessToken
+
+    from vllm_mcp.tools.limits import session_key
+
+    path = tmp_path / "tokens"
+    path.write_text("alice:" + "a" * 32 + "\n")
+    from_file = asyncio.run(auth.TokenFileVerifier(path).verify_token("a" * 32))
+    from_issuer = AccessToken(
+        token="[redacted]", client_id="alice", scopes=[], claims={"iss": "https://i", "caller": "alice"}
+    )
+    assert _namespace(from_file) == "alice"  # as on main: stored token-file sessions stay reachable
+    assert _namespace(from_issuer) == "oauth:alice"
+    assert session_key(_namespace(from_file), "s") != session_key(_namespace(from_issuer), "s")
+    path.write_text("")  # unreadable or invalid: the token file's names are gone
+    assert _namespace(from_issuer) == "oauth:alice"
+    assert auth.session_namespace(object()) is None  # stdio: no authentication, no namespace

@@ -108,7 +108,6 @@ def test_a_good_token_names_its_caller_and_scopes(issuer: Issuer) -> None:
         {"exp": int(time.time()) - 120},  # beyond the 30 s leeway
         {"exp": None},
         {"nbf": int(time.time()) + 300},
-        {"sub": None},
         {"sub": "a\x1fb"},
         {"sub": "x" * 300},
     ],
@@ -119,13 +118,33 @@ def test_a_good_token_names_its_caller_and_scopes(issuer: Issuer) -> None:
         "expired",
         "no-expiry",
         "not-yet",
-        "no-caller",
         "control",
         "long",
     ],
 )
 def test_a_token_wrong_in_one_claim_is_refused(issuer: Issuer, claims: dict[str, Any]) -> None:
     assert check(issuer.verifier(), issuer.token(**claims)) is None
+
+
+def test_a_token_without_the_caller_claim_is_served_without_a_session_namespace(issuer: Issuer) -> None:
+    """Issue 27, finding 4: on main a token without ``sub`` was named by its ``client_id``, so a
+    client and a user of that name shared one namespace. Now it has none (sessions refused,
+    tests/tools/test_limits.py) unless the operator names a claim it has."""
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+
+    from vllm_mcp.protocol.auth import session_namespace
+    from vllm_mcp.tools.limits import NO_NAMESPACE
+
+    def namespace(found: Any) -> str | None:
+        request = type("Request", (), {"scope": {"user": AuthenticatedUser(found)}})()
+        return session_namespace(type("Ctx", (), {"request": request})())
+
+    found = check(issuer.verifier(), issuer.token(sub=None, client_id="alice"))
+    assert found is not None and found.client_id == "alice"  # the SDK's owner and the metrics label
+    assert namespace(found) == NO_NAMESPACE
+    named = check(issuer.verifier(caller_claim="client_id"), issuer.token(sub=None, client_id="alice"))
+    assert namespace(named) == "oauth:alice"
+    assert namespace(check(issuer.verifier(), issuer.token())) == "oauth:alice"
 
 
 def test_an_expiry_within_the_leeway_is_accepted(issuer: Issuer) -> None:

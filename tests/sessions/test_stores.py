@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.postgres import PostgresServer
+from tests.support.stores import Backend, Clock, reply, user
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.config.store_location import parse_location
 from vllm_mcp.errors import ConfigError, SessionStoreFailed
@@ -29,70 +28,6 @@ from vllm_mcp.sessions import (
     truncate,
 )
 from vllm_mcp.tools.handlers import session_key
-
-
-def user(text: str) -> dict[str, str]:
-    return {"role": "user", "content": text}
-
-
-def reply(text: str) -> dict[str, str]:
-    return {"role": "assistant", "content": text}
-
-
-class Clock:
-    """A clock the TTL tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Backend:
-    """Opens stores of one kind on one shared location, and closes them after the scenario."""
-
-    def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-        self.kind = kind
-        self.path = tmp_path / "sessions.db"
-        self.url = request.getfixturevalue("postgres_url") if kind == "postgres" else ""
-        self.server: PostgresServer | None = (
-            request.getfixturevalue("postgres_server") if kind == "postgres" else None
-        )
-        self._opened: list[SessionStore] = []
-
-    @property
-    def shared(self) -> bool:
-        return self.kind != "memory"
-
-    async def open(self, max_sessions: int = 10, max_messages: int = 10, **kw: Any) -> SessionStore:
-        store: SessionStore
-        if self.kind == "memory":
-            store = MemorySessionStore(max_sessions, max_messages, **kw)
-        elif self.kind == "sqlite":
-            store = SqliteSessionStore(self.path, max_sessions, max_messages, **kw)
-        else:
-            from vllm_mcp.sessions.postgres import PostgresSessionStore
-
-            store = PostgresSessionStore(self.url, None, max_sessions, max_messages, **kw)
-        await store.open()
-        self._opened.append(store)
-        return store
-
-    def run(self, scenario: Callable[[], Awaitable[Any]]) -> Any:
-        async def main() -> Any:
-            try:
-                return await asyncio.wait_for(scenario(), 120)
-            finally:
-                for store in self._opened:
-                    await store.aclose()
-
-        return asyncio.run(main())
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path, request)
 
 
 def needs_two(backend: Backend) -> None:
@@ -327,7 +262,10 @@ def test_a_store_lost_during_a_call_fails_naming_it_and_later_calls_succeed(back
                 store.append_turn("s", [user("q2")], reply("r2")), store.history("s"), return_exceptions=True
             )
             assert isinstance(turn, SessionStoreFailed), turn
-            assert store.name in str(turn) and "nothing of this turn was recorded" in str(turn)
+            assert f"the {store.kind} session store" in str(turn)
+            assert "nothing of this turn was recorded" in str(turn)
+            # Issue 27, finding 4: main showed callers the store's URL or file path.
+            assert store.name not in str(turn) and store.name not in str(history)
             assert isinstance(history, SessionStoreFailed), history
         # Back: the same store object serves again, and the failed turn left nothing behind.
         assert await store.history("s") == [user("q1"), reply("r1")]

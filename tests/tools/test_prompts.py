@@ -83,3 +83,50 @@ def test_prompt_that_cannot_fit_says_tokens_and_limit(chat_tok) -> None:  # type
         prompts.fit(chat_tok, [], new, max_model_len=64, max_tokens=8)
     assert e.value.tokens == n and e.value.limit == 64
     assert f"{n} tokens" in str(e.value) and "64" in str(e.value)
+
+
+def _fit_one_turn_at_a_time(tok, history, new, max_model_len, max_tokens):  # type: ignore[no-untyped-def]
+    """main's ``fit`` (5c4395e): one render per dropped turn, the reference for what to drop."""
+    system = [m for m in history[:1] if m["role"] == "system"]
+    turns = list(history[len(system) :])
+    dropped = 0
+    while True:
+        ids = prompts.render(tok, [*system, *turns, *new])
+        if len(ids) + max_tokens <= max_model_len or not turns:
+            return ids, dropped
+        turns.pop(0)
+        dropped += 1
+        while turns and turns[0]["role"] == "assistant":
+            turns.pop(0)
+            dropped += 1
+
+
+class CountingTokenizer:
+    """The real tokenizer, counting whole-conversation renders."""
+
+    def __init__(self, tok) -> None:  # type: ignore[no-untyped-def]
+        self.tok, self.renders = tok, 0
+        self.chat_template = tok.chat_template
+
+    def apply_chat_template(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.renders += 1
+        return self.tok.apply_chat_template(*args, **kwargs)
+
+    def encode(self, text: str):  # type: ignore[no-untyped-def]
+        return self.tok.encode(text)
+
+
+@pytest.mark.parametrize("room", [60, 300, 2000])
+def test_fit_renders_a_few_times_not_once_per_dropped_turn(chat_tok, room: int) -> None:  # type: ignore[no-untyped-def]
+    """Issue 27, finding 1: main's ``fit`` re-rendered and re-tokenized the whole conversation
+    per dropped turn (quadratic, on the event loop): 120 renders here. Now a handful, dropping
+    exactly what main dropped."""
+    history = [{"role": "system", "content": "be brief"}]
+    for i in range(60):
+        history += [user(f"question {i} " + "word " * (i % 7)), reply(f"answer {i}"), reply("and more")]
+    new = [user("last")]
+    counting = CountingTokenizer(chat_tok)
+    got = prompts.fit(counting, history, new, max_model_len=room + 16, max_tokens=16)
+    ids, dropped = _fit_one_turn_at_a_time(chat_tok, history, new, room + 16, 16)
+    assert (got.token_ids, got.dropped_messages) == (ids, dropped)
+    assert counting.renders <= 10, counting.renders

@@ -106,6 +106,13 @@ class Settings(BaseModel):
     max_sessions: int = Field(
         100, alias="VLLM_MAX_SESSIONS", ge=1, description="Sessions kept; oldest evicted first."
     )
+    max_sessions_per_caller: int | None = Field(
+        None,
+        alias="VLLM_MCP_MAX_SESSIONS_PER_CALLER",
+        ge=1,
+        description="Sessions (stored, and MCP sessions over stateful HTTP) one caller may hold; "
+        "its own oldest evicted first. No limit beyond VLLM_MAX_SESSIONS if unset.",
+    )
     max_session_messages: int = Field(
         50, alias="VLLM_MAX_SESSION_MESSAGES", ge=2, description="Messages kept per session."
     )
@@ -208,6 +215,21 @@ class Settings(BaseModel):
         alias="VLLM_MCP_MAX_CONTENT_CHARS",
         ge=1,
         description="Largest content of one chat message.",
+    )
+    # Bounds on what one call may ask for, checked before admission (tools/limits.py).
+    max_messages: int = Field(
+        256, alias="VLLM_MCP_MAX_MESSAGES", ge=1, description="Most messages in one call."
+    )
+    max_json_schema_bytes: int = Field(
+        65536, alias="VLLM_MCP_MAX_JSON_SCHEMA_BYTES", ge=64, description="Largest json_schema (as JSON)."
+    )
+    max_regex_chars: int = Field(4096, alias="VLLM_MCP_MAX_REGEX_CHARS", ge=1, description="Longest regex.")
+    max_choices: int = Field(256, alias="VLLM_MCP_MAX_CHOICES", ge=1, description="Most choice strings.")
+    max_choice_chars: int = Field(
+        1024, alias="VLLM_MCP_MAX_CHOICE_CHARS", ge=1, description="Longest choice string."
+    )
+    max_stop_chars: int = Field(
+        1024, alias="VLLM_MCP_MAX_STOP_CHARS", ge=1, description="Longest stop string."
     )
     log_format: Literal["json", "text"] = Field(
         "json", alias="VLLM_MCP_LOG_FORMAT", description="Log lines as JSON or plain text."

@@ -404,7 +404,7 @@ class Engine:
             seed=sampling.seed,
             stop=list(sampling.stop) or None,
             logprobs=sampling.logprobs,
-            structured_outputs=_structured_outputs(sampling.constraint),
+            structured_outputs=await _structured_outputs(sampling.constraint),
             output_kind=RequestOutputKind.DELTA,
             # vLLM then builds one RequestOutput per `stream_interval` tokens (and the first and
             # last) instead of one per token: fewer Python objects in the front end per token.
@@ -472,13 +472,14 @@ def _cache_vllm_env() -> None:
         enable_envs_cache()
 
 
-def _structured_outputs(constraint: Constraint | None) -> Any:
+async def _structured_outputs(constraint: Constraint | None) -> Any:
     if constraint is None:
         return None
     from vllm.sampling_params import StructuredOutputsParams
 
     if constraint.kind == "json" and constraint.compact:
-        grammar = compact_json_grammar(constraint.value)
+        # The compile takes as long as the schema is large: in a thread, never on the loop.
+        grammar = await asyncio.to_thread(compact_json_grammar, constraint.value)
         if grammar is not None:
             return StructuredOutputsParams(grammar=grammar)
     return StructuredOutputsParams(**{constraint.kind: constraint.value})

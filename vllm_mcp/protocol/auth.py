@@ -23,6 +23,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 
 from vllm_mcp.errors import TokenFileError
+from vllm_mcp.tools.limits import NO_NAMESPACE
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,27 @@ def caller_of(ctx: Any) -> str | None:
     if isinstance(user, AuthenticatedUser):
         return user.access_token.client_id
     return None
+
+
+OAUTH_NAMESPACE = "oauth:"
+"""Before an OAuth caller's name in its session namespace: a token-file name cannot hold ':',
+so an OAuth subject never meets a token-file caller of the same name (issue 27)."""
+
+
+def session_namespace(ctx: Any) -> str | None:
+    """Whose sessions one MCP request reaches: None without authentication (stdio, loopback
+    HTTP: the key is the session id), the token-file caller's name, ``oauth:<caller>`` for an
+    OAuth token, or ``NO_NAMESPACE`` for an OAuth token without the caller claim."""
+    request = getattr(ctx, "request", None)
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    if not isinstance(user, AuthenticatedUser):
+        return None
+    token = user.access_token
+    if token.claims is None or "caller" not in token.claims:  # the token file's
+        return token.client_id
+    caller = token.claims["caller"]
+    return NO_NAMESPACE if caller is None else OAUTH_NAMESPACE + str(caller)
 
 
 def read_client_token(path: Path) -> str:

@@ -280,6 +280,10 @@ class HttpTransport(Transport):
             token_verifier=verifier,
             custom_starlette_routes=[Route(HEALTH_PATH, self._health, methods=["GET", "HEAD"])],
         )
+        if s.max_sessions_per_caller is not None:  # MCP sessions (stateful HTTP) per caller
+            from vllm_mcp.protocol.session_cap import cap_per_caller
+
+            cap_per_caller(server._session_manager, s.max_sessions_per_caller)
         # RFC 6750's details in the SDK's 401 / 403 (no error code without credentials, scope).
         return _Gate(Challenges(app, (s.oauth_scopes or "").split()), self)
 

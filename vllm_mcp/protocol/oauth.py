@@ -220,12 +220,14 @@ def scopes_of(claims: dict[str, Any]) -> list[str]:
     return []
 
 
-def caller_name(claims: dict[str, Any], claim: str) -> str:
-    """The caller: ``claim``'s value; for ``sub``, ``client_id`` where there is no subject
-    (an introspected client-credentials token, RFC 7662 makes ``sub`` optional)."""
+def caller_name(claims: dict[str, Any], claim: str) -> str | None:
+    """The caller: ``claim``'s value, or None where the token has none (a client-credentials
+    token has no ``sub``): such a token is served but has no session namespace, since falling
+    back to ``client_id`` let a client and a user share one (issue 27). The operator who wants
+    one for it names a claim it has (VLLM_MCP_OAUTH_CALLER_CLAIM=client_id)."""
     value = claims.get(claim)
-    if value is None and claim == "sub":
-        value = claims.get("client_id")
+    if value is None:
+        return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value or len(value) > MAX_CALLER_CHARS:
@@ -270,14 +272,17 @@ class OAuthVerifier:
             log.warning("bearer token could not be checked", extra={"error": type(e).__name__})
             return None
         exp = claims.get("exp")
+        client = claims.get("client_id") or claims.get("azp")
         return AccessToken(
             token="[redacted]",
-            client_id=caller,
+            # Without a caller claim: the client, for the SDK's session ownership and metrics;
+            # the session namespace is claims["caller"] (protocol/auth.py session_namespace).
+            client_id=caller if caller is not None else str(client or "unnamed-client"),
             scopes=scopes_of(claims),
             expires_at=int(exp) + LEEWAY_SECONDS if isinstance(exp, int | float) else None,
             resource=self.audience,
             subject=claims.get("sub") if isinstance(claims.get("sub"), str) else None,
-            claims={"iss": self.issuer.issuer},
+            claims={"iss": self.issuer.issuer, "caller": caller},
         )
 
     async def claims(self, token: str) -> dict[str, Any]:

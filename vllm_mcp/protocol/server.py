@@ -21,7 +21,7 @@ from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from vllm_mcp import __version__
 from vllm_mcp.errors import EngineUnavailable, ToolError
-from vllm_mcp.protocol.auth import caller_of
+from vllm_mcp.protocol.auth import session_namespace
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.tools.generation import GenerationResult
 from vllm_mcp.tools.handlers import (
@@ -135,21 +135,21 @@ def build_server(tools: Tools) -> Server[Any]:
             )
         drop_gateway_arguments(params.arguments)
         started = time.monotonic()
-        caller = caller_of(ctx)
         label = metrics_caller(ctx, tools.settings.metrics_caller_label)
+        namespace = session_namespace(ctx)  # sessions: OAuth and token-file callers apart
         tools.metrics.request_started(name)
         outcome = "error"
         try:
             if name in ("chat_completion", "complete"):
                 send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
                 if name == "chat_completion":
-                    result: Any = await tools.chat_completion(params.arguments, send, caller=caller)
+                    result: Any = await tools.chat_completion(params.arguments, send, caller=namespace)
                 else:  # no session, so no caller namespace
                     result = await tools.complete(params.arguments, send)
             elif name == "model_info":
                 result = await tools.model_info(params.arguments)
             else:
-                result = await tools.end_session(params.arguments, caller=caller)
+                result = await tools.end_session(params.arguments, caller=namespace)
             outcome = "ok"
             return _ok(result)
         except ToolError as e:

@@ -57,7 +57,11 @@ __all__ = [
 def make_store(settings: Settings, on_evict: EvictHook = lambda n: None) -> SessionStore:
     """The store the settings name, not yet opened."""
     limits = (settings.max_sessions, settings.max_session_messages)
-    kw = {"ttl": settings.session_ttl, "on_evict": on_evict}
+    kw = {
+        "ttl": settings.session_ttl,
+        "on_evict": on_evict,
+        "max_per_caller": settings.max_sessions_per_caller,
+    }
     if settings.session_store is None:
         return MemorySessionStore(*limits, **kw)
     where = parse_location(settings.session_store)

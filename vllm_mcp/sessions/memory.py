@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vllm_mcp.sessions.base import Message, SessionStore
+from vllm_mcp.sessions.base import Message, SessionStore, caller_of_key
 
 
 @dataclass
@@ -16,7 +16,7 @@ class _Session:
 
 
 class MemorySessionStore(SessionStore):
-    """Sessions in creation order, the order eviction follows."""
+    """Sessions in creation order, the order eviction follows (a caller's own first)."""
 
     kind = "memory"
 
@@ -28,7 +28,6 @@ class MemorySessionStore(SessionStore):
         session = self._sessions.get(key)
         if session is not None and self.is_expired(session.updated):
             del self._sessions[key]
-            self.forget_lock(key)
             return None
         return session
 
@@ -43,8 +42,13 @@ class MemorySessionStore(SessionStore):
             session.messages, session.updated = self.merged(session.messages, new, reply), now
             return
         self._purge_expired()
-        evicted = []
-        while len(self._sessions) >= self.max_sessions:
+        caller = caller_of_key(key)
+        mine = [k for k in self._sessions if caller_of_key(k) == caller]  # oldest first
+        own, oldest = self.to_evict(len(mine), len(self._sessions))
+        evicted = mine[:own]
+        for k in evicted:
+            del self._sessions[k]
+        for _ in range(oldest):
             evicted.append(self._sessions.popitem(last=False)[0])
         self.evicted(evicted)
         self._sessions[key] = _Session(self.merged([], new, reply), now)
@@ -55,12 +59,10 @@ class MemorySessionStore(SessionStore):
             return
         for key in [k for k, s in self._sessions.items() if s.updated < cutoff]:
             del self._sessions[key]
-            self.forget_lock(key)
 
     async def end(self, key: str) -> bool:
         existed = self._live(key) is not None
         self._sessions.pop(key, None)
-        self.forget_lock(key)
         return existed
 
     async def count(self) -> int:

@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from vllm_mcp.config.secret_file import read_secret_file
 from vllm_mcp.errors import ConfigError, SessionStoreError, SessionStoreFailed
-from vllm_mcp.sessions.base import Message, SessionStore, decode_messages, truncate
+from vllm_mcp.sessions.base import SEPARATOR, Message, SessionStore, caller_of_key, decode_messages, truncate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,9 +143,9 @@ class PostgresSessionStore(SessionStore):
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]], transaction: bool = True) -> T:
         """``fn`` in one transaction (or, for one statement, none: two round trips fewer);
-        a lost database is ``SessionStoreFailed`` naming the store."""
+        a lost database is ``SessionStoreFailed`` naming the kind of store."""
         if self._pool is None:
-            raise SessionStoreFailed(f"the session store {self.url} is closed")
+            raise SessionStoreFailed("the postgres session store is closed")
         try:
             async with self._pool.connection() as conn:
                 if not transaction:
@@ -155,7 +155,9 @@ class PostgresSessionStore(SessionStore):
         except psycopg.Error as e:
             log.error("session store failed", extra={"store": self.url, "error": _why(e)})
             raise SessionStoreFailed(
-                f"the session store {self.url} is unavailable ({_why(e)}); nothing of this turn "
+                # The caller is told the store's kind and the error's class, never its URL or
+                # host (libpq's message names them); the log has the whole reason.
+                f"the postgres session store is unavailable ({type(e).__name__}); nothing of this turn "
                 "was recorded, send it again"
             ) from None
 
@@ -200,15 +202,21 @@ class PostgresSessionStore(SessionStore):
                     "DELETE FROM vllm_mcp_sessions WHERE id = %s OR updated < %s",
                     (key, cutoff if cutoff is not None else float("-inf")),
                 )
-            n = (await (await conn.execute("SELECT count(*) FROM vllm_mcp_sessions")).fetchone() or (0,))[0]
+            mine, params = _mine(caller_of_key(key))
+            cur = await conn.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE {mine}) FROM vllm_mcp_sessions", params
+            )
+            n, own_n = await cur.fetchone() or (0, 0)
+            own, oldest = self.to_evict(own_n, n)
             evicted: list[str] = []
-            if n >= self.max_sessions:
-                cur = await conn.execute(
-                    "DELETE FROM vllm_mcp_sessions WHERE id IN (SELECT id FROM vllm_mcp_sessions "
-                    "ORDER BY seq LIMIT %s) RETURNING id",
-                    (n - self.max_sessions + 1,),
-                )
-                evicted = [r[0] for r in await cur.fetchall()]
+            for where, args, limit in ((mine, params, own), ("true", (), oldest)):
+                if limit:  # the caller's own oldest first, then the oldest of all
+                    cur = await conn.execute(
+                        "DELETE FROM vllm_mcp_sessions WHERE id IN (SELECT id FROM vllm_mcp_sessions "
+                        f"WHERE {where} ORDER BY seq LIMIT %s) RETURNING id",
+                        (*args, limit),
+                    )
+                    evicted += [r[0] for r in await cur.fetchall()]
             await conn.execute(
                 "INSERT INTO vllm_mcp_sessions (id, created, updated, messages) VALUES (%s, %s, %s, %s)",
                 (key, now, now, Jsonb(self.merged([], new, reply))),
@@ -223,7 +231,6 @@ class PostgresSessionStore(SessionStore):
             return await cur.fetchall()
 
         rows = await self._run(delete, transaction=False)
-        self.forget_lock(key)
         return bool(rows) and not self.is_expired(rows[0][0])
 
     async def count(self) -> int:
@@ -249,6 +256,14 @@ class PostgresSessionStore(SessionStore):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+def _mine(caller: str) -> tuple[str, tuple[object, ...]]:
+    """A condition on ``id`` matching one caller's sessions, and its parameters."""
+    if not caller:
+        return "strpos(id, chr(31)) = 0", ()
+    prefix = caller + SEPARATOR
+    return "left(id, %s) = %s", (len(prefix), prefix)
 
 
 def _why(error: psycopg.Error) -> str:

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from vllm_mcp.errors import SessionStoreError, SessionStoreFailed
 from vllm_mcp.private_files import create_private_file
-from vllm_mcp.sessions.base import Message, SessionStore, decode_messages, truncate
+from vllm_mcp.sessions.base import SEPARATOR, Message, SessionStore, caller_of_key, decode_messages, truncate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,17 +56,17 @@ class SqliteSessionStore(SessionStore):
         return str(self.path)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` on the worker thread; a database failure is ``SessionStoreFailed`` naming the file."""
+        """``fn`` on the worker thread; a database failure is ``SessionStoreFailed`` naming the store kind."""
         db = self._db
         if db is None:
-            raise SessionStoreFailed(f"the session store {self.name} is closed")
+            raise SessionStoreFailed("the sqlite session store is closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
         except sqlite3.Error as e:
             log.error("session store failed", extra={"store": self.name, "error": str(e)})
             raise SessionStoreFailed(
-                f"the session store {self.name} failed ({e}); nothing of this turn was recorded, "
-                "send it again"
+                # The caller is told the store's kind, never its path (the log names it).
+                f"the sqlite session store failed ({e}); nothing of this turn was recorded, send it again"
             ) from None
 
     # --- open -----------------------------------------------------------------------------
@@ -186,15 +186,24 @@ class SqliteSessionStore(SessionStore):
             if cutoff is not None:
                 db.execute("DELETE FROM sessions WHERE updated < ?", (cutoff,))
             (n,) = db.execute("SELECT count(*) FROM sessions").fetchone()
-            evicted: list[str] = []
-            if n >= self.max_sessions:
-                evicted = [
-                    r[0]
-                    for r in db.execute(
-                        "SELECT id FROM sessions ORDER BY seq LIMIT ?", (n - self.max_sessions + 1,)
-                    )
-                ]
-                db.executemany("DELETE FROM sessions WHERE id = ?", [(k,) for k in evicted])
+            mine, params = _mine(caller_of_key(key))
+            (own_n,) = db.execute(f"SELECT count(*) FROM sessions WHERE {mine}", params).fetchone()
+            own, oldest = self.to_evict(own_n, n)
+            evicted = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT id FROM sessions WHERE {mine} ORDER BY seq LIMIT ?", (*params, own)
+                )
+            ]
+            evicted += [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM sessions WHERE id NOT IN (SELECT value FROM json_each(?)) "
+                    "ORDER BY seq LIMIT ?",
+                    (json.dumps(evicted), oldest),
+                )
+            ]
+            db.executemany("DELETE FROM sessions WHERE id = ?", [(k,) for k in evicted])
             (seq,) = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM sessions").fetchone()
             db.execute(
                 "INSERT INTO sessions (id, seq, created, updated, messages) VALUES (?, ?, ?, ?, ?)",
@@ -210,7 +219,6 @@ class SqliteSessionStore(SessionStore):
             return None if row is None else row[0]
 
         updated = await self._run(delete)
-        self.forget_lock(key)
         return updated is not None and not self.is_expired(updated)
 
     async def count(self) -> int:
@@ -231,6 +239,14 @@ class SqliteSessionStore(SessionStore):
 
             await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=False)
+
+
+def _mine(caller: str) -> tuple[str, tuple[object, ...]]:
+    """A condition on ``id`` matching one caller's sessions, and its parameters."""
+    if not caller:
+        return "instr(id, char(31)) = 0", ()
+    prefix = caller + SEPARATOR
+    return "substr(id, 1, ?) = ?", (len(prefix), prefix)
 
 
 @contextlib.contextmanager

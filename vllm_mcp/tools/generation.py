@@ -102,7 +102,8 @@ class GenerationArguments(BaseModel):
 
     @model_validator(mode="after")
     def _one_constraint(self) -> GenerationArguments:
-        structured.constraint(self.json_schema, self.choice, self.regex)  # ValueError naming the mistake
+        # ValueError naming the mistake; the schema itself is checked later, once, off the loop.
+        structured.constraint(self.json_schema, self.choice, self.regex)
         if self.json_whitespace is not None and self.json_schema is None:
             raise ValueError("json_whitespace: applies only with json_schema")
         return self

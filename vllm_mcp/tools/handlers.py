@@ -14,9 +14,9 @@ import itertools
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import structured
@@ -36,7 +36,7 @@ from vllm_mcp.errors import (
 )
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
-from vllm_mcp.tools import generation, prompts
+from vllm_mcp.tools import generation, limits, prompts
 from vllm_mcp.tools.admission import (
     WAIT_REPORT_INTERVAL,
     Admission,
@@ -45,7 +45,9 @@ from vllm_mcp.tools.admission import (
     ProgressSender,
     WaitReporter,
 )
+from vllm_mcp.tools.arguments import parse_arguments, schema
 from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Timings, Usage
+from vllm_mcp.tools.limits import session_key
 from vllm_mcp.tools.messages import ChatMessage
 
 __all__ = [
@@ -58,6 +60,9 @@ __all__ = [
     "ShuttingDown",
     "ToolError",
     "Tools",
+    "parse_arguments",
+    "schema",
+    "session_key",
 ]
 
 R = TypeVar("R")
@@ -78,6 +83,11 @@ class ChatArguments(GenerationArguments):
         max_length=256,
         description="Keep the conversation under this id: earlier turns are prepended.",
     )
+
+    @field_validator("session_id")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        return v if v is None else limits.check_session_id(v)
 
 
 class CompleteArguments(GenerationArguments):
@@ -134,6 +144,11 @@ class EndSessionArguments(BaseModel):
 
     session_id: str = Field(min_length=1, max_length=256)
 
+    @field_validator("session_id")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        return limits.check_session_id(v)
+
 
 class EndSessionResult(BaseModel):
     session_id: str
@@ -142,42 +157,6 @@ class EndSessionResult(BaseModel):
 
 class NoArguments(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def schema(model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
-    """A model's JSON schema with ``$ref``s inlined: some MCP clients do not follow them."""
-    raw = model.model_json_schema(mode=mode)
-    defs = raw.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return inline(defs[node["$ref"].split("/")[-1]])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    return inline(raw)
-
-
-def parse_arguments(model: type[BaseModel], arguments: dict[str, Any] | None) -> Any:
-    """Validate tool arguments, or raise ``InvalidArguments`` naming each bad one."""
-    try:
-        return model.model_validate(arguments or {})
-    except ValidationError as e:
-        problems = []
-        for err in e.errors(include_url=False):
-            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-            where = where.lstrip(".") or "arguments"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown argument"
-            elif err["type"] == "missing":
-                msg = "required argument is missing"
-            # A check across arguments (model validator) names them in its message already.
-            problems.append(f"{where}: {msg}" if err["loc"] else msg)
-        raise InvalidArguments("invalid arguments: " + "; ".join(problems)) from None
 
 
 # --- the service ----------------------------------------------------------------------------
@@ -224,15 +203,11 @@ class Tools:
     ) -> ChatResult:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
-        too_long = [
-            i for i, m in enumerate(args.messages) if len(m.content) > self.settings.max_content_chars
-        ]
-        if too_long:
-            raise InvalidArguments(
-                f"invalid arguments: messages[{too_long[0]}].content: longer than "
-                f"{self.settings.max_content_chars} characters (VLLM_MCP_MAX_CONTENT_CHARS)"
-            )
-        return await self._guarded(self._chat(args, progress, session_key(caller, args.session_id)))
+        # Every bound is checked before the call is admitted, in microseconds (tools/limits.py).
+        limits.check_messages(args.messages, self.settings)
+        limits.check_generation(args, self.settings)
+        key = session_key(caller, args.session_id)
+        return await self._guarded(self._chat(args, progress, key))
 
     async def complete(
         self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
@@ -243,6 +218,7 @@ class Tools:
                 f"invalid arguments: prompt: longer than {self.settings.max_content_chars} "
                 "characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
+        limits.check_generation(args, self.settings)
         return await self._guarded(self._complete(args, progress))
 
     async def _guarded(self, work: Coroutine[Any, Any, R]) -> R:
@@ -412,6 +388,12 @@ class Tools:
         deadline: float | None,
     ) -> dict[str, Any]:
         """One engine request for any tool; returns the ``GenerationResult`` fields."""
+        if args.json_schema is not None:
+            # Once per call, after admission, in a thread: a large schema takes seconds to check
+            # and the event loop serves every other caller meanwhile.
+            problem = await asyncio.to_thread(structured.schema_problem, args.json_schema)
+            if problem:
+                raise InvalidArguments(f"invalid arguments: {problem}")
         try:
             params = generation.sampling(args, self.settings, max_tokens)
         except generation.UnknownAdapter as e:
@@ -537,17 +519,3 @@ def _deadline(started: float, budget: float | None) -> float | None:
 def _left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (never negative), or ``None`` for no deadline."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-@overload
-def session_key(caller: str | None, session_id: str) -> str: ...
-@overload
-def session_key(caller: str | None, session_id: None) -> None: ...
-def session_key(caller: str | None, session_id: str | None) -> str | None:
-    """Where a caller's session lives in the store: each authenticated caller has its own
-    namespace, so one cannot read or end another's conversation by guessing its id. The
-    caller still sees its own ``session_id``; without authentication (stdio) the key is the id.
-    """
-    if session_id is None or caller is None:
-        return session_id
-    return f"{caller}\x1f{session_id}"

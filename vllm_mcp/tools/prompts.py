@@ -60,29 +60,69 @@ def fit(
 ) -> Prompt:
     """Render ``history + new`` so that prompt + reply fit ``max_model_len``.
 
-    Drops the oldest history turns (a system prompt is kept) until prompt plus
-    ``max_tokens`` fits; if the new messages alone leave less room than
-    ``max_tokens``, the reply is capped to the room left.
+    Drops the fewest oldest history turns (a system prompt is kept) until prompt plus
+    ``max_tokens`` fits; if the new messages alone leave less room than ``max_tokens``, the
+    reply is capped to the room left. Linear in the conversation: one render, and when it does
+    not fit, one pass of per-message token counts guesses how many turns to drop; a render each
+    side of the guess confirms it (a bad guess costs a binary search: log2(turns) renders, never
+    one render per dropped turn as before).
     """
     system = [m for m in history[:1] if m["role"] == "system"]
     turns = list(history[len(system) :])
     if any(m["role"] == "system" for m in new):
         system = []  # the caller brings its own system prompt this turn
-    dropped = 0
-    while True:
-        ids = render(tokenizer, [*system, *turns, *new])
-        if len(ids) + max_tokens <= max_model_len or not turns:
-            break
-        # Drop one whole turn: a message, then any assistant replies to it, so the
-        # history still alternates as strict chat templates require.
-        turns.pop(0)
-        dropped += 1
-        while turns and turns[0]["role"] == "assistant":
-            turns.pop(0)
-            dropped += 1
+    # Where the history may start: after one whole turn (a message, then any assistant replies
+    # to it) is dropped, so it still alternates as strict chat templates require.
+    cuts = [0]
+    while cuts[-1] < len(turns):
+        i = cuts[-1] + 1
+        while i < len(turns) and turns[i]["role"] == "assistant":
+            i += 1
+        cuts.append(i)
+    rendered: dict[int, list[int]] = {}
+
+    def ids_from(k: int) -> list[int]:
+        if k not in rendered:
+            rendered[k] = render(tokenizer, [*system, *turns[cuts[k] :], *new])
+        return rendered[k]
+
+    def fits(k: int) -> bool:
+        return k == len(cuts) - 1 or len(ids_from(k)) + max_tokens <= max_model_len
+
+    k = 0
+    if not fits(0):
+        k = _fewest_cuts(tokenizer, turns, cuts, len(ids_from(0)) + max_tokens - max_model_len, fits)
+    ids = ids_from(k)
     if len(ids) >= max_model_len:
         raise PromptTooLong(len(ids), max_model_len)
-    return Prompt(ids, min(max_tokens, max_model_len - len(ids)), dropped)
+    return Prompt(ids, min(max_tokens, max_model_len - len(ids)), cuts[k])
+
+
+def _fewest_cuts(tokenizer: Any, turns: Sequence[Message], cuts: list[int], excess: int, fits: Any) -> int:
+    """The smallest ``k`` with ``fits(k)`` (``fits`` is monotone and true at the last cut)."""
+    # The guess: drop turns until their content's tokens cover the excess.
+    shed, guess = 0, len(cuts) - 1
+    for k in range(1, len(cuts)):
+        shed += sum(len(tokenizer.encode(m["content"])) for m in turns[cuts[k - 1] : cuts[k]])
+        if shed >= excess:
+            guess = k
+            break
+    lo, hi = 0, len(cuts) - 1  # fits(lo) is false, fits(hi) is true
+    if fits(guess):
+        hi = guess
+        if guess - 1 > lo and not fits(guess - 1):
+            lo = guess - 1
+    else:
+        lo = guess
+        if guess + 1 < hi and fits(guess + 1):
+            hi = guess + 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def raw(tokenizer: Any, text: str, max_model_len: int, max_tokens: int) -> Prompt:
