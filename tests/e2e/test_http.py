@@ -256,7 +256,11 @@ def test_no_or_wrong_token_is_401_and_never_reaches_the_tools(served: Any) -> No
         for body in (initialize_body(), call):
             r = httpx2.post(served.url, json=body, headers={**ACCEPT, **headers}, timeout=30)
             assert r.status_code == 401, r.text
-            assert r.headers["www-authenticate"].startswith("Bearer ")
+            challenge = r.headers["www-authenticate"]
+            assert challenge.split(" ", 1)[0] == "Bearer", challenge
+            # RFC 6750 3.1: a request without a bearer token gets no error code; a bad one does.
+            bearer = headers.get("Authorization", "").startswith("Bearer ")
+            assert ("error=" in challenge) == bearer, challenge
     # The 2026 era, without a session, is guarded the same way.
     r = httpx2.post(
         served.url, json=call, headers={**ACCEPT, "mcp-protocol-version": "2026-07-28"}, timeout=30
