@@ -73,6 +73,14 @@ TOOLS = [
         ),
         input_schema=routed_by_session(schema(ChatArguments, "validation")),
         output_schema=schema(ChatResult, "serialization"),
+        annotations=types.ToolAnnotations(
+            title="Chat completion",
+            # A session turn is appended to the store; nothing outside this server is touched.
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
     ),
     types.Tool(
         name="complete",
@@ -84,6 +92,13 @@ TOOLS = [
         ),
         input_schema=schema(CompleteArguments, "validation"),
         output_schema=schema(CompleteResult, "serialization"),
+        annotations=types.ToolAnnotations(
+            title="Raw completion",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=False,  # sampling: the same call may answer differently
+            open_world_hint=False,
+        ),
     ),
     types.Tool(
         name="model_info",
@@ -91,7 +106,13 @@ TOOLS = [
         description="The served model, the server's settings and its current state.",
         input_schema=schema(NoArguments, "validation"),
         output_schema=schema(ModelInfo, "serialization"),
-        annotations=types.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
+        annotations=types.ToolAnnotations(
+            title="Model information",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
     ),
     types.Tool(
         name="end_session",
@@ -99,7 +120,13 @@ TOOLS = [
         description="Forget one session's conversation history.",
         input_schema=routed_by_session(schema(EndSessionArguments, "validation")),
         output_schema=schema(EndSessionResult, "serialization"),
-        annotations=types.ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+        annotations=types.ToolAnnotations(
+            title="End session",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
     ),
 ]
 TOOL_NAMES = tuple(t.name for t in TOOLS)
