@@ -22,7 +22,9 @@ from mcp.shared.inbound import X_MCP_HEADER_KEY
 from vllm_mcp import __version__
 from vllm_mcp.engine.core import EngineUnavailable
 from vllm_mcp.protocol.auth import caller_of
+from vllm_mcp.protocol.tasks import TaskServer, install_tasks
 from vllm_mcp.protocol.transport import INVALID_PARAMS
+from vllm_mcp.sessions.tasks import MemoryTaskStore
 from vllm_mcp.tools.generation import GenerationResult
 from vllm_mcp.tools.handlers import (
     ChatArguments,
@@ -38,6 +40,7 @@ from vllm_mcp.tools.handlers import (
     engine_error_message,
     schema,
 )
+from vllm_mcp.tools.tasks import TaskRunner
 
 SESSION_HEADER = "Session-Id"
 """``session_id``'s 2026-07-28 ``x-mcp-header`` token: modern clients mirror the argument into
@@ -132,11 +135,40 @@ TOOLS = [
 TOOL_NAMES = tuple(t.name for t in TOOLS)
 
 
-def build_server(tools: Tools) -> Server[Any]:
+TASK_TOOLS = frozenset({"chat_completion", "complete"})
+"""The tools a client may run as a task (``execution.taskSupport: "optional"``, protocol/tasks.py)."""
+TASKS_SINCE = "2025-11-25"
+
+
+def _tools_for(version: str | None) -> list[types.Tool]:
+    """``execution`` is 2025-11-25 vocabulary: a client on an older protocol gets today's list."""
+    if version is not None and version < TASKS_SINCE:
+        return TOOLS
+    return [
+        t.model_copy(update={"execution": types.ToolExecution(task_support="optional")})
+        if t.name in TASK_TOOLS
+        else t
+        for t in TOOLS
+    ]
+
+
+def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
+    """The SDK server over ``tools``; ``tasks`` runs task-augmented calls (in memory if None)."""
+    if tasks is None:
+        s = tools.settings
+        tasks = TaskRunner(MemoryTaskStore(), s.task_ttl, s.max_task_seconds, s.max_tasks_per_caller)
+
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=TOOLS)
+        return types.ListToolsResult(tools=_tools_for(getattr(ctx, "protocol_version", None)))
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
+        return await run_call(ctx, params, send)
+
+    async def run_call(
+        ctx: Any, params: types.CallToolRequestParams, send: Callable[[str, float, int | None], Any] | None
+    ) -> types.CallToolResult:
+        """One tools/call, direct or as a task: ``send`` gets its progress (None: no progress)."""
         name = params.name
         if name not in TOOL_NAMES:
             raise MCPError(
@@ -150,7 +182,6 @@ def build_server(tools: Tools) -> Server[Any]:
         outcome = "error"
         try:
             if name in ("chat_completion", "complete"):
-                send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
                 if name == "chat_completion":
                     result: Any = await tools.chat_completion(params.arguments, send, caller=caller)
                 else:  # no session, so no caller namespace
@@ -172,13 +203,15 @@ def build_server(tools: Tools) -> Server[Any]:
         finally:
             tools.metrics.request_finished(name, outcome, time.monotonic() - started, caller)
 
-    return Server(
+    server = TaskServer(
         "vllm-mcp",
         version=__version__,
         instructions="Use the vLLM model this server runs: chat_completion, or complete for a raw prompt.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+    install_tasks(server, tasks, run_call, TASK_TOOLS)
+    return server
 
 
 GATEWAY_ARGUMENTS = ("headers",)

@@ -26,7 +26,9 @@ from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
 from vllm_mcp.sessions import SessionStoreError, open_store
+from vllm_mcp.sessions.tasks import open_task_store
 from vllm_mcp.tools.handlers import Tools
+from vllm_mcp.tools.tasks import TaskRunner
 
 if TYPE_CHECKING:
     from vllm_mcp.server.frontends import Worker
@@ -63,7 +65,11 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
     sessions = await open_store(settings, on_evict=metrics.session_evicted)
     metrics.set_sessions(await sessions.count())
     tools = Tools(settings, engine, sessions, metrics)
-    server = build_server(tools)
+    task_store = await open_task_store(settings)  # beside the sessions: the same place
+    tasks = TaskRunner(
+        task_store, settings.task_ttl, settings.max_task_seconds, settings.max_tasks_per_caller
+    )
+    server = build_server(tools, tasks)
     shutdown = _Shutdown()
     loop = asyncio.get_running_loop()
     background: set[asyncio.Task[Any]] = set()
@@ -74,6 +80,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
         task.add_done_callback(background.discard)
 
     async def drain(grace: float) -> None:
+        tasks_drained = loop.create_task(tasks.drain(grace))  # tasks get the same grace
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(transport.wait_drained(), grace)
         if transport.in_flight:
@@ -84,6 +91,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
             tools.abort_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(transport.wait_drained(), 5)
+        await tasks_drained
         transport.close()
 
     def begin_shutdown(reason: str, exit_code: int = EXIT_OK, grace: float | None = None) -> None:
@@ -95,6 +103,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
         log.info("shutting down", extra={"reason": reason, "in_flight": transport.in_flight})
         transport.stop_intake()
         tools.stop_intake()
+        tasks.stop_intake()
         spawn(drain(settings.shutdown_grace if grace is None else grace))
 
     async def watch_engine() -> None:
@@ -133,6 +142,8 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
         await engine.aclose()
         metrics.set_engine_state(engine.state.value)
         metrics.write()
+        await tasks.aclose()  # a task still running ends "failed", saying why
+        await task_store.aclose()
         await sessions.aclose()
     log.info("stopped", extra={"reason": shutdown.reason or "input closed"})
     return shutdown.exit_code

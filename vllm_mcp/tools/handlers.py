@@ -42,6 +42,7 @@ from vllm_mcp.tools.admission import (
 )
 from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Timings, Usage
 from vllm_mcp.tools.messages import ChatMessage
+from vllm_mcp.tools.tasks import task_time_limit
 
 __all__ = [
     "Admission",
@@ -261,8 +262,9 @@ class Tools:
             self._calls.discard(inner)
 
     def time_budget(self, requested: float | None) -> float | None:
-        """Seconds a call may take: its ``timeout_s``, capped at VLLM_MCP_MAX_CALL_SECONDS."""
-        limit = self.settings.max_call_seconds
+        """Seconds a call may take: its ``timeout_s``, capped at VLLM_MCP_MAX_CALL_SECONDS
+        (VLLM_MCP_MAX_TASK_SECONDS for a call run as a task, tools/tasks.py)."""
+        limit = task_time_limit.get() or self.settings.max_call_seconds
         if requested is None or (limit is not None and requested > limit):
             return limit
         return requested

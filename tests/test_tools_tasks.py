@@ -1,0 +1,75 @@
+"""The task runner (no protocol): TTL granted, the task time budget, shutdown, per-caller limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+
+import pytest
+
+from tests.doubles import FakeEngine, tools_over
+from vllm_mcp.sessions.tasks import MemoryTaskStore
+from vllm_mcp.tools.tasks import Outcome, TaskLimitReached, TaskProgress, TaskRunner, task_time_limit
+
+
+def runner(per_caller: int = 4) -> TaskRunner:
+    return TaskRunner(MemoryTaskStore(), ttl=600.0, max_seconds=900.0, per_caller=per_caller)
+
+
+def test_the_ttl_granted_is_the_clients_capped_at_the_setting() -> None:
+    r = runner()
+    assert r.granted_ttl(None) == 600.0 and r.granted_ttl(0) == 600.0
+    assert r.granted_ttl(30_000) == 30.0 and r.granted_ttl(10_000_000) == 600.0
+
+
+def test_a_task_call_gets_the_task_time_budget_not_the_call_budget() -> None:
+    tools = tools_over(
+        FakeEngine(loaded=True), VLLM_MCP_MAX_CALL_SECONDS="20", VLLM_MCP_MAX_TASK_SECONDS="900"
+    )
+    assert tools.time_budget(None) == 20.0 and tools.time_budget(5) == 5
+    ctx = contextvars.copy_context()
+    ctx.run(task_time_limit.set, tools.settings.max_task_seconds)
+    assert ctx.run(tools.time_budget, None) == 900.0
+    assert ctx.run(tools.time_budget, 100) == 100  # a call's own timeout_s may still ask for less
+
+
+def test_shutdown_fails_running_tasks_with_the_reason_and_refuses_new_ones() -> None:
+    async def scenario() -> None:
+        r = runner()
+        started = asyncio.Event()
+
+        async def forever(progress: TaskProgress) -> Outcome:
+            started.set()
+            await asyncio.Event().wait()
+            raise AssertionError("not reached")
+
+        record = await r.start("c", None, forever)
+        await started.wait()
+        await r.drain(0)
+        got = await r.store.get("c", record.task_id)
+        assert got is not None and got.status == "failed" and "shut down" in (got.message or "")
+        with pytest.raises(Exception, match="shutting down"):
+            await r.start("c", None, forever)
+
+    asyncio.run(scenario())
+
+
+def test_the_per_caller_limit_counts_live_tasks_only() -> None:
+    async def scenario() -> None:
+        r = runner(per_caller=1)
+        gate = asyncio.Event()
+
+        async def held(progress: TaskProgress) -> Outcome:
+            await gate.wait()
+            return Outcome("completed", None, {"content": []})
+
+        first = await r.start("c", None, held)
+        with pytest.raises(TaskLimitReached, match="VLLM_MCP_MAX_TASKS_PER_CALLER=1"):
+            await r.start("c", None, held)
+        await r.start("other", None, held)  # another caller has its own allowance
+        gate.set()
+        done = await r.wait("c", first.task_id)
+        assert done is not None and done.status == "completed"
+        await r.start("c", None, held)
+
+    asyncio.run(scenario())
