@@ -89,8 +89,10 @@ def test_a_task_is_created_at_once_polled_and_its_result_fetched() -> None:
             assert payload["structuredContent"]["text"] == "one two three" and not payload.get("isError")
             assert payload["content"][0]["text"] == "one two three"
             assert payload["_meta"][RELATED] == {"taskId": task_id}
+            assert "resultType" not in payload  # 2026-07-28 vocabulary: not on this connection
             got = (await ask(peer, "tasks/get", {"taskId": task_id}))["result"]
             assert got["status"] == "completed" and got["taskId"] == task_id
+            assert got["statusMessage"].startswith("finished: ")
             listed = (await ask(peer, "tasks/list"))["result"]
             assert [t["taskId"] for t in listed["tasks"]] == [task_id] and "nextCursor" not in listed
             again = await ask(peer, "tasks/cancel", {"taskId": task_id})

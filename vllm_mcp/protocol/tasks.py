@@ -29,6 +29,7 @@ from typing import Any
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
+from mcp_types.methods import serialize_server_result
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
@@ -148,7 +149,8 @@ def install_tasks(
             is_error=True,
         ).model_dump(by_alias=True, mode="json", exclude_none=True)
         meta = {**(payload.get("_meta") or {}), RELATED_TASK: {"taskId": record.task_id}}
-        return {**payload, "_meta": meta}
+        # Shaped for this connection's protocol version, as the direct call's result would be.
+        return serialize_server_result("tools/call", ctx.protocol_version, {**payload, "_meta": meta})
 
     async def list_(ctx: Any, params: types.PaginatedRequestParams) -> dict[str, Any]:
         after = None
@@ -229,7 +231,9 @@ def _work(
                 (c.text for c in result.content if isinstance(c, types.TextContent)), "the call failed"
             )
             return Outcome("failed", text[:500], data)
-        return Outcome("completed", None, data)
+        usage = (result.structured_content or {}).get("usage") or {}
+        tokens = usage.get("completion_tokens")
+        return Outcome("completed", "finished" if tokens is None else f"finished: {tokens} tokens", data)
 
     return work
 
