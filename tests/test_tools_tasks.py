@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from pathlib import Path
 
 import pytest
 
 from tests.doubles import FakeEngine, tools_over
-from vllm_mcp.sessions.tasks import MemoryTaskStore
+from vllm_mcp.sessions.tasks import MemoryTaskStore, TaskStore
+from vllm_mcp.sessions.tasks_postgres import PostgresTaskStore
+from vllm_mcp.sessions.tasks_sqlite import SqliteTaskStore
 from vllm_mcp.tools.tasks import Outcome, TaskLimitReached, TaskProgress, TaskRunner, task_time_limit
 
 
@@ -73,3 +76,50 @@ def test_the_per_caller_limit_counts_live_tasks_only() -> None:
         await r.start("c", None, held)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_cancel_made_on_another_server_stops_the_call_here(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two runners on one shared store, as two replicas: B cancels, A (which runs it) stops it."""
+
+    def store() -> TaskStore:
+        if kind == "sqlite":
+            return SqliteTaskStore(tmp_path / "shared.db")
+        return PostgresTaskStore(request.getfixturevalue("postgres_url"), None)
+
+    async def scenario() -> None:
+        a_store, b_store = store(), store()
+        await a_store.open()
+        await b_store.open()
+        a = TaskRunner(a_store, ttl=600.0, max_seconds=900.0, per_caller=4)
+        b = TaskRunner(b_store, ttl=600.0, max_seconds=900.0, per_caller=4)
+        a.watch_interval = 0.05
+        running, stopped = asyncio.Event(), asyncio.Event()
+
+        async def generate(progress: TaskProgress) -> Outcome:
+            running.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.set()
+            raise AssertionError("not reached")
+
+        try:
+            record = await a.start("c", None, generate)
+            await running.wait()
+            on_b = await b.cancel("c", record.task_id)
+            assert on_b is not None and on_b.status == "cancelled"
+            await stopped.wait()  # A's watcher saw it and cancelled the call
+            done = await a.wait("c", record.task_id)
+            assert (
+                done is not None and done.status == "cancelled" and done.message == "cancelled by the client"
+            )
+        finally:
+            await a.aclose()
+            await b.aclose()
+            await a_store.aclose()
+            await b_store.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -147,6 +147,10 @@ class TaskStore(ABC):
         """Mark every live task of ``owner`` failed with ``message`` (it stops running them)."""
         return 0
 
+    @abstractmethod
+    async def statuses(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        """The status of each of these tasks that still exists (any caller's: for the runner)."""
+
 
 class MemoryTaskStore(TaskStore):
     """Tasks in this process: gone when it exits, not shared with another server."""
@@ -221,6 +225,9 @@ class MemoryTaskStore(TaskStore):
         for key in gone:
             del self._tasks[key]
         return len(gone)
+
+    async def statuses(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        return {i: self._tasks[i].status for i in task_ids if i in self._tasks}
 
     async def fail_live(self, owner: str, message: str) -> int:
         mine = [r.task_id for r in self._tasks.values() if r.owner == owner and not r.terminal]

@@ -207,6 +207,12 @@ class PostgresTaskStore(TaskStore):
     async def purge(self) -> int:
         return await self._count("DELETE FROM vllm_mcp_tasks WHERE expires < %s", (self._clock(),))
 
+    async def statuses(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        if not task_ids:
+            return {}
+        rows = await self._rows("SELECT id, status FROM vllm_mcp_tasks WHERE id = ANY(%s)", (task_ids,))
+        return dict(rows)
+
     async def fail_live(self, owner: str, message: str) -> int:
         return await self._count(
             "UPDATE vllm_mcp_tasks SET status = 'failed', message = %s, updated = %s "

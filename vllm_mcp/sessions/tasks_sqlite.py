@@ -188,6 +188,15 @@ class SqliteTaskStore(TaskStore):
             await self._run(lambda db: db.execute("DELETE FROM tasks WHERE expires < ?", (now,)).rowcount)
         )
 
+    async def statuses(self, task_ids: list[str]) -> dict[str, TaskStatus]:
+        if not task_ids:
+            return {}
+        marks = ", ".join("?" * len(task_ids))
+        rows = await self._run(
+            lambda db: db.execute(f"SELECT id, status FROM tasks WHERE id IN ({marks})", task_ids).fetchall()
+        )
+        return dict(rows)
+
     async def fail_live(self, owner: str, message: str) -> int:
         now = self._clock()
         return int(

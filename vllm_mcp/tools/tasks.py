@@ -38,6 +38,8 @@ PURGE_INTERVAL_S = 60.0
 """Expired tasks are deleted when a task starts, at most this often."""
 WAIT_POLL_S = 0.5
 """How often ``wait`` reads the store for a task another process runs."""
+WATCH_INTERVAL_S = 1.0
+"""How often a server with a shared store looks for its tasks cancelled on another server."""
 
 task_time_limit: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "task_time_limit", default=None
@@ -90,6 +92,8 @@ class TaskRunner:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.stopping = False
         self._purged = float("-inf")
+        self.watch_interval = WATCH_INTERVAL_S
+        self._watcher: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._ended: dict[str, asyncio.Event] = {}
         self._end_reason: dict[str, tuple[TaskStatus, str]] = {}
@@ -118,6 +122,8 @@ class TaskRunner:
             self._purged = time.monotonic()
             await self.store.purge()
         record = await self.store.create(caller, self.granted_ttl(requested_ttl_ms), self.owner)
+        if self.store.shared and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self.watch(self.watch_interval))
         self._ended[record.task_id] = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self._run(record.task_id, work))
         self._running[record.task_id] = task
@@ -146,6 +152,29 @@ class TaskRunner:
             ended = self._ended.pop(task_id, None)
             if ended is not None:
                 ended.set()
+
+    async def watch(self, interval: float = WATCH_INTERVAL_S) -> None:
+        """Until cancelled: stop the tasks this process runs that another process cancelled.
+
+        With a shared store (SQLite, PostgreSQL) ``tasks/cancel`` may land on another server;
+        it marks the task cancelled in the store, and this loop, reading the statuses of the
+        tasks running here, cancels the call, which aborts its engine request.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                statuses = await self.store.statuses(ids)
+            except Exception as e:  # the store is down: try again next round
+                log.warning("task store unreadable; cancels from other servers wait", extra={"error": str(e)})
+                continue
+            for task_id in ids:
+                local = self._running.get(task_id)
+                if local is not None and statuses.get(task_id) == "cancelled":
+                    self._end_reason[task_id] = ("cancelled", "cancelled by the client")
+                    local.cancel()
 
     async def cancel(self, caller: str | None, task_id: str) -> TaskRecord | None:
         """Cancel the caller's live task (a terminal one is returned as it is); None: no such task."""
@@ -193,6 +222,8 @@ class TaskRunner:
             await asyncio.wait(rest, timeout=5)
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.drain(0)
         with contextlib.suppress(Exception):
             await self.store.fail_live(self.owner, "the server that ran this task stopped; run it again")
