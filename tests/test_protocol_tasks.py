@@ -35,6 +35,7 @@ async def serving(engine: FakeEngine, version: str = "2025-11-25", **env: str) -
             {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "pipes", "version": "0"}},
         )
         peer.init = await peer.reply(rid)  # type: ignore[attr-defined]
+        peer.tools = tools  # type: ignore[attr-defined]
         await peer.notify("notifications/initialized")
         yield peer
     finally:
@@ -97,6 +98,14 @@ def test_a_task_is_created_at_once_polled_and_its_result_fetched() -> None:
             assert [t["taskId"] for t in listed["tasks"]] == [task_id] and "nextCursor" not in listed
             again = await ask(peer, "tasks/cancel", {"taskId": task_id})
             assert again["error"]["code"] == -32602 and "already completed" in again["error"]["message"]
+            info = await ask(peer, "tools/call", {"name": "model_info", "arguments": {}})
+            counts = info["result"]["structuredContent"]["tasks"]
+            assert counts == {"working": 0, "input_required": 0, "completed": 1, "failed": 0, "cancelled": 0}
+            registry = peer.tools.metrics.registry  # type: ignore[attr-defined]
+            assert (
+                registry.get_sample_value("vllm_mcp_tasks", {"model": "fake-model", "status": "completed"})
+                == 1
+            )
 
     run(scenario)
 

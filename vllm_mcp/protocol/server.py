@@ -156,7 +156,10 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
     """The SDK server over ``tools``; ``tasks`` runs task-augmented calls (in memory if None)."""
     if tasks is None:
         s = tools.settings
-        tasks = TaskRunner(MemoryTaskStore(), s.task_ttl, s.max_task_seconds, s.max_tasks_per_caller)
+        tasks = TaskRunner(
+            MemoryTaskStore(), s.task_ttl, s.max_task_seconds, s.max_tasks_per_caller, tools.metrics.set_tasks
+        )
+    tools.task_counts = tasks.counts
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=_tools_for(getattr(ctx, "protocol_version", None)))

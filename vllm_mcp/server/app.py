@@ -67,7 +67,11 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
     tools = Tools(settings, engine, sessions, metrics)
     task_store = await open_task_store(settings)  # beside the sessions: the same place
     tasks = TaskRunner(
-        task_store, settings.task_ttl, settings.max_task_seconds, settings.max_tasks_per_caller
+        task_store,
+        settings.task_ttl,
+        settings.max_task_seconds,
+        settings.max_tasks_per_caller,
+        metrics.set_tasks,
     )
     server = build_server(tools, tasks)
     shutdown = _Shutdown()

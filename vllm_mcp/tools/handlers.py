@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -123,6 +123,10 @@ class ModelInfo(BaseModel):
     load_phase_s: float = Field(description="Seconds in load_phase so far.")
     load_s: float = Field(description="Seconds the load has taken so far (all of it once over).")
     adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
+    tasks: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tasks (calls run in the background, polled for) in the store, by status.",
+    )
 
 
 class EndSessionArguments(BaseModel):
@@ -196,6 +200,8 @@ class Tools:
         self._ids = itertools.count(1)
         self._calls: set[asyncio.Task[Any]] = set()
         self.wait_report_interval = WAIT_REPORT_INTERVAL
+        #: Counts tasks by status for model_info (set by the protocol layer that runs tasks).
+        self.task_counts: Callable[[], Awaitable[dict[str, int]]] | None = None
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -478,7 +484,15 @@ class Tools:
             uptime_s=round(time.monotonic() - self.started, 3),
             **_load_fields(e.load.status()),
             adapters=list(s.lora_modules),
+            tasks=await self._count_tasks(),
         )
+
+    async def _count_tasks(self) -> dict[str, int]:
+        if self.task_counts is None:
+            return {}
+        with contextlib.suppress(SessionStoreUnavailable):
+            return await self.task_counts()
+        return {}
 
     async def end_session(
         self, arguments: dict[str, Any] | None, *, caller: str | None = None

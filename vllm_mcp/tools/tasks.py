@@ -83,8 +83,16 @@ class TaskProgress:
 class TaskRunner:
     """Starts tasks, tracks the ones this process runs, cancels and waits for them."""
 
-    def __init__(self, store: TaskStore, ttl: float, max_seconds: float, per_caller: int) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        ttl: float,
+        max_seconds: float,
+        per_caller: int,
+        on_counts: Callable[[dict[str, int]], None] = lambda counts: None,
+    ) -> None:
         self.store = store
+        self._on_counts = on_counts
         self.ttl = ttl
         self.max_seconds = max_seconds
         self.per_caller = per_caller
@@ -127,7 +135,14 @@ class TaskRunner:
         self._ended[record.task_id] = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self._run(record.task_id, work))
         self._running[record.task_id] = task
+        await self.counts()
         return record
+
+    async def counts(self) -> dict[str, int]:
+        """Tasks in the store by status (every server sharing it), also handed to the metrics."""
+        counts = await self.store.counts()
+        self._on_counts(counts)
+        return counts
 
     async def _run(self, task_id: str, work: Work) -> None:
         task_time_limit.set(self.max_seconds)
@@ -147,6 +162,8 @@ class TaskRunner:
                     task_id, status="failed", message=f"internal error: {type(e).__name__}"
                 )
         finally:
+            with contextlib.suppress(Exception):
+                await self.counts()
             self._running.pop(task_id, None)
             self._end_reason.pop(task_id, None)
             ended = self._ended.pop(task_id, None)
