@@ -172,3 +172,26 @@ def test_open_task_store_follows_the_session_store_setting(tmp_path: Path) -> No
         return out
 
     assert run(kinds()) == ["memory", "sqlite"]
+
+
+def test_touch_renews_the_lease_and_fail_stale_ends_only_a_stale_live_task(make: Any) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        async with make(clock) as store:
+            t = await store.create("c", None)
+            done = await store.create("c", None)
+            await store.update(done.task_id, status="completed", result={"content": []})
+            clock.now += 10
+            await store.touch([t.task_id, done.task_id])
+            assert not await store.fail_stale(t.task_id, clock.now - 5, "dead")  # renewed: not stale
+            clock.now += 10
+            assert await store.fail_stale(t.task_id, clock.now - 5, "dead")
+            assert not await store.fail_stale(done.task_id, clock.now + 1, "dead")  # terminal stays
+            got = await store.get("c", t.task_id)
+            assert got is not None and got.status == "failed" and got.message == "dead"
+            assert await store.statuses([t.task_id, done.task_id, "gone"]) == {
+                t.task_id: "failed",
+                done.task_id: "completed",
+            }
+
+    run(scenario())

@@ -123,3 +123,58 @@ def test_a_cancel_made_on_another_server_stops_the_call_here(
             await b_store.aclose()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_task_whose_server_died_ends_failed_saying_so_and_a_live_one_does_not(tmp_path: Path) -> None:
+    """Two servers on one SQLite file: A runs tasks, B answers a client about them."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        a_store, b_store = (
+            SqliteTaskStore(tmp_path / "s.db", clock),
+            SqliteTaskStore(tmp_path / "s.db", clock),
+        )
+        await a_store.open()
+        await b_store.open()
+        a = TaskRunner(a_store, ttl=600.0, max_seconds=900.0, per_caller=4, lease=30.0)
+        b = TaskRunner(b_store, ttl=600.0, max_seconds=900.0, per_caller=4, lease=30.0)
+
+        async def forever(progress: TaskProgress) -> Outcome:
+            await asyncio.Event().wait()
+            raise AssertionError("not reached")
+
+        try:
+            a.watch_interval = 0.02  # A alive: renews its tasks' lease
+            alive = await a.start("c", None, forever)
+            clock.now += 31
+            while (await b_store.get("c", alive.task_id)).updated < clock.now:  # type: ignore[union-attr]
+                await asyncio.sleep(0.01)
+            got = await b.get("c", alive.task_id)
+            assert got is not None and got.status == "working"
+
+            a.watch_interval = 3600.0  # A "dies": nothing renews the lease any more
+            assert a._watcher is not None
+            a._watcher.cancel()
+            a._watcher = asyncio.get_running_loop().create_task(a.watch(3600.0))
+            clock.now += 29
+            assert (await b.get("c", alive.task_id)).status == "working"  # type: ignore[union-attr]
+            clock.now += 2
+            dead = await b.get("c", alive.task_id)
+            assert dead is not None and dead.status == "failed"
+            assert "the server that ran this task stopped" in (dead.message or "")
+            assert "VLLM_MCP_TASK_LEASE_SECONDS" in (dead.message or "")
+        finally:
+            await a.aclose()
+            await b.aclose()
+            await a_store.aclose()
+            await b_store.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -212,6 +212,13 @@ class Settings(BaseModel):
         description="Time budget of a call run as a task, in place of VLLM_MCP_MAX_CALL_SECONDS: "
         "then the text so far is its result (finish_reason 'time_limit').",
     )
+    task_lease_seconds: float = Field(
+        30.0,
+        alias="VLLM_MCP_TASK_LEASE_SECONDS",
+        ge=3.0,
+        description="A task whose server shows no sign of life for this long (it renews the "
+        "lease every second) ends 'failed' when next read: its server died.",
+    )
     max_tasks_per_caller: int = Field(
         16,
         alias="VLLM_MCP_MAX_TASKS_PER_CALLER",

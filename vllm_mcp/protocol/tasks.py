@@ -133,7 +133,7 @@ def install_tasks(
     server.middleware.append(create)
 
     async def get(ctx: Any, params: types.GetTaskRequestParams) -> dict[str, Any]:
-        record = await _store_call(runner.store.get(caller_of(ctx), params.task_id))
+        record = await _store_call(runner.get(caller_of(ctx), params.task_id))
         if record is None:
             raise _not_found(params.task_id)
         return task_fields(record)
@@ -167,7 +167,7 @@ def install_tasks(
         return out
 
     async def cancel(ctx: Any, params: types.CancelTaskRequestParams) -> dict[str, Any]:
-        before = await _store_call(runner.store.get(caller_of(ctx), params.task_id))
+        before = await _store_call(runner.get(caller_of(ctx), params.task_id))
         if before is None:
             raise _not_found(params.task_id)
         if before.terminal:

@@ -72,6 +72,7 @@ async def _serve(settings: Settings, pump: vlogging.LogPump, worker: Worker | No
         settings.max_task_seconds,
         settings.max_tasks_per_caller,
         metrics.set_tasks,
+        settings.task_lease_seconds,
     )
     server = build_server(tools, tasks)
     shutdown = _Shutdown()

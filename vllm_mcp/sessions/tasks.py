@@ -147,6 +147,18 @@ class TaskStore(ABC):
         """Mark every live task of ``owner`` failed with ``message`` (it stops running them)."""
         return 0
 
+    def now(self) -> float:
+        """The store's clock (created/updated times are on it)."""
+        return self._clock()
+
+    @abstractmethod
+    async def touch(self, task_ids: list[str]) -> None:
+        """Renew the lease of these live tasks (their ``updated`` time): their server is alive."""
+
+    @abstractmethod
+    async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
+        """End a live task ``failed`` if not updated since ``before`` (its server died)."""
+
     @abstractmethod
     async def statuses(self, task_ids: list[str]) -> dict[str, TaskStatus]:
         """The status of each of these tasks that still exists (any caller's: for the runner)."""
@@ -228,6 +240,16 @@ class MemoryTaskStore(TaskStore):
 
     async def statuses(self, task_ids: list[str]) -> dict[str, TaskStatus]:
         return {i: self._tasks[i].status for i in task_ids if i in self._tasks}
+
+    async def touch(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            await self.update(task_id)
+
+    async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
+        record = self._tasks.get(task_id)
+        if record is None or record.terminal or record.updated >= before:
+            return False
+        return await self.update(task_id, status="failed", message=message)
 
     async def fail_live(self, owner: str, message: str) -> int:
         mine = [r.task_id for r in self._tasks.values() if r.owner == owner and not r.terminal]

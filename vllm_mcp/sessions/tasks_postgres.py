@@ -213,6 +213,21 @@ class PostgresTaskStore(TaskStore):
         rows = await self._rows("SELECT id, status FROM vllm_mcp_tasks WHERE id = ANY(%s)", (task_ids,))
         return dict(rows)
 
+    async def touch(self, task_ids: list[str]) -> None:
+        if task_ids:
+            await self._count(
+                f"UPDATE vllm_mcp_tasks SET updated = %s WHERE id = ANY(%s) AND {_LIVE_SQL}",
+                (self._clock(), task_ids),
+            )
+
+    async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
+        n = await self._count(
+            "UPDATE vllm_mcp_tasks SET status = 'failed', message = %s, updated = %s "
+            f"WHERE id = %s AND {_LIVE_SQL} AND updated < %s",
+            (message, self._clock(), task_id, before),
+        )
+        return bool(n)
+
     async def fail_live(self, owner: str, message: str) -> int:
         return await self._count(
             "UPDATE vllm_mcp_tasks SET status = 'failed', message = %s, updated = %s "

@@ -197,6 +197,28 @@ class SqliteTaskStore(TaskStore):
         )
         return dict(rows)
 
+    async def touch(self, task_ids: list[str]) -> None:
+        if task_ids:
+            now, marks = self._clock(), ", ".join("?" * len(task_ids))
+            await self._run(
+                lambda db: db.execute(
+                    f"UPDATE tasks SET updated = ? WHERE id IN ({marks}) AND {_LIVE_SQL}", (now, *task_ids)
+                )
+            )
+
+    async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
+        now = self._clock()
+        n = await self._run(
+            lambda db: (
+                db.execute(
+                    "UPDATE tasks SET status = 'failed', message = ?, updated = ? "
+                    f"WHERE id = ? AND {_LIVE_SQL} AND updated < ?",
+                    (message, now, task_id, before),
+                ).rowcount
+            )
+        )
+        return bool(n)
+
     async def fail_live(self, owner: str, message: str) -> int:
         now = self._clock()
         return int(

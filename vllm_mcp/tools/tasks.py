@@ -90,8 +90,10 @@ class TaskRunner:
         max_seconds: float,
         per_caller: int,
         on_counts: Callable[[dict[str, int]], None] = lambda counts: None,
+        lease: float = 30.0,
     ) -> None:
         self.store = store
+        self.lease = lease
         self._on_counts = on_counts
         self.ttl = ttl
         self.max_seconds = max_seconds
@@ -183,6 +185,7 @@ class TaskRunner:
             if not ids:
                 continue
             try:
+                await self.store.touch(ids)  # the lease: this server still runs them
                 statuses = await self.store.statuses(ids)
             except Exception as e:  # the store is down: try again next round
                 log.warning("task store unreadable; cancels from other servers wait", extra={"error": str(e)})
@@ -193,9 +196,31 @@ class TaskRunner:
                     self._end_reason[task_id] = ("cancelled", "cancelled by the client")
                     local.cancel()
 
+    async def get(self, caller: str | None, task_id: str) -> TaskRecord | None:
+        """The caller's task; a live one whose server stopped renewing its lease ends ``failed``.
+
+        Every server running tasks on a shared store renews their lease each second (``watch``);
+        one that died renews nothing, and the first read after the lease ends it, saying so.
+        """
+        record = await self.store.get(caller, task_id)
+        if (
+            record is None
+            or record.terminal
+            or not self.store.shared
+            or task_id in self._running
+            or record.updated >= self.store.now() - self.lease
+        ):
+            return record
+        message = (
+            f"the server that ran this task stopped (no sign of life for {self.lease:g} s, "
+            "VLLM_MCP_TASK_LEASE_SECONDS); run it again"
+        )
+        await self.store.fail_stale(task_id, self.store.now() - self.lease, message)
+        return await self.store.get(caller, task_id)
+
     async def cancel(self, caller: str | None, task_id: str) -> TaskRecord | None:
         """Cancel the caller's live task (a terminal one is returned as it is); None: no such task."""
-        record = await self.store.get(caller, task_id)
+        record = await self.get(caller, task_id)
         if record is None or record.terminal:
             return record
         await self.store.update(task_id, status="cancelled", message="cancelled by the client")
@@ -208,7 +233,7 @@ class TaskRunner:
     async def wait(self, caller: str | None, task_id: str) -> TaskRecord | None:
         """The task once terminal (None: no such task, or it expired meanwhile)."""
         while True:
-            record = await self.store.get(caller, task_id)
+            record = await self.get(caller, task_id)
             if record is None or record.terminal:
                 return record
             ended = self._ended.get(task_id)
