@@ -187,3 +187,18 @@ def test_a_call_without_task_is_answered_as_before() -> None:
             assert (await ask(peer, "tasks/list"))["result"]["tasks"] == []
 
     run(scenario)
+
+
+def test_a_session_turn_made_in_a_task_is_kept_when_it_completes() -> None:
+    async def scenario() -> None:
+        async with serving(FakeEngine(reply="remembered", loaded=True)) as peer:
+            created = await start_task(peer, "chat_completion", {**CHAT, "session_id": "s1"})
+            task_id = created["result"]["task"]["taskId"]
+            await ask(peer, "tasks/result", {"taskId": task_id})
+            history = await peer.tools.sessions.history("s1")  # type: ignore[attr-defined]
+            assert history == [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "remembered"},
+            ]
+
+    run(scenario)
