@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from vllm_mcp.config.settings import Settings
-from vllm_mcp.sessions.tasks import MemoryTaskStore, TaskStore, open_task_store
+from vllm_mcp.sessions import open_task_store
+from vllm_mcp.sessions.tasks import MemoryTaskStore, TaskStore
 from vllm_mcp.sessions.tasks_postgres import PostgresTaskStore
 from vllm_mcp.sessions.tasks_sqlite import SqliteTaskStore
 

@@ -25,8 +25,7 @@ from vllm_mcp.engine.load_phase import vllm_info_line
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import build_server, make_transport
 from vllm_mcp.protocol.transport import TransportSetupError
-from vllm_mcp.sessions import SessionStoreError, open_store
-from vllm_mcp.sessions.tasks import open_task_store
+from vllm_mcp.sessions import SessionStoreError, open_store, open_task_store
 from vllm_mcp.tools.handlers import Tools
 from vllm_mcp.tools.tasks import TaskRunner
 

@@ -34,6 +34,7 @@ from vllm_mcp.sessions.base import (
 from vllm_mcp.sessions.location import StoreLocation, parse_location
 from vllm_mcp.sessions.memory import MemorySessionStore
 from vllm_mcp.sessions.sqlite import SqliteSessionStore
+from vllm_mcp.sessions.tasks import MemoryTaskStore, TaskStore
 
 if TYPE_CHECKING:
     from vllm_mcp.config.settings import Settings
@@ -46,8 +47,10 @@ __all__ = [
     "SqliteSessionStore",
     "StoreLocation",
     "make_store",
+    "make_task_store",
     "merge_turn",
     "open_store",
+    "open_task_store",
     "parse_location",
     "truncate",
 ]
@@ -72,6 +75,33 @@ def make_store(settings: Settings, on_evict: EvictHook = lambda n: None) -> Sess
 async def open_store(settings: Settings, on_evict: EvictHook = lambda n: None) -> SessionStore:
     """The store the settings name, opened; ``SessionStoreError`` if it cannot be used."""
     store = make_store(settings, on_evict)
+    try:
+        await store.open()
+    except BaseException:
+        await store.aclose()
+        raise
+    return store
+
+
+def make_task_store(settings: Settings) -> TaskStore:
+    """The task store beside the sessions the settings name (sessions/tasks.py), not yet opened."""
+    if settings.session_store is None:
+        return MemoryTaskStore()
+    where = parse_location(settings.session_store)
+    if where.kind == "postgres":
+        from vllm_mcp.sessions.tasks_postgres import PostgresTaskStore
+
+        assert where.url is not None
+        return PostgresTaskStore(where.url, settings.session_store_password_file)
+    from vllm_mcp.sessions.tasks_sqlite import SqliteTaskStore
+
+    assert where.path is not None
+    return SqliteTaskStore(where.path)
+
+
+async def open_task_store(settings: Settings) -> TaskStore:
+    """The task store, opened; ``SessionStoreError`` if it cannot be used."""
+    store = make_task_store(settings)
     try:
         await store.open()
     except BaseException:

@@ -17,7 +17,7 @@ The rules every backend keeps:
 
 The interface (every method a coroutine)::
 
-    store = await open_task_store(settings)
+    store = await open_task_store(settings)  # from vllm_mcp.sessions
     await store.create(caller, ttl, owner) -> TaskRecord
     await store.get(caller, task_id) -> TaskRecord | None
     await store.update(task_id, status=..., message=..., result=...) -> bool  # False: terminal/gone
@@ -32,10 +32,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from vllm_mcp.config.settings import Settings
+from typing import Any, Literal
 
 TaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
 LIVE: tuple[TaskStatus, ...] = ("working", "input_required")
@@ -256,32 +253,3 @@ class MemoryTaskStore(TaskStore):
         for task_id in mine:
             await self.update(task_id, status="failed", message=message)
         return len(mine)
-
-
-def make_task_store(settings: Settings) -> TaskStore:
-    """The task store beside the sessions the settings name, not yet opened."""
-    from vllm_mcp.sessions.location import parse_location
-
-    if settings.session_store is None:
-        return MemoryTaskStore()
-    where = parse_location(settings.session_store)
-    if where.kind == "postgres":
-        from vllm_mcp.sessions.tasks_postgres import PostgresTaskStore
-
-        assert where.url is not None
-        return PostgresTaskStore(where.url, settings.session_store_password_file)
-    from vllm_mcp.sessions.tasks_sqlite import SqliteTaskStore
-
-    assert where.path is not None
-    return SqliteTaskStore(where.path)
-
-
-async def open_task_store(settings: Settings) -> TaskStore:
-    """The task store, opened; ``SessionStoreError`` if it cannot be used."""
-    store = make_task_store(settings)
-    try:
-        await store.open()
-    except BaseException:
-        await store.aclose()
-        raise
-    return store
