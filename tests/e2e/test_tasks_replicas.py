@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e import nodetools
 from tests.e2e.httpserver import HttpServer
-from tests.e2e.test_tasks_ts_client import SDK
+from tests.e2e.test_tasks_ts_client import require_sdk
 from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.engine
@@ -28,8 +28,7 @@ LEASE_S = 3
 def test_a_task_made_on_one_replica_is_fetched_cancelled_and_failed_from_the_other(
     tiny_model: Path, postgres_server: PostgresServer
 ) -> None:
-    if not SDK.exists():
-        pytest.skip("needs the npm @modelcontextprotocol/sdk (.ci/run installs it)")
+    require_sdk()
     env = {
         "VLLM_MCP_SESSION_STORE": postgres_server.new_database(),
         "VLLM_MCP_TASK_LEASE_SECONDS": str(LEASE_S),

@@ -27,11 +27,16 @@ CLIENT = Path(__file__).parent / "tasks_client.mjs"
 SDK = nodetools.TOOLS / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
 
 
-def run_client(scenario: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+def require_sdk() -> None:
+    """Skip without the npm SDK, unless CI installed the node tools (then its absence fails)."""
     if not SDK.exists():
         if "MCP_NODE_TOOLS" in os.environ:
             pytest.fail(f"{nodetools.TOOLS} lacks @modelcontextprotocol/sdk (.ci/run installs it)")
         pytest.skip("needs the npm @modelcontextprotocol/sdk (.ci/run installs it)")
+
+
+def run_client(scenario: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    require_sdk()
     path = tmp_path / "scenario.json"
     path.write_text(json.dumps(scenario))
     done = subprocess.run(
