@@ -65,6 +65,8 @@ E2E_LONGEST_FIRST = (
     "test_session_store",
     "test_hostile",
     "test_hostile_http",
+    "test_tasks_replicas",
+    "test_tasks_ts_client",
     "test_secrets",
     "test_gateway",
     "test_sdk_client",

@@ -1,10 +1,11 @@
 """One error tree (vllm_mcp/errors.py): every class on it, and each process exit path exits
 with the status its class defines.
 
-Exit paths tested elsewhere, each asserting its class's status: bad settings (tests/cli/test_errors.py,
-2), a port in use and an unusable token file (tests/protocol/test_http.py, tests/server/test_frontends.py, 2), an
-unreachable OAuth issuer (tests/protocol/test_oauth.py, 2), the engine dying (tests/server/test_app.py, 1), an
-interrupt (130) and a bug (1) (tests/cli/test_errors.py). No engine here: the paths that would load one
+Exit paths tested elsewhere, each asserting its class's status: bad settings
+(tests/cli/test_errors.py, 2), a port in use and an unusable token file
+(tests/protocol/test_http.py, tests/server/test_frontends.py, 2), an unreachable OAuth issuer
+(tests/protocol/test_oauth.py, 2), the engine dying (tests/server/test_app.py, 1), an interrupt
+(130) and a bug (1) (tests/cli/test_errors.py). No engine here: the paths that would load one
 get a stand-in that fails as the engine would, in a subprocess of their own (they install signal
 handlers and set the process environment).
 """

@@ -138,6 +138,13 @@ class Metrics:
                 "vllm_mcp_active_sessions", "Conversations held in the session store.", ["model"], registry=r
             )
         )
+        self._tasks = Gauge(
+            "vllm_mcp_tasks",
+            "Tasks (calls run in the background, polled for) in the task store, by status "
+            "(every server sharing it).",
+            ["model", "status"],
+            registry=r,
+        )
         self._evictions = labelled(
             Counter(
                 "vllm_mcp_session_evictions",
@@ -200,6 +207,10 @@ class Metrics:
 
     def set_sessions(self, n: int) -> None:
         self._sessions.set(n)
+
+    def set_tasks(self, counts: dict[str, int]) -> None:
+        for status, n in counts.items():
+            self._tasks.labels(model=self._model, status=status).set(n)
 
     def session_evicted(self, n: int = 1) -> None:
         self._evictions.inc(n)

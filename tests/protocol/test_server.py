@@ -128,3 +128,24 @@ def test_an_oauth_caller_is_never_a_metrics_label_of_its_own() -> None:
     assert [metrics_caller(c, "token-file") for c in (oauth, token_file)] == ["oauth", "ops"]
     assert [metrics_caller(c, "off") for c in (oauth, token_file)] == ["", ""]
     assert metrics_caller(SimpleNamespace(request=None), "token-file") == ""  # stdio
+
+
+def test_every_tool_carries_all_five_annotations() -> None:
+    """Connector directories (Claude's among them) refuse a tool without these hints."""
+    engine = FakeEngine(reply="x", model_name="double", loaded=True)
+
+    async def listed() -> dict[str, Any]:
+        async with Client(build_server(tools_over(engine))) as client:
+            tools = (await client.list_tools()).tools
+            return {t.name: t.model_dump(by_alias=True)["annotations"] for t in tools}
+
+    annotations = asyncio.run(listed())
+    assert set(annotations) == {"chat_completion", "complete", "model_info", "end_session"}
+    keys = {"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
+    for name, hints in annotations.items():
+        assert hints is not None and keys <= {k for k, v in hints.items() if v is not None}, name
+        assert hints["openWorldHint"] is False, name  # nothing outside this server is reached
+    assert annotations["model_info"]["readOnlyHint"] and annotations["model_info"]["idempotentHint"]
+    assert annotations["end_session"]["destructiveHint"] and not annotations["end_session"]["readOnlyHint"]
+    assert not annotations["chat_completion"]["readOnlyHint"]  # it appends a session turn
+    assert annotations["complete"]["readOnlyHint"] and not annotations["complete"]["idempotentHint"]

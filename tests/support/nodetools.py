@@ -33,3 +33,14 @@ def require() -> None:
 
 def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, env=node_env(), capture_output=True, text=True, timeout=timeout, cwd=TOOLS)
+
+
+SDK = TOOLS / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
+
+
+def require_sdk() -> None:
+    """Skip without the npm SDK, unless CI installed the node tools (then its absence fails)."""
+    if not SDK.exists():
+        if "MCP_NODE_TOOLS" in os.environ:
+            pytest.fail(f"{TOOLS} lacks @modelcontextprotocol/sdk (.ci/run installs it)")
+        pytest.skip("needs the npm @modelcontextprotocol/sdk (.ci/run installs it)")

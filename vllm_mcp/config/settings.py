@@ -204,6 +204,33 @@ class Settings(BaseModel):
         "generation stops and the text so far is returned (finish_reason 'time_limit'). "
         "Set it below the client's own timeout (FluidMCP: 30 s). No limit if unset.",
     )
+    task_ttl: float = Field(
+        3600.0,
+        alias="VLLM_MCP_TASK_TTL",
+        gt=0.0,
+        description="Seconds a task (a call run in the background, polled for) and its result are "
+        "kept from its creation; a client's requested ttl may ask for less.",
+    )
+    max_task_seconds: float = Field(
+        3600.0,
+        alias="VLLM_MCP_MAX_TASK_SECONDS",
+        gt=0.0,
+        description="Time budget of a call run as a task, in place of VLLM_MCP_MAX_CALL_SECONDS: "
+        "then the text so far is its result (finish_reason 'time_limit').",
+    )
+    task_lease_seconds: float = Field(
+        30.0,
+        alias="VLLM_MCP_TASK_LEASE_SECONDS",
+        ge=3.0,
+        description="A task whose server shows no sign of life for this long (it renews the "
+        "lease every second) ends 'failed' when next read: its server died.",
+    )
+    max_tasks_per_caller: int = Field(
+        16,
+        alias="VLLM_MCP_MAX_TASKS_PER_CALLER",
+        ge=1,
+        description="Tasks one caller may have running at once; another is refused until one ends.",
+    )
     max_message_bytes: int = Field(
         4 * 1024 * 1024,
         alias="VLLM_MCP_MAX_MESSAGE_BYTES",

@@ -22,7 +22,9 @@ from mcp.shared.inbound import X_MCP_HEADER_KEY
 from vllm_mcp import __version__
 from vllm_mcp.errors import EngineUnavailable, ToolError
 from vllm_mcp.protocol.auth import session_namespace
+from vllm_mcp.protocol.tasks import TaskServer, install_tasks
 from vllm_mcp.protocol.transport import INVALID_PARAMS
+from vllm_mcp.sessions.tasks import MemoryTaskStore
 from vllm_mcp.tools.generation import GenerationResult
 from vllm_mcp.tools.handlers import (
     ChatArguments,
@@ -37,6 +39,7 @@ from vllm_mcp.tools.handlers import (
     engine_error_message,
     schema,
 )
+from vllm_mcp.tools.tasks import TaskRunner
 
 SESSION_HEADER = "Session-Id"
 """``session_id``'s 2026-07-28 ``x-mcp-header`` token: modern clients mirror the argument into
@@ -72,6 +75,14 @@ TOOLS = [
         ),
         input_schema=routed_by_session(schema(ChatArguments, "validation")),
         output_schema=schema(ChatResult, "serialization"),
+        annotations=types.ToolAnnotations(
+            title="Chat completion",
+            # A session turn is appended to the store; nothing outside this server is touched.
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
     ),
     types.Tool(
         name="complete",
@@ -83,6 +94,13 @@ TOOLS = [
         ),
         input_schema=schema(CompleteArguments, "validation"),
         output_schema=schema(CompleteResult, "serialization"),
+        annotations=types.ToolAnnotations(
+            title="Raw completion",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=False,  # sampling: the same call may answer differently
+            open_world_hint=False,
+        ),
     ),
     types.Tool(
         name="model_info",
@@ -90,7 +108,13 @@ TOOLS = [
         description="The served model, the server's settings and its current state.",
         input_schema=schema(NoArguments, "validation"),
         output_schema=schema(ModelInfo, "serialization"),
-        annotations=types.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
+        annotations=types.ToolAnnotations(
+            title="Model information",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
     ),
     types.Tool(
         name="end_session",
@@ -98,7 +122,13 @@ TOOLS = [
         description="Forget one session's conversation history.",
         input_schema=routed_by_session(schema(EndSessionArguments, "validation")),
         output_schema=schema(EndSessionResult, "serialization"),
-        annotations=types.ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+        annotations=types.ToolAnnotations(
+            title="End session",
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
     ),
 ]
 TOOL_NAMES = tuple(t.name for t in TOOLS)
@@ -122,11 +152,43 @@ def metrics_caller(ctx: Any, mode: str) -> str:
     return "oauth" if (token.claims or {}).get("iss") else str(token.client_id)
 
 
-def build_server(tools: Tools) -> Server[Any]:
+TASK_TOOLS = frozenset({"chat_completion", "complete"})
+"""The tools a client may run as a task (``execution.taskSupport: "optional"``, protocol/tasks.py)."""
+TASKS_SINCE = "2025-11-25"
+
+
+def _tools_for(version: str | None) -> list[types.Tool]:
+    """``execution`` is 2025-11-25 vocabulary: a client on an older protocol gets today's list."""
+    if version is not None and version < TASKS_SINCE:
+        return TOOLS
+    return [
+        t.model_copy(update={"execution": types.ToolExecution(task_support="optional")})
+        if t.name in TASK_TOOLS
+        else t
+        for t in TOOLS
+    ]
+
+
+def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
+    """The SDK server over ``tools``; ``tasks`` runs task-augmented calls (in memory if None)."""
+    if tasks is None:
+        s = tools.settings
+        tasks = TaskRunner(
+            MemoryTaskStore(), s.task_ttl, s.max_task_seconds, s.max_tasks_per_caller, tools.metrics.set_tasks
+        )
+    tools.task_counts = tasks.counts
+
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=TOOLS)
+        return types.ListToolsResult(tools=_tools_for(getattr(ctx, "protocol_version", None)))
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
+        return await run_call(ctx, params, send)
+
+    async def run_call(
+        ctx: Any, params: types.CallToolRequestParams, send: Callable[[str, float, int | None], Any] | None
+    ) -> types.CallToolResult:
+        """One tools/call, direct or as a task: ``send`` gets its progress (None: no progress)."""
         name = params.name
         if name not in TOOL_NAMES:
             raise MCPError(
@@ -141,7 +203,6 @@ def build_server(tools: Tools) -> Server[Any]:
         outcome = "error"
         try:
             if name in ("chat_completion", "complete"):
-                send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
                 if name == "chat_completion":
                     result: Any = await tools.chat_completion(params.arguments, send, caller=namespace)
                 else:  # no session, so no caller namespace
@@ -163,13 +224,15 @@ def build_server(tools: Tools) -> Server[Any]:
         finally:
             tools.metrics.request_finished(name, outcome, time.monotonic() - started, label)
 
-    return Server(
+    server = TaskServer(
         "vllm-mcp",
         version=__version__,
         instructions="Use the vLLM model this server runs: chat_completion, or complete for a raw prompt.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+    install_tasks(server, tasks, run_call, TASK_TOOLS)
+    return server
 
 
 GATEWAY_ARGUMENTS = ("headers",)

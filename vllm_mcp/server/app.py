@@ -26,8 +26,9 @@ from vllm_mcp.engine.load_phase import vllm_info_line
 from vllm_mcp.errors import EngineDead, ExitCode, SetupError, exit_code_of
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import ServerHooks, build_server, make_transport
-from vllm_mcp.sessions import SessionStore, open_store
+from vllm_mcp.sessions import SessionStore, TaskStore, open_store, open_task_store
 from vllm_mcp.tools.handlers import Tools
+from vllm_mcp.tools.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ class Server:
             settings.metrics_interval,
             worker=front_end.index if front_end else None,
         )
-        self.sessions: SessionStore  # these three from startup: the store opens asynchronously
+        self.sessions: SessionStore  # these from startup: the stores open asynchronously
+        self.task_store: TaskStore
+        self.tasks: TaskRunner
         self.tools: Tools
         self.mcp: Any  # the SDK's Server over the tools, which every transport serves
 
@@ -109,7 +112,17 @@ class Server:
         self.sessions = await open_store(self.settings, on_evict=self.metrics.session_evicted)
         self.metrics.set_sessions(await self.sessions.count())
         self.tools = Tools(self.settings, self.engine, self.sessions, self.metrics)
-        self.mcp = build_server(self.tools)
+        self.task_store = await open_task_store(self.settings)  # beside the sessions: the same place
+        s = self.settings
+        self.tasks = TaskRunner(
+            self.task_store,
+            s.task_ttl,
+            s.max_task_seconds,
+            s.max_tasks_per_caller,
+            self.metrics.set_tasks,
+            s.task_lease_seconds,
+        )
+        self.mcp = build_server(self.tools, self.tasks)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.handle_signal, signal.Signals(sig))
@@ -132,6 +145,8 @@ class Server:
         await self.engine.aclose()
         self.metrics.set_engine_state(self.engine.state.value)
         self.metrics.write()
+        await self.tasks.aclose()  # a task still running ends "failed", saying why
+        await self.task_store.aclose()
         await self.sessions.aclose()
 
     # --- the triggers --------------------------------------------------------------
@@ -144,6 +159,7 @@ class Server:
         log.info("shutting down", extra={"reason": reason, "in_flight": self.transport.in_flight})
         self.transport.stop_intake()
         self.tools.stop_intake()
+        self.tasks.stop_intake()
         self._spawn(self._drain(self.settings.shutdown_grace if grace is None else grace))
 
     def handle_signal(self, sig: signal.Signals) -> None:
@@ -167,7 +183,10 @@ class Server:
     # --- background work -----------------------------------------------------------
 
     async def _drain(self, grace: float) -> None:
-        """Wait for in-flight calls up to ``grace`` (``force_exit`` ends the wait), abort the rest."""
+        """Wait for in-flight calls up to ``grace`` (``force_exit`` ends the wait), abort the rest.
+
+        Tasks running in the background get the same grace (``TaskRunner.drain``)."""
+        tasks_drained = asyncio.ensure_future(self.tasks.drain(grace))
         waits = [
             asyncio.ensure_future(self.transport.wait_drained()),
             asyncio.ensure_future(self._forced.wait()),
@@ -185,6 +204,7 @@ class Server:
                 )
             self.tools.abort_all()
             await self.transport.wait_drained(5)
+        await tasks_drained
         self.transport.close()
 
     async def _watch_engine(self) -> None:

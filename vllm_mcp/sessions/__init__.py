@@ -38,6 +38,7 @@ from vllm_mcp.sessions.base import (
 )
 from vllm_mcp.sessions.memory import MemorySessionStore
 from vllm_mcp.sessions.sqlite import SqliteSessionStore
+from vllm_mcp.sessions.tasks import MemoryTaskStore, TaskStore
 
 if TYPE_CHECKING:
     from vllm_mcp.config.settings import Settings
@@ -47,9 +48,12 @@ __all__ = [
     "Message",
     "SessionStore",
     "SqliteSessionStore",
+    "TaskStore",
     "make_store",
+    "make_task_store",
     "merge_turn",
     "open_store",
+    "open_task_store",
     "truncate",
 ]
 
@@ -77,6 +81,33 @@ def make_store(settings: Settings, on_evict: EvictHook = lambda n: None) -> Sess
 async def open_store(settings: Settings, on_evict: EvictHook = lambda n: None) -> SessionStore:
     """The store the settings name, opened; ``SessionStoreError`` if it cannot be used."""
     store = make_store(settings, on_evict)
+    try:
+        await store.open()
+    except BaseException:
+        await store.aclose()
+        raise
+    return store
+
+
+def make_task_store(settings: Settings) -> TaskStore:
+    """The task store beside the sessions the settings name (sessions/tasks.py), not yet opened."""
+    if settings.session_store is None:
+        return MemoryTaskStore()
+    where = parse_location(settings.session_store)
+    if where.kind == "postgres":
+        from vllm_mcp.sessions.tasks_postgres import PostgresTaskStore
+
+        assert where.url is not None
+        return PostgresTaskStore(where.url, settings.session_store_password_file)
+    from vllm_mcp.sessions.tasks_sqlite import SqliteTaskStore
+
+    assert where.path is not None
+    return SqliteTaskStore(where.path)
+
+
+async def open_task_store(settings: Settings) -> TaskStore:
+    """The task store, opened; ``SessionStoreError`` if it cannot be used."""
+    store = make_task_store(settings)
     try:
         await store.open()
     except BaseException:

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -49,6 +49,7 @@ from vllm_mcp.tools.arguments import parse_arguments, schema
 from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Timings, Usage
 from vllm_mcp.tools.limits import session_key
 from vllm_mcp.tools.messages import ChatMessage
+from vllm_mcp.tools.tasks import task_time_limit
 
 __all__ = [
     "Admission",
@@ -137,6 +138,10 @@ class ModelInfo(BaseModel):
     load_phase_s: float = Field(description="Seconds in load_phase so far.")
     load_s: float = Field(description="Seconds the load has taken so far (all of it once over).")
     adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
+    tasks: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tasks (calls run in the background, polled for) in the store, by status.",
+    )
 
 
 class EndSessionArguments(BaseModel):
@@ -179,6 +184,8 @@ class Tools:
         self._ids = itertools.count(1)
         self._calls: set[asyncio.Task[Any]] = set()
         self.wait_report_interval = WAIT_REPORT_INTERVAL
+        #: Counts tasks by status for model_info (set by the protocol layer that runs tasks).
+        self.task_counts: Callable[[], Awaitable[dict[str, int]]] | None = None
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -242,8 +249,9 @@ class Tools:
             self._calls.discard(inner)
 
     def time_budget(self, requested: float | None) -> float | None:
-        """Seconds a call may take: its ``timeout_s``, capped at VLLM_MCP_MAX_CALL_SECONDS."""
-        limit = self.settings.max_call_seconds
+        """Seconds a call may take: its ``timeout_s``, capped at VLLM_MCP_MAX_CALL_SECONDS
+        (VLLM_MCP_MAX_TASK_SECONDS for a call run as a task, tools/tasks.py)."""
+        limit = task_time_limit.get() or self.settings.max_call_seconds
         if requested is None or (limit is not None and requested > limit):
             return limit
         return requested
@@ -472,7 +480,15 @@ class Tools:
             uptime_s=round(time.monotonic() - self.started, 3),
             **_load_fields(e.load.status()),
             adapters=list(s.lora_modules),
+            tasks=await self._count_tasks(),
         )
+
+    async def _count_tasks(self) -> dict[str, int]:
+        if self.task_counts is None:
+            return {}
+        with contextlib.suppress(SessionStoreUnavailable):
+            return await self.task_counts()
+        return {}
 
     async def end_session(
         self, arguments: dict[str, Any] | None, *, caller: str | None = None

@@ -1,0 +1,110 @@
+"""End to end: MCP tasks (2025-11-25) from the TypeScript SDK's client, on the real engine.
+
+``@modelcontextprotocol/sdk`` 1.32 (npm, pinned in .ci/run) is a client that uses tasks today:
+tests/e2e/tasks_client.mjs drives its experimental tasks API (``callToolStream`` with
+``task``, ``getTask``, ``getTaskResult``, ``cancelTask``, ``listTasks``) over stdio (it spawns
+the server) and over Streamable HTTP (two callers, two tokens), and reports what it saw.
+One server start per transport.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import nodetools
+from tests.support.httpserver import HttpServer, write_tokens
+from tests.support.models import serve_env
+from tests.support.nodetools import require_sdk
+from tests.support.servers import serve_command
+
+pytestmark = pytest.mark.engine
+
+CLIENT = Path(__file__).parent / "tasks_client.mjs"
+
+
+def run_client(scenario: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    require_sdk()
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    done = subprocess.run(
+        ["node", str(CLIENT), str(nodetools.TOOLS), str(path)],
+        env=nodetools.node_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "failure" not in report, json.dumps(report)[-4000:]
+    return report
+
+
+def check_common(report: dict[str, Any]) -> None:
+    """What every transport must show: capability, create, poll, result, cancel mid-generation."""
+    assert report["capabilities"] == {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    assert report["task_support"] == {
+        "chat_completion": "optional",
+        "complete": "optional",
+        "model_info": None,
+        "end_session": None,
+    }
+    chat = report["chat"]
+    assert chat[0]["type"] == "taskCreated" and chat[0]["status"] == "working" and chat[0]["ttl"] == 120_000
+    assert [e["type"] for e in chat[1:-1]] and all(e["type"] == "taskStatus" for e in chat[1:-1])
+    assert chat[-2]["status"] == "completed"
+    final = chat[-1]
+    assert final["type"] == "result", final
+    text = final["result"]["structuredContent"]["text"]
+    assert final["result"]["structuredContent"]["usage"]["completion_tokens"] == 16 and text
+    assert report["chat_get"]["status"] == "completed"
+    # tasks/result again gives the same stored result, marked as the task's.
+    assert report["chat_result"]["structuredContent"]["text"] == text
+    assert report["chat_result"]["_meta"]["io.modelcontextprotocol/related-task"] == {
+        "taskId": report["ids"]["chat"]
+    }
+    # The long one: its status message said it was generating, the cancel took, the engine stopped.
+    assert report["long_created"] == "working"
+    assert report["long_messages"][-1].startswith("generating: ")
+    assert report["cancel"]["status"] == "cancelled"
+    assert report["long_rest"][-1]["type"] == "error" and "cancelled" in report["long_rest"][-1]["message"]
+    assert report["long_get"]["status"] == "cancelled"
+    assert "already cancelled" in report["cancel_again"]["message"]
+    assert report["unfinished_after_cancel"] == 0  # the engine request was aborted, not left running
+    assert report["ids"]["chat"] in report["listed"] and report["ids"]["long"] in report["listed"]
+
+
+def test_the_typescript_client_runs_tasks_over_stdio(tiny_model: Path, tmp_path: Path) -> None:
+    command = serve_command()
+    env = serve_env(tiny_model, VLLM_MCP_SESSION_STORE=str(tmp_path / "store.db"))
+    report = run_client(
+        {"transport": "stdio", "command": command[0], "args": command[1:], "env": env}, tmp_path
+    )
+    check_common(report)
+
+
+def test_the_typescript_client_runs_tasks_over_http_and_another_caller_cannot_see_them(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    tokens = write_tokens(tmp_path / "tokens", "alice", "bob")
+    server = HttpServer(tiny_model, VLLM_MCP_HTTP_TOKEN_FILE=str(tmp_path / "tokens"))
+    try:
+        server.wait_ready()
+        report = run_client(
+            {"transport": "http", "url": server.url, "token": tokens["alice"], "other_token": tokens["bob"]},
+            tmp_path,
+        )
+    finally:
+        server.close()
+    check_common(report)
+    assert report["other_get"] is not None and "no task" in report["other_get"]["message"]
+    assert report["other_listed"] == []
+    # A reconnect (a new MCP session with the same token) finds the task and its result.
+    assert (
+        report["reconnected_result"]["structuredContent"]["text"]
+        == report["chat"][-1]["result"]["structuredContent"]["text"]
+    )
