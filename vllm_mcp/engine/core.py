@@ -24,6 +24,7 @@ from vllm_mcp.engine import embedded, lora
 from vllm_mcp.engine import names as vllm_names
 from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
+from vllm_mcp.engine.parsers import Parsers
 from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
 from vllm_mcp.engine.types import Delta, EngineDead, EngineState, EngineUnavailable, PromptRejected, Sampling
@@ -138,6 +139,9 @@ def build_engine_args(settings: Settings, model: str) -> Any:
         **lora.engine_kwargs(settings.lora_modules),
         **multinode.engine_kwargs(settings),
     }
+    if settings.reasoning_parser:
+        # Structured output then constrains the answer only, once the thinking ends (vllm serve's way).
+        kwargs["reasoning_parser"] = settings.reasoning_parser
     kwargs.update(settings.engine_args)
     # vLLM wants a config object here; JSON gives a dict, e.g. compact JSON for json_schema:
     # {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": true}}.
@@ -277,6 +281,7 @@ class Engine:
         self.device: str = "unknown"
         self.version = vllm_version()
         self.tokenizer: Any = None
+        self.parsers = Parsers(None, None, None)  # the configured ones once loaded (engine/parsers.py)
         self.load_seconds: float | None = None
         converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
         self.load = LoadProgress(Phase.CONVERTING if converts else Phase.IMPORTING)
@@ -299,6 +304,8 @@ class Engine:
             self.tokenizer = self._llm.get_tokenizer()
             if asyncio.iscoroutine(self.tokenizer):
                 self.tokenizer = await self.tokenizer
+            s = self.settings
+            self.parsers = Parsers.load(s.reasoning_parser, s.tool_call_parser, self.tokenizer)
             if self.device == "cpu" and self.settings.cpu_worker_nice:
                 lower_worker_priority(os.getpid(), self.settings.cpu_worker_nice)
             _cache_vllm_env()

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import structured
@@ -31,7 +32,7 @@ from vllm_mcp.errors import (
 )
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
-from vllm_mcp.tools import generation, prompts
+from vllm_mcp.tools import chat_turn, generation, prompts, reasoning, tool_calls
 from vllm_mcp.tools.admission import (
     WAIT_REPORT_INTERVAL,
     Admission,
@@ -42,6 +43,7 @@ from vllm_mcp.tools.admission import (
 )
 from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Timings, Usage
 from vllm_mcp.tools.messages import ChatMessage
+from vllm_mcp.tools.tool_calls import ToolCall
 
 __all__ = [
     "Admission",
@@ -61,11 +63,12 @@ R = TypeVar("R")
 # --- argument and result models -------------------------------------------------------
 
 
-class ChatArguments(GenerationArguments):
-    """Arguments of ``chat_completion``: the shared generation arguments plus the conversation."""
+class ChatArguments(tool_calls.ToolArguments, reasoning.ReasoningArguments, GenerationArguments):
+    """Arguments of ``chat_completion``: the shared generation arguments plus the conversation,
+    the reasoning arguments (reasoning.py) and tools (tool_calls.py)."""
 
     messages: list[ChatMessage] = Field(
-        min_length=1, description="The new messages of this turn (system, user, assistant)."
+        min_length=1, description="The new messages of this turn (system, user, assistant, tool)."
     )
     session_id: str | None = Field(
         None,
@@ -73,6 +76,10 @@ class ChatArguments(GenerationArguments):
         max_length=256,
         description="Keep the conversation under this id: earlier turns are prepended.",
     )
+
+    def constraint(self) -> structured.Constraint | None:
+        """tool_choice 'required' or one function constrains the reply to the calls' JSON."""
+        return self.forced_constraint() or super().constraint()
 
 
 class CompleteArguments(GenerationArguments):
@@ -86,6 +93,23 @@ class ChatResult(GenerationResult):
     dropped_history_messages: int = Field(
         0, description="Oldest session messages left out so the prompt fits the context."
     )
+    reasoning: str | None = Field(
+        None,
+        description="The model's thinking, apart from the answer in 'text' (with a reasoning parser, "
+        "VLLM_MCP_REASONING_PARSER).",
+    )
+    tool_calls: list[ToolCall] | None = Field(
+        None, description="The model's tool calls (with 'tools'); finish_reason is then 'tool_calls'."
+    )
+    _shown: str | None = PrivateAttr(None)
+
+    def shown_text(self) -> str:
+        """The text content: the answer, the thinking before it with include_reasoning, the calls."""
+        text = self._shown if self._shown is not None else self.text
+        if self.tool_calls:
+            calls = [c.model_dump(mode="json") for c in self.tool_calls]
+            text = f"{text}\n\ntool_calls: {json.dumps(calls)}".lstrip()
+        return text
 
 
 class CompleteResult(GenerationResult):
@@ -220,7 +244,7 @@ class Tools:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
         too_long = [
-            i for i, m in enumerate(args.messages) if len(m.content) > self.settings.max_content_chars
+            i for i, m in enumerate(args.messages) if len(m.content or "") > self.settings.max_content_chars
         ]
         if too_long:
             raise InvalidArguments(
@@ -335,11 +359,11 @@ class Tools:
                     history = await self.sessions.history(key)
                     result = await self._turn(args, history, progress, started, queued, deadline)
                     # A turn cut by the time limit is stored as the caller received it.
-                    await self.sessions.append_turn(
-                        key,
-                        [m.model_dump() for m in args.messages],
-                        {"role": "assistant", "content": result.text},
-                    )
+                    # The answer only: the thinking is not sent back (docs/tools.md, "Reasoning").
+                    reply: dict[str, Any] = {"role": "assistant", "content": result.text}
+                    if result.tool_calls:
+                        reply["tool_calls"] = tool_calls.as_message(result.tool_calls)
+                    await self.sessions.append_turn(key, [m.as_dict() for m in args.messages], reply)
                 await self._count_sessions()
                 return result
         except OutOfTime:
@@ -357,22 +381,24 @@ class Tools:
     ) -> ChatResult:
         max_tokens = args.max_tokens or self.settings.default_max_tokens
         assert self.engine.max_model_len is not None
-        try:
-            prompt = prompts.fit(
-                self.engine.tokenizer,
-                history,
-                [m.model_dump() for m in args.messages],
-                self.engine.max_model_len,
-                max_tokens,
-            )
-        except prompts.PromptTooLong as e:
-            raise InvalidArguments(str(e)) from None
+        parsers = self.engine.parsers
+        kwargs = chat_turn.prepare(args, self.engine.tokenizer, parsers)
+        new = [m.as_dict() for m in args.messages]
+        prompt = chat_turn.fit(
+            self.engine.tokenizer, history, new, self.engine.max_model_len, max_tokens, kwargs
+        )
+        splitter = parsers.reasoning_split(args.chat_template_kwargs)
+        if progress is not None and splitter is not None:
+            progress = reasoning.PhasedProgress(progress, splitter)
         fields = await self._generate(
             args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline
         )
-        return ChatResult(
+        fields = chat_turn.finish(args, fields, splitter, parsers)
+        result = ChatResult(
             **fields, session_id=args.session_id, dropped_history_messages=prompt.dropped_messages
         )
+        result._shown = reasoning.shown(result.text, result.reasoning, args.include_reasoning)
+        return result
 
     async def _complete(self, args: CompleteArguments, progress: ProgressSender | None) -> CompleteResult:
         started = time.monotonic()

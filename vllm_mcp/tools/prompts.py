@@ -7,11 +7,11 @@ oldest turns are dropped rather than failing the call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
 class PromptTooLong(ValueError):
@@ -37,10 +37,17 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def render(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
+def render(
+    tokenizer: Any, messages: Sequence[Message], template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
+    """``template_kwargs``: the template's extra arguments (tools, enable_thinking, ...), if any."""
     if has_chat_template(tokenizer):
         ids = tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+            list(messages),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+            **(template_kwargs or {}),
         )
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
@@ -55,6 +62,7 @@ def fit(
     new: Sequence[Message],
     max_model_len: int,
     max_tokens: int,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> Prompt:
     """Render ``history + new`` so that prompt + reply fit ``max_model_len``.
 
@@ -68,14 +76,14 @@ def fit(
         system = []  # the caller brings its own system prompt this turn
     dropped = 0
     while True:
-        ids = render(tokenizer, [*system, *turns, *new])
+        ids = render(tokenizer, [*system, *turns, *new], template_kwargs)
         if len(ids) + max_tokens <= max_model_len or not turns:
             break
         # Drop one whole turn: a message, then any assistant replies to it, so the
         # history still alternates as strict chat templates require.
         turns.pop(0)
         dropped += 1
-        while turns and turns[0]["role"] == "assistant":
+        while turns and turns[0]["role"] in ("assistant", "tool"):
             turns.pop(0)
             dropped += 1
     if len(ids) >= max_model_len:
