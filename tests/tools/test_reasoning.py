@@ -133,3 +133,9 @@ def test_without_a_parser_the_reply_is_all_text() -> None:
     t = tools_over(FakeEngine(reply="abc</think>def", loaded=True))
     result = asyncio.run(t.chat_completion(chat()))
     assert (result.text, result.reasoning) == ("abc</think>def", None)
+
+
+def test_json_schema_applies_to_the_answer_after_the_thinking(parsers: Parsers) -> None:
+    t, _ = over(parsers, reply='I should say yes</think>{"ok":true}')
+    result = asyncio.run(t.chat_completion(chat(json_schema={"type": "object"})))
+    assert result.json_value == {"ok": True} and result.reasoning == "I should say yes"

@@ -2,8 +2,8 @@
 in, the thinking and the tool calls coming out (reasoning.py, tool_calls.py say how each works).
 
 ``prepare`` checks what the model can do with the call's arguments before anything runs and
-gives the chat template's extra arguments; ``finish`` turns the generated text into the result's
-``text``, ``reasoning`` and ``tool_calls``. No vLLM or MCP here.
+gives the chat template's extra arguments; ``finish`` finds the tool calls in the answer (the thinking
+is apart by then: ``Tools._generate``). No vLLM or MCP here.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vllm_mcp.engine.parsers import Parsers, Split
+from vllm_mcp.engine.parsers import Parsers
 from vllm_mcp.errors import InvalidArguments
-from vllm_mcp.tools import prompts, reasoning, tool_calls
+from vllm_mcp.tools import prompts, tool_calls
 
 
 def prepare(args: Any, tokenizer: Any, parsers: Parsers) -> dict[str, Any]:
@@ -64,10 +64,10 @@ def fit(
         raise InvalidArguments(f"invalid arguments: the model's chat template refused them: {e}") from None
 
 
-def finish(args: Any, fields: dict[str, Any], splitter: Split | None, parsers: Parsers) -> dict[str, Any]:
-    """``fields`` with the answer as ``text``, the thinking as ``reasoning`` and any ``tool_calls``."""
-    answer, thinking = reasoning.split(fields["text"], splitter)
-    fields = {**fields, "text": answer, "reasoning": thinking, "tool_calls": None}
+def finish(args: Any, fields: dict[str, Any], parsers: Parsers) -> dict[str, Any]:
+    """``fields`` (the answer's, the thinking apart) with any ``tool_calls`` found in the answer."""
+    answer = fields["text"]
+    fields = {**fields, "tool_calls": None}
     if not args.active_tools() or fields["finish_reason"] not in ("stop", None):
         return fields
     if args.forced_constraint() is not None:

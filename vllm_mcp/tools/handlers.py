@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import structured
 from vllm_mcp.engine.core import Engine, EngineDead, EngineUnavailable, PromptRejected
+from vllm_mcp.engine.parsers import Split
 from vllm_mcp.errors import (
     InvalidArguments,
     NotStarted,
@@ -391,9 +392,9 @@ class Tools:
         if progress is not None and splitter is not None:
             progress = reasoning.PhasedProgress(progress, splitter)
         fields = await self._generate(
-            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline
+            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline, splitter
         )
-        fields = chat_turn.finish(args, fields, splitter, parsers)
+        fields = chat_turn.finish(args, fields, parsers)
         result = ChatResult(
             **fields, session_id=args.session_id, dropped_history_messages=prompt.dropped_messages
         )
@@ -429,8 +430,12 @@ class Tools:
         started: float,
         queued: float,
         deadline: float | None,
+        splitter: Split | None = None,
     ) -> dict[str, Any]:
-        """One engine request for any tool; returns the ``GenerationResult`` fields."""
+        """One engine request for any tool; returns the ``GenerationResult`` fields.
+
+        With ``splitter`` (a reasoning parser) the fields are the answer's, ``reasoning`` apart.
+        """
         try:
             params = generation.sampling(args, self.settings, max_tokens)
         except generation.UnknownAdapter as e:
@@ -452,11 +457,13 @@ class Tools:
             self.metrics.observe_ttft(out.first_token_s)
         self.metrics.add_tokens(len(prompt_ids), out.tokens)
         try:
+            out.text, thinking = reasoning.split(out.text, splitter)  # json_schema: the answer's
             fields = generation.result_fields(args, self.engine.model_name, out, max_tokens)
         except structured.IncompleteJson as e:
             raise ToolError(str(e)) from None
         return {
             **fields,
+            **({"reasoning": thinking} if splitter is not None else {}),
             "usage": Usage(prompt_tokens=len(prompt_ids), completion_tokens=out.tokens),
             "timings": Timings(
                 # Microseconds are plenty; more digits are noise on the wire.
