@@ -75,6 +75,7 @@ class FakeEngine:
         parsers: Parsers | None = None,
     ) -> None:
         self.settings = settings
+        self.multimodal = False
         self.parsers = parsers or Parsers(None, None, None)  # real parsers a test may give
         self.reply = reply
         self.pace = pace

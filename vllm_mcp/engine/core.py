@@ -281,6 +281,7 @@ class Engine:
         self.device: str = "unknown"
         self.version = vllm_version()
         self.tokenizer: Any = None
+        self.multimodal = False  # the model takes media (vLLM's model config says so once loaded)
         self.parsers = Parsers(None, None, None)  # the configured ones once loaded (engine/parsers.py)
         self.load_seconds: float | None = None
         converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
@@ -300,6 +301,7 @@ class Engine:
             )
             config = self._llm.model_config
             self.max_model_len = int(config.max_model_len)
+            self.multimodal = bool(getattr(config, "is_multimodal_model", False))
             self.dtype = str(config.dtype).removeprefix("torch.")
             self.tokenizer = self._llm.get_tokenizer()
             if asyncio.iscoroutine(self.tokenizer):

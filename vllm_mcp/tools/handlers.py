@@ -33,7 +33,7 @@ from vllm_mcp.errors import (
 )
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
-from vllm_mcp.tools import chat_turn, generation, prompts, reasoning, tool_calls
+from vllm_mcp.tools import chat_turn, generation, media, prompts, reasoning, tool_calls
 from vllm_mcp.tools.admission import (
     WAIT_REPORT_INTERVAL,
     Admission,
@@ -147,6 +147,11 @@ class ModelInfo(BaseModel):
     load_phase_s: float = Field(description="Seconds in load_phase so far.")
     load_s: float = Field(description="Seconds the load has taken so far (all of it once over).")
     adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
+    input_modalities: list[str] = Field(
+        description="What a call can send the model through this server: ['text'] (images are "
+        "not passed on yet, even to a multimodal model)."
+    )
+    multimodal: bool = Field(description="The model itself takes images or other media (vLLM says so).")
 
 
 class EndSessionArguments(BaseModel):
@@ -243,6 +248,8 @@ class Tools:
         caller: str | None = None,
     ) -> ChatResult:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
+        if (where := media.first_image_part(arguments)) is not None:
+            raise InvalidArguments(media.refusal(where, self.engine.model_name, self.engine.multimodal))
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
         too_long = [
             i for i, m in enumerate(args.messages) if len(m.content or "") > self.settings.max_content_chars
@@ -509,6 +516,8 @@ class Tools:
             uptime_s=round(time.monotonic() - self.started, 3),
             **_load_fields(e.load.status()),
             adapters=list(s.lora_modules),
+            input_modalities=["text"],
+            multimodal=e.multimodal,
         )
 
     async def end_session(
