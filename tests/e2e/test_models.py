@@ -94,7 +94,7 @@ def test_thinking_on_goes_to_reasoning(client: McpClient) -> None:
     assert data["reasoning"] and data["text"] == "" and shown == ""
 
 
-def test_the_model_refuses_tools_without_a_call_of_its_own_shape(client: McpClient) -> None:
+def test_a_bad_tool_argument_is_named_over_the_wire(client: McpClient) -> None:
     result = client.call(
         "chat_completion",
         {"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"},
