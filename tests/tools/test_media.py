@@ -32,3 +32,10 @@ def test_a_text_only_model_refuses_an_image_by_name(part: dict[str, Any]) -> Non
 def test_model_info_says_what_a_call_can_send() -> None:
     info = asyncio.run(tools_over(FakeEngine(loaded=True)).model_info())
     assert info.input_modalities == ["text"] and info.multimodal is False
+
+
+@pytest.mark.parametrize("arguments", [None, [], {"messages": "x"}, {"messages": [1, {"content": 5}]}])
+def test_any_other_shape_has_no_image_part(arguments: Any) -> None:
+    from vllm_mcp.tools import media
+
+    assert media.first_image_part(arguments) is None

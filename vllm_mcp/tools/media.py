@@ -13,9 +13,12 @@ from typing import Any
 IMAGE_PART_TYPES = ("image_url", "image", "input_image")
 
 
-def first_image_part(arguments: dict[str, Any] | None) -> str | None:
-    """Where the first image part of ``messages`` is (``messages[1].content[0]``), or None."""
-    messages = (arguments or {}).get("messages")
+def first_image_part(arguments: Any) -> str | None:
+    """Where the first image part of ``messages`` is (``messages[1].content[0]``), or None.
+
+    Any JSON may come in (validation follows): what is not the expected shape has no image part.
+    """
+    messages = arguments.get("messages") if isinstance(arguments, dict) else None
     if not isinstance(messages, list):
         return None
     for i, message in enumerate(messages):
