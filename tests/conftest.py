@@ -119,6 +119,13 @@ def tiny_base_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_thinking_model() -> Path:
+    """The tiny model with a thinking chat template and <think>/<tool_call> tokens (models.py)."""
+    with _models_lock():
+        return make_tiny_model(MODELS / "tiny-llama-thinking", thinking=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_adapters(tiny_model: Path) -> dict[str, Path]:
     """Two random LoRA adapters (rank 8) for the tiny model: name -> directory."""
     with _models_lock():

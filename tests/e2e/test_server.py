@@ -90,7 +90,8 @@ def test_text_parts_are_one_message_and_other_parts_are_refused(client: McpClien
     picture = [{"type": "image_url", "image_url": {"url": "x"}}]
     image = client.call("chat_completion", {"messages": [{"role": "user", "content": picture}]})
     assert image.is_error
-    assert "part [0] has type 'image_url': this model takes text only" in image.content[0].text
+    assert "messages[0].content[0] is an image, and " in image.content[0].text
+    assert "is a text-only model (model_info's input_modalities: text)" in image.content[0].text
 
 
 def test_initialize_negotiates_the_sdk_clients_version(client: McpClient) -> None:
@@ -130,7 +131,7 @@ def test_result_has_text_block_and_structured_content(client: McpClient) -> None
         ({"messages": []}, "messages: List should have at least 1 item"),
         ({"messages": "hi"}, "messages: Input should be a valid list"),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
-        ({"messages": [{"role": "user"}]}, "messages[0].content: required argument is missing"),
+        ({"messages": [{"role": "user"}]}, "messages[0]: content: required (only an assistant message"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"messages": user("x"), "temperature": 2.5}, "temperature: Input should be less than or equal to 2"),
         (

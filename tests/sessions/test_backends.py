@@ -317,3 +317,19 @@ def test_the_sqlite_store_is_0600_in_0700_directories_whatever_the_umask(tmp_pat
     finally:
         os.umask(old)
     assert [(path.parents[n].stat().st_mode & 0o777) for n in (0, 1)] == [0o700, 0o700]
+
+
+def test_a_tool_calling_turn_keeps_its_calls_and_call_ids(tmp_path: Path) -> None:
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
+    called = {"role": "assistant", "content": "", "tool_calls": calls}
+    answered = {"role": "tool", "content": "42", "tool_call_id": "c1"}
+
+    async def scenario() -> list[dict[str, Any]]:
+        store = await sqlite_store(tmp_path / "sessions.db")
+        await store.append_turn("t", [user("q")], called)
+        await store.append_turn("t", [answered], reply("it is 42"))
+        await store.aclose()
+        store = await sqlite_store(tmp_path / "sessions.db")  # read back from the file
+        return await store.history("t")
+
+    assert run(scenario()) == [user("q"), called, answered, reply("it is 42")]

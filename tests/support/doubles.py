@@ -13,6 +13,7 @@ from typing import Any
 
 from vllm_mcp.engine.core import Delta, EngineState, EngineUnavailable, Sampling
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
+from vllm_mcp.engine.parsers import Parsers
 
 
 class FakeTokenizer:
@@ -25,6 +26,7 @@ class FakeTokenizer:
 
     def __init__(self) -> None:
         self.texts: list[str] = []  # every text encoded, so a test can see what reached a prompt
+        self.template_kwargs: list[dict[str, Any]] = []  # the chat template's extra arguments, per render
 
     def apply_chat_template(
         self,
@@ -33,7 +35,9 @@ class FakeTokenizer:
         add_generation_prompt: bool,
         tokenize: bool,
         return_dict: bool,
+        **template_kwargs: Any,
     ) -> list[int]:
+        self.template_kwargs.append(template_kwargs)
         text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
         return self.encode(text + ("<assistant>" if add_generation_prompt else ""))
 
@@ -70,8 +74,11 @@ class FakeEngine:
         fail_to_load: str | None = None,
         endless: str | None = None,
         loaded: bool = False,
+        parsers: Parsers | None = None,
     ) -> None:
         self.settings = settings
+        self.multimodal = False
+        self.parsers = parsers or Parsers(None, None, None)  # real parsers a test may give
         self.reply = reply
         self.pace = pace
         self.fail_to_load = fail_to_load

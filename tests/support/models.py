@@ -19,12 +19,32 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
+THINKING_TEMPLATE = (
+    "{% if tools %}<|system|>\nTools:{% for t in tools %} {{ t | tojson }}{% endfor %}</s>\n{% endif %}"
+    "{% if reasoning_effort is defined %}<|effort|>\n{{ reasoning_effort }}</s>\n{% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] or '' }}"
+    "{% for c in m.get('tool_calls') or [] %}<tool_call>"
+    "{{ {'name': c['function']['name'], 'arguments': c['function']['arguments']} | tojson }}"
+    "</tool_call>{% endfor %}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}"
+)
+"""A Qwen3-like template: tools listed in a system turn, tool calls as hermes ``<tool_call>``
+JSON, ``enable_thinking: false`` closes an empty thinking block, ``reasoning_effort`` shown."""
+
+THINKING_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>")
+
 # Any local text will do for the tokenizer; the seed design document is at hand.
 _CORPUS_FILES = [ROOT / "README.md", ROOT / "vllm_mcp" / "config" / "settings.py"]
 
 
-def make_tiny_model(directory: Path, *, chat_template: bool = True) -> Path:
-    """Write the tiny model into ``directory`` (once) and return it."""
+def make_tiny_model(directory: Path, *, chat_template: bool = True, thinking: bool = False) -> Path:
+    """Write the tiny model into ``directory`` (once) and return it.
+
+    ``thinking``: its tokenizer has ``THINKING_TOKENS`` (single, non-special tokens, as Qwen3's,
+    so they survive decoding) and its chat template is ``THINKING_TEMPLATE``.
+    """
     marker = directory / "config.json"
     if marker.exists():
         return directory
@@ -49,11 +69,16 @@ def make_tiny_model(directory: Path, *, chat_template: bool = True) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     if chat_template:
         fast.chat_template = CHAT_TEMPLATE
+    if thinking:
+        from tokenizers import AddedToken
+
+        fast.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINKING_TOKENS])
+        fast.chat_template = THINKING_TEMPLATE
     import torch
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=fast.vocab_size,
+        vocab_size=len(fast),
         hidden_size=128,
         intermediate_size=256,
         num_hidden_layers=2,

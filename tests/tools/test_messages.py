@@ -13,7 +13,7 @@ from vllm_mcp.tools.messages import ChatMessage
 def test_text_parts_become_one_string() -> None:
     parts = [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}, {"type": "text", "text": ""}]
     message = ChatMessage.model_validate({"role": "user", "content": parts})
-    assert message.content == "Hello" and message.model_dump() == {"role": "user", "content": "Hello"}
+    assert message.content == "Hello" and message.as_dict() == {"role": "user", "content": "Hello"}
     assert ChatMessage.model_validate({"role": "user", "content": []}).content == ""
 
 

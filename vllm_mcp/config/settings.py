@@ -36,6 +36,7 @@ from vllm_mcp.config import multinode, store_location
 from vllm_mcp.config import oauth as oauth_rules
 from vllm_mcp.config import rules as config_rules
 from vllm_mcp.config.load import Source, child_environment, explain, layered, mask_secret
+from vllm_mcp.config.parsers import check_parser_name
 from vllm_mcp.config.rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
 from vllm_mcp.errors import ConfigError
 
@@ -151,6 +152,18 @@ class Settings(BaseModel):
         alias="VLLM_MCP_LORA_MODULES",
         description="LoRA adapters to serve, as name=path pairs (local directories or Hugging Face "
         "ids) separated by spaces or commas; calls pick one with 'adapter'.",
+    )
+    reasoning_parser: str | None = Field(
+        None,
+        alias="VLLM_MCP_REASONING_PARSER",
+        description="vLLM reasoning parser (vllm.reasoning, e.g. deepseek_r1, qwen3): the thinking "
+        "goes to the result's 'reasoning', the answer to 'text'.",
+    )
+    tool_call_parser: str | None = Field(
+        None,
+        alias="VLLM_MCP_TOOL_CALL_PARSER",
+        description="vLLM tool-call parser (vllm.tool_parsers, e.g. hermes, llama3_json): model "
+        "output becomes 'tool_calls' when a call passes 'tools'.",
     )
     cpu_kvcache_space_gib: float = Field(
         4.0,
@@ -405,6 +418,12 @@ class Settings(BaseModel):
     @classmethod
     def _json_object(cls, v: Any) -> Any:
         return config_rules.parse_json_object(v)
+
+    @field_validator("reasoning_parser", "tool_call_parser", mode="before")
+    @classmethod
+    def _parser_name(cls, v: Any, info: Any) -> Any:
+        kind = "reasoning" if info.field_name == "reasoning_parser" else "tool"
+        return check_parser_name(kind, v) if isinstance(v, str) else v
 
     @field_validator("lora_modules", mode="before")
     @classmethod

@@ -18,12 +18,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from vllm_mcp.config import multinode
+from vllm_mcp.config import multinode, vllm_names
 from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings, unknown_engine_args
 from vllm_mcp.engine import embedded, lifeline, lora
-from vllm_mcp.engine import names as vllm_names
 from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
+from vllm_mcp.engine.parsers import Parsers
 from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
 from vllm_mcp.engine.types import Delta, EngineState, Sampling
@@ -85,7 +85,7 @@ def _number(x: float) -> str:
 def engine_env_names() -> frozenset[str]:
     """The environment variables vLLM itself reads (so ``config validate`` knows them).
 
-    From ``vllm/envs.py`` alone while vLLM is not imported (vllm_mcp/engine/names.py): ``serve``
+    From ``vllm/envs.py`` alone while vLLM is not imported (vllm_mcp/config/vllm_names.py): ``serve``
     needs them before it reads its first request, and the package imports torch (~9 s of CPU).
     """
     import sys
@@ -107,7 +107,7 @@ def vllm_version() -> str:
 def engine_arg_names() -> frozenset[str]:
     """The names ``VLLM_MCP_ENGINE_ARGS`` may use: vLLM's engine arguments.
 
-    From ``vllm/engine/arg_utils.py``'s source while vLLM is not imported (vllm_mcp/engine/names.py):
+    From ``vllm/engine/arg_utils.py``'s source while vLLM is not imported (vllm_mcp/config/vllm_names.py):
     ``config validate`` and ``doctor`` would otherwise wait ~12 s for the import.
     """
     import sys
@@ -138,6 +138,9 @@ def build_engine_args(settings: Settings, model: str) -> Any:
         **lora.engine_kwargs(settings.lora_modules),
         **multinode.engine_kwargs(settings),
     }
+    if settings.reasoning_parser:
+        # Structured output then constrains the answer only, once the thinking ends (vllm serve's way).
+        kwargs["reasoning_parser"] = settings.reasoning_parser
     kwargs.update(settings.engine_args)
     # vLLM wants a config object here; JSON gives a dict, e.g. compact JSON for json_schema:
     # {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": true}}.
@@ -277,6 +280,8 @@ class Engine:
         self.device: str = "unknown"
         self.version = vllm_version()
         self.tokenizer: Any = None
+        self.multimodal = False  # the model takes media (vLLM's model config says so once loaded)
+        self.parsers = Parsers(None, None, None)  # the configured ones once loaded (engine/parsers.py)
         self.load_seconds: float | None = None
         converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
         self.load = LoadProgress(Phase.CONVERTING if converts else Phase.IMPORTING)
@@ -295,10 +300,13 @@ class Engine:
             )
             config = self._llm.model_config
             self.max_model_len = int(config.max_model_len)
+            self.multimodal = bool(getattr(config, "is_multimodal_model", False))
             self.dtype = str(config.dtype).removeprefix("torch.")
             self.tokenizer = self._llm.get_tokenizer()
             if asyncio.iscoroutine(self.tokenizer):
                 self.tokenizer = await self.tokenizer
+            s = self.settings
+            self.parsers = Parsers.load(s.reasoning_parser, s.tool_call_parser, self.tokenizer)
             if self.device == "cpu" and self.settings.cpu_worker_nice:
                 lower_worker_priority(os.getpid(), self.settings.cpu_worker_nice)
             _cache_vllm_env()

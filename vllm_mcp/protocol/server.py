@@ -272,7 +272,10 @@ def _progress_sender(ctx: Any) -> Callable[[str, float, int | None], Any]:
 
 def _ok(result: Any) -> types.CallToolResult:
     data = result.model_dump(mode="json", by_alias=True)
-    text = data["text"] if isinstance(result, GenerationResult) else json.dumps(data)
+    if isinstance(result, ChatResult):
+        text = result.shown_text()  # the answer; the thinking only with include_reasoning
+    else:
+        text = data["text"] if isinstance(result, GenerationResult) else json.dumps(data)
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=data)
 
 

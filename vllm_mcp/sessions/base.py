@@ -173,6 +173,11 @@ def decode_messages(raw: object) -> list[Message]:
     if not isinstance(raw, list):
         raise ValueError("not a list of messages")
     try:
-        return [{"role": str(m["role"]), "content": str(m["content"])} for m in raw]
+        return [
+            {"role": str(m["role"]), "content": str(m["content"])}
+            # A tool-calling turn's calls and a tool result's call id (tools/tool_calls.py).
+            | {k: m[k] for k in ("tool_calls", "tool_call_id") if k in m}
+            for m in raw
+        ]
     except (TypeError, KeyError) as e:
         raise ValueError(f"not a message: {e}") from None

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import structured
 from vllm_mcp.engine.core import Engine
+from vllm_mcp.engine.parsers import Split
 from vllm_mcp.errors import (
     EngineDead,
     EngineUnavailable,
@@ -36,7 +38,7 @@ from vllm_mcp.errors import (
 )
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
-from vllm_mcp.tools import generation, limits, prompts
+from vllm_mcp.tools import chat_turn, generation, limits, media, prompts, reasoning, tool_calls
 from vllm_mcp.tools.admission import (
     WAIT_REPORT_INTERVAL,
     Admission,
@@ -50,6 +52,7 @@ from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Tim
 from vllm_mcp.tools.limits import session_key
 from vllm_mcp.tools.messages import ChatMessage
 from vllm_mcp.tools.tasks import task_time_limit
+from vllm_mcp.tools.tool_calls import ToolCall
 
 __all__ = [
     "Admission",
@@ -72,11 +75,12 @@ R = TypeVar("R")
 # --- argument and result models -------------------------------------------------------
 
 
-class ChatArguments(GenerationArguments):
-    """Arguments of ``chat_completion``: the shared generation arguments plus the conversation."""
+class ChatArguments(tool_calls.ToolArguments, reasoning.ReasoningArguments, GenerationArguments):
+    """Arguments of ``chat_completion``: the shared generation arguments plus the conversation,
+    the reasoning arguments (reasoning.py) and tools (tool_calls.py)."""
 
     messages: list[ChatMessage] = Field(
-        min_length=1, description="The new messages of this turn (system, user, assistant)."
+        min_length=1, description="The new messages of this turn (system, user, assistant, tool)."
     )
     session_id: str | None = Field(
         None,
@@ -90,6 +94,10 @@ class ChatArguments(GenerationArguments):
     def _printable(cls, v: str | None) -> str | None:
         return v if v is None else limits.check_session_id(v)
 
+    def constraint(self) -> structured.Constraint | None:
+        """tool_choice 'required' or one function constrains the reply to the calls' JSON."""
+        return self.forced_constraint() or super().constraint()
+
 
 class CompleteArguments(GenerationArguments):
     """Arguments of ``complete``: a raw prompt, no chat template (base models, code, few-shot)."""
@@ -102,6 +110,23 @@ class ChatResult(GenerationResult):
     dropped_history_messages: int = Field(
         0, description="Oldest session messages left out so the prompt fits the context."
     )
+    reasoning: str | None = Field(
+        None,
+        description="The model's thinking, apart from the answer in 'text' (with a reasoning parser, "
+        "VLLM_MCP_REASONING_PARSER).",
+    )
+    tool_calls: list[ToolCall] | None = Field(
+        None, description="The model's tool calls (with 'tools'); finish_reason is then 'tool_calls'."
+    )
+    _shown: str | None = PrivateAttr(None)
+
+    def shown_text(self) -> str:
+        """The text content: the answer, the thinking before it with include_reasoning, the calls."""
+        text = self._shown if self._shown is not None else self.text
+        if self.tool_calls:
+            calls = [c.model_dump(mode="json") for c in self.tool_calls]
+            text = f"{text}\n\ntool_calls: {json.dumps(calls)}".lstrip()
+        return text
 
 
 class CompleteResult(GenerationResult):
@@ -142,6 +167,11 @@ class ModelInfo(BaseModel):
         default_factory=dict,
         description="Tasks (calls run in the background, polled for) in the store, by status.",
     )
+    input_modalities: list[str] = Field(
+        description="What a call can send the model through this server: ['text'] (images are "
+        "not passed on yet, even to a multimodal model)."
+    )
+    multimodal: bool = Field(description="The model itself takes images or other media (vLLM says so).")
 
 
 class EndSessionArguments(BaseModel):
@@ -209,6 +239,8 @@ class Tools:
         caller: str | None = None,
     ) -> ChatResult:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
+        if (where := media.first_image_part(arguments)) is not None:
+            raise InvalidArguments(media.refusal(where, self.engine.model_name, self.engine.multimodal))
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
         # Every bound is checked before the call is admitted, in microseconds (tools/limits.py).
         limits.check_messages(args.messages, self.settings)
@@ -325,12 +357,12 @@ class Tools:
                         history = await self.sessions.history(key)
                     result = await self._turn(args, history, progress, started, queued, deadline)
                     # A turn cut by the time limit is stored as the caller received it.
+                    # The answer only: the thinking is not sent back (docs/tools.md, "Reasoning").
+                    reply: dict[str, Any] = {"role": "assistant", "content": result.text}
+                    if result.tool_calls:
+                        reply["tool_calls"] = tool_calls.as_message(result.tool_calls)
                     with _store_errors():
-                        await self.sessions.append_turn(
-                            key,
-                            [m.model_dump() for m in args.messages],
-                            {"role": "assistant", "content": result.text},
-                        )
+                        await self.sessions.append_turn(key, [m.as_dict() for m in args.messages], reply)
                 await self._count_sessions()
                 return result
         except OutOfTime:
@@ -348,22 +380,24 @@ class Tools:
     ) -> ChatResult:
         max_tokens = args.max_tokens or self.settings.default_max_tokens
         assert self.engine.max_model_len is not None
-        try:
-            prompt = prompts.fit(
-                self.engine.tokenizer,
-                history,
-                [m.model_dump() for m in args.messages],
-                self.engine.max_model_len,
-                max_tokens,
-            )
-        except prompts.PromptTooLong as e:
-            raise InvalidArguments(str(e)) from None
-        fields = await self._generate(
-            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline
+        parsers = self.engine.parsers
+        kwargs = chat_turn.prepare(args, self.engine.tokenizer, parsers)
+        new = [m.as_dict() for m in args.messages]
+        prompt = chat_turn.fit(
+            self.engine.tokenizer, history, new, self.engine.max_model_len, max_tokens, kwargs
         )
-        return ChatResult(
+        splitter = parsers.reasoning_split(args.chat_template_kwargs)
+        if progress is not None and splitter is not None:
+            progress = reasoning.PhasedProgress(progress, splitter)
+        fields = await self._generate(
+            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline, splitter
+        )
+        fields = chat_turn.finish(args, fields, parsers)
+        result = ChatResult(
             **fields, session_id=args.session_id, dropped_history_messages=prompt.dropped_messages
         )
+        result._shown = reasoning.shown(result.text, result.reasoning, args.include_reasoning)
+        return result
 
     async def _complete(self, args: CompleteArguments, progress: ProgressSender | None) -> CompleteResult:
         started = time.monotonic()
@@ -394,8 +428,12 @@ class Tools:
         started: float,
         queued: float,
         deadline: float | None,
+        splitter: Split | None = None,
     ) -> dict[str, Any]:
-        """One engine request for any tool; returns the ``GenerationResult`` fields."""
+        """One engine request for any tool; returns the ``GenerationResult`` fields.
+
+        With ``splitter`` (a reasoning parser) the fields are the answer's, ``reasoning`` apart.
+        """
         if args.json_schema is not None:
             # Once per call, after admission, in a thread: a large schema takes seconds to check
             # and the event loop serves every other caller meanwhile.
@@ -430,11 +468,13 @@ class Tools:
             self.metrics.observe_ttft(out.first_token_s)
         self.metrics.add_tokens(len(prompt_ids), out.tokens)
         try:
+            out.text, thinking = reasoning.split(out.text, splitter)  # json_schema: the answer's
             fields = generation.result_fields(args, self.engine.model_name, out, max_tokens)
         except structured.IncompleteJson as e:
             raise ToolError(str(e)) from None
         return {
             **fields,
+            **({"reasoning": thinking} if splitter is not None else {}),
             "usage": Usage(prompt_tokens=len(prompt_ids), completion_tokens=out.tokens),
             "timings": Timings(
                 # Microseconds are plenty; more digits are noise on the wire.
@@ -481,6 +521,8 @@ class Tools:
             **_load_fields(e.load.status()),
             adapters=list(s.lora_modules),
             tasks=await self._count_tasks(),
+            input_modalities=["text"],
+            multimodal=e.multimodal,
         )
 
     async def _count_tasks(self) -> dict[str, int]:

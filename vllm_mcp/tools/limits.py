@@ -118,12 +118,13 @@ def check_messages(messages: list[Any], settings: Settings) -> None:
             "the rest)"
         )
     for i, m in enumerate(messages):
-        if len(m.content) > s.max_content_chars:
+        content = m.content or ""
+        if len(content) > s.max_content_chars:
             raise InvalidArguments(
                 f"invalid arguments: messages[{i}].content: longer than "
                 f"{s.max_content_chars} characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
-        if "\x00" in m.content:
+        if "\x00" in content:
             raise InvalidArguments(
                 f"invalid arguments: messages[{i}].content: contains a NUL character (U+0000), "
                 "which a conversation cannot keep; remove it"

@@ -7,13 +7,13 @@ oldest turns are dropped rather than failing the call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vllm_mcp.errors import RequestError
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
 class PromptTooLong(RequestError, ValueError):
@@ -39,10 +39,17 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def render(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
+def render(
+    tokenizer: Any, messages: Sequence[Message], template_kwargs: Mapping[str, Any] | None = None
+) -> list[int]:
+    """``template_kwargs``: the template's extra arguments (tools, enable_thinking, ...), if any."""
     if has_chat_template(tokenizer):
         ids = tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+            list(messages),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+            **(template_kwargs or {}),
         )
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
@@ -57,6 +64,7 @@ def fit(
     new: Sequence[Message],
     max_model_len: int,
     max_tokens: int,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> Prompt:
     """Render ``history + new`` so that prompt + reply fit ``max_model_len``.
 
@@ -72,18 +80,18 @@ def fit(
     if any(m["role"] == "system" for m in new):
         system = []  # the caller brings its own system prompt this turn
     # Where the history may start: after one whole turn (a message, then any assistant replies
-    # to it) is dropped, so it still alternates as strict chat templates require.
+    # and tool results to it) is dropped, so it still alternates as strict chat templates require.
     cuts = [0]
     while cuts[-1] < len(turns):
         i = cuts[-1] + 1
-        while i < len(turns) and turns[i]["role"] == "assistant":
+        while i < len(turns) and turns[i]["role"] in ("assistant", "tool"):
             i += 1
         cuts.append(i)
     rendered: dict[int, list[int]] = {}
 
     def ids_from(k: int) -> list[int]:
         if k not in rendered:
-            rendered[k] = render(tokenizer, [*system, *turns[cuts[k] :], *new])
+            rendered[k] = render(tokenizer, [*system, *turns[cuts[k] :], *new], template_kwargs)
         return rendered[k]
 
     def fits(k: int) -> bool:
@@ -103,7 +111,7 @@ def _fewest_cuts(tokenizer: Any, turns: Sequence[Message], cuts: list[int], exce
     # The guess: drop turns until their content's tokens cover the excess.
     shed, guess = 0, len(cuts) - 1
     for k in range(1, len(cuts)):
-        shed += sum(len(tokenizer.encode(m["content"])) for m in turns[cuts[k - 1] : cuts[k]])
+        shed += sum(len(tokenizer.encode(m.get("content") or "")) for m in turns[cuts[k - 1] : cuts[k]])
         if shed >= excess:
             guess = k
             break

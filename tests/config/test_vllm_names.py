@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_mcp.engine import names as vllm_names
+from vllm_mcp.config import vllm_names
 
 
 @pytest.mark.engine  # imports vLLM (3 s) to compare with what the source says

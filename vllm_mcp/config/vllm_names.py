@@ -52,3 +52,35 @@ def engine_arg_names() -> frozenset[str]:
             if "ClassVar" not in ast.unparse(field.annotation)
         )
     return frozenset()
+
+
+_PARSER_REGISTRIES = {
+    "reasoning": ("reasoning/__init__.py", "_REASONING_PARSERS_TO_REGISTER"),
+    "tool": ("tool_parsers/__init__.py", "_TOOL_PARSERS_TO_REGISTER"),
+}
+
+
+def parser_names(kind: str) -> frozenset[str]:
+    """The names in vLLM's reasoning (``kind="reasoning"``) or tool-call (``"tool"``) parser registry.
+
+    The keys of the registry's mapping and the ``name=`` of its ``register_lazy_module`` calls,
+    read from ``vllm/<registry>/__init__.py``: config validation must not import vLLM. Empty
+    when the layout changed; the engine then checks the name when it starts.
+    """
+    file, mapping = _PARSER_REGISTRIES[kind]
+    path = vllm_file(file)
+    names: set[object] = set()
+    with contextlib.suppress(Exception):
+        assert path is not None
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Dict):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id == mapping for t in targets):
+                    names.update(k.value for k in node.value.keys if isinstance(k, ast.Constant))
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "register_lazy_module":
+                names.update(
+                    k.value.value
+                    for k in node.keywords
+                    if k.arg == "name" and isinstance(k.value, ast.Constant)
+                )
+    return frozenset(n for n in names if isinstance(n, str))
