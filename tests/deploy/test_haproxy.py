@@ -170,11 +170,9 @@ def test_calls_without_a_session_are_balanced_by_load(replicas: Replicas) -> Non
 def test_a_stopping_replica_gets_no_new_calls_and_finishes_its_own(replicas: Replicas) -> None:
     url = replicas.balancer.url
     run(calls(url, [chat("probe")]))
-    (_, home, _) = replicas.balancer.routes(1)[-1]
-    index = int(home.removeprefix("replica"))
-    busy, other = replicas.recorders[index], replicas.recorders[1 - index]
 
-    # A slow call in flight on the replica the conversation hashes to ...
+    # A slow call in flight on the replica the conversation hashes to (which one is read from
+    # the replica that receives it: HAProxy's log line can come later than the call) ...
     outcome: dict[str, Any] = {}
 
     def slow() -> None:
@@ -189,7 +187,14 @@ def test_a_stopping_replica_gets_no_new_calls_and_finishes_its_own(replicas: Rep
 
     thread = threading.Thread(target=slow)
     thread.start()
-    assert busy.started.wait(30)
+    deadline = time.monotonic() + 30
+    while not any(r.started.is_set() for r in replicas.recorders) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = [i for i, r in enumerate(replicas.recorders) if r.started.is_set()]
+    assert len(started) == 1, started
+    index = started[0]
+    home = f"replica{index}"
+    busy, other = replicas.recorders[index], replicas.recorders[1 - index]
     # ... when that replica starts to stop (what SIGTERM does: intake closed, /healthz 503).
     replicas.served[index].transport.stop_intake()
     replicas.served[index].state = "stopping"
