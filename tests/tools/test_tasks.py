@@ -178,3 +178,22 @@ def test_a_task_whose_server_died_ends_failed_saying_so_and_a_live_one_does_not(
             await b_store.aclose()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_model_info_answers_while_the_task_store_is_down() -> None:
+    """model_info needs no store: a failing task store leaves the counts out (CI caught
+    model_info failing while PostgreSQL restarted, once the counts were added)."""
+    from vllm_mcp.errors import SessionStoreFailed
+
+    tools = tools_over(FakeEngine(reply="x", model_name="double", loaded=True))
+
+    async def down() -> dict[str, int]:
+        raise SessionStoreFailed("the postgres task store is unavailable (PoolTimeout); try again")
+
+    async def up() -> dict[str, int]:
+        return {"working": 1}
+
+    tools.task_counts = down
+    assert asyncio.run(tools.model_info({})).tasks == {}
+    tools.task_counts = up  # the control: a store that answers is counted
+    assert asyncio.run(tools.model_info({})).tasks == {"working": 1}

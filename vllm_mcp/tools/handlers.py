@@ -528,8 +528,9 @@ class Tools:
     async def _count_tasks(self) -> dict[str, int]:
         if self.task_counts is None:
             return {}
-        with contextlib.suppress(SessionStoreUnavailable):
-            return await self.task_counts()
+        # model_info needs no store: a store that is down (or slow) leaves the counts out.
+        with contextlib.suppress(SessionStoreFailed, SessionStoreUnavailable, asyncio.TimeoutError):
+            return await asyncio.wait_for(self.task_counts(), 2.0)
         return {}
 
     async def end_session(
