@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from tests.support.doubles import FakeEngine, tools_over
 from tests.support.pipes import StdioPeer
 from vllm_mcp.protocol import build_server
@@ -202,3 +204,24 @@ def test_a_session_turn_made_in_a_task_is_kept_when_it_completes() -> None:
             ]
 
     run(scenario)
+
+
+def test_tasks_belong_to_the_session_namespace_so_oauth_and_token_file_callers_never_meet() -> None:
+    from types import SimpleNamespace
+
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+    from mcp.shared.exceptions import MCPError
+
+    from vllm_mcp.protocol.tasks import _owner
+
+    def ctx(**token: Any) -> Any:
+        user = AuthenticatedUser(AccessToken(token="[redacted]", scopes=[], **token))
+        return SimpleNamespace(request=SimpleNamespace(scope={"user": user}))
+
+    token_file = ctx(client_id="alice")
+    oauth = ctx(client_id="web-app", claims={"iss": "https://auth.example.org", "caller": "alice"})
+    assert _owner(token_file) == "alice" and _owner(oauth) != _owner(token_file)
+    assert _owner(SimpleNamespace(request=None)) is None  # stdio: one caller, as for sessions
+    with pytest.raises(MCPError, match="no task namespace"):
+        _owner(ctx(client_id="web-app", claims={"iss": "https://auth.example.org", "caller": None}))

@@ -34,9 +34,10 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from vllm_mcp.errors import SessionStoreFailed, ToolError
-from vllm_mcp.protocol.auth import caller_of
+from vllm_mcp.protocol.auth import session_namespace
 from vllm_mcp.protocol.transport import INVALID_PARAMS, METHOD_NOT_FOUND
 from vllm_mcp.sessions.tasks import TaskRecord
+from vllm_mcp.tools.limits import NO_NAMESPACE
 from vllm_mcp.tools.tasks import Outcome, TaskProgress, TaskRunner
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def install_tasks(
             )
         assert params.task is not None
         try:
-            record = await runner.start(caller_of(ctx), params.task.ttl, _work(ctx, params, run_call))
+            record = await runner.start(_owner(ctx), params.task.ttl, _work(ctx, params, run_call))
         except (ToolError, SessionStoreFailed) as e:
             raise MCPError(code=SERVER_ERROR, message=str(e)) from None
         log.info("task created", extra={"task": record.task_id[:8], "tool": params.name})
@@ -133,13 +134,13 @@ def install_tasks(
     server.middleware.append(create)
 
     async def get(ctx: Any, params: types.GetTaskRequestParams) -> dict[str, Any]:
-        record = await _store_call(runner.get(caller_of(ctx), params.task_id))
+        record = await _store_call(runner.get(_owner(ctx), params.task_id))
         if record is None:
             raise _not_found(params.task_id)
         return task_fields(record)
 
     async def result(ctx: Any, params: types.GetTaskPayloadRequestParams) -> dict[str, Any]:
-        record = await _store_call(runner.wait(caller_of(ctx), params.task_id))
+        record = await _store_call(runner.wait(_owner(ctx), params.task_id))
         if record is None:
             raise _not_found(params.task_id)
         payload = record.result or types.CallToolResult(
@@ -160,14 +161,14 @@ def install_tasks(
                     code=INVALID_PARAMS, message="invalid cursor: pass nextCursor from a tasks/list answer"
                 )
             after = int(params.cursor)
-        records, cursor = await _store_call(runner.store.page(caller_of(ctx), after, PAGE_SIZE))
+        records, cursor = await _store_call(runner.store.page(_owner(ctx), after, PAGE_SIZE))
         out: dict[str, Any] = {"tasks": [task_fields(r) for r in records]}
         if cursor is not None:
             out["nextCursor"] = str(cursor)
         return out
 
     async def cancel(ctx: Any, params: types.CancelTaskRequestParams) -> dict[str, Any]:
-        before = await _store_call(runner.get(caller_of(ctx), params.task_id))
+        before = await _store_call(runner.get(_owner(ctx), params.task_id))
         if before is None:
             raise _not_found(params.task_id)
         if before.terminal:
@@ -175,7 +176,7 @@ def install_tasks(
                 code=INVALID_PARAMS,
                 message=f"cannot cancel task {params.task_id!r}: it is already {before.status}",
             )
-        record = await _store_call(runner.cancel(caller_of(ctx), params.task_id))
+        record = await _store_call(runner.cancel(_owner(ctx), params.task_id))
         if record is None:
             raise _not_found(params.task_id)
         return task_fields(record)
@@ -254,3 +255,17 @@ class _Notifier:
             self._usable = False
             with contextlib.suppress(Exception):
                 log.debug("task notifications stop", extra={"reason": type(e).__name__})
+
+
+def _owner(ctx: Any) -> str | None:
+    """Whose tasks a request reaches: the caller's session namespace, so OAuth and token-file
+    callers of the same name never meet (issue 27); a token without the caller claim has none."""
+    owner = session_namespace(ctx)
+    if owner == NO_NAMESPACE:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message="this caller's token names no user (it lacks the claim VLLM_MCP_OAUTH_CALLER_CLAIM "
+            "names), so it has no task namespace; call without params.task, or ask the operator to "
+            "name a claim the token has",
+        )
+    return owner
