@@ -63,6 +63,29 @@ class TaskRecord:
         return self.ttl is not None and self.created + self.ttl < now
 
 
+COLUMNS = "id, caller, status, message, result, created, updated, expires, owner, seq"
+"""The task table's columns in the order ``record_from_row`` reads them (SQLite and PostgreSQL)."""
+LIVE_SQL = "status IN ('working', 'input_required')"
+assert LIVE == ("working", "input_required")  # LIVE_SQL spells LIVE out
+
+
+def record_from_row(row: tuple[Any, ...], decode: Callable[[Any], Any] = lambda r: r) -> TaskRecord:
+    """A ``TaskRecord`` from a row of ``COLUMNS``; ``decode`` turns a stored result back into JSON."""
+    task_id, caller, status, message, result, created, updated, expires, owner, seq = row
+    return TaskRecord(
+        task_id=task_id,
+        caller=caller,
+        status=status,
+        message=message,
+        result=None if result is None else decode(result),
+        created=created,
+        updated=updated,
+        ttl=None if expires is None else expires - created,
+        owner=owner,
+        seq=seq,
+    )
+
+
 def caller_key(caller: str | None) -> str:
     """The store's key for a caller: unauthenticated callers (stdio, HTTP without tokens) share ''."""
     return caller or ""

@@ -26,7 +26,16 @@ from vllm_mcp.sessions.postgres import (
     _why,
     read_password,
 )
-from vllm_mcp.sessions.tasks import STATUSES, TaskRecord, TaskStatus, TaskStore, caller_key
+from vllm_mcp.sessions.tasks import (
+    COLUMNS,
+    LIVE_SQL,
+    STATUSES,
+    TaskRecord,
+    TaskStatus,
+    TaskStore,
+    caller_key,
+    record_from_row,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,26 +57,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS vllm_mcp_tasks_caller ON vllm_mcp_tasks (caller, seq)",
     "CREATE INDEX IF NOT EXISTS vllm_mcp_tasks_expires ON vllm_mcp_tasks (expires)",
 )
-_COLUMNS = "id, caller, status, message, result, created, updated, expires, owner, seq"
-_LIVE_SQL = "status IN ('working', 'input_required')"
 _UNEXPIRED = "(expires IS NULL OR expires >= %s)"
 POOL_MAX = 4
-
-
-def _record(row: tuple[Any, ...]) -> TaskRecord:
-    task_id, caller, status, message, result, created, updated, expires, owner, seq = row
-    return TaskRecord(
-        task_id=task_id,
-        caller=caller,
-        status=status,
-        message=message,
-        result=result,
-        created=created,
-        updated=updated,
-        ttl=None if expires is None else expires - created,
-        owner=owner,
-        seq=seq,
-    )
 
 
 class PostgresTaskStore(TaskStore):
@@ -157,10 +148,10 @@ class PostgresTaskStore(TaskStore):
 
     async def get(self, caller: str | None, task_id: str) -> TaskRecord | None:
         rows = await self._rows(
-            f"SELECT {_COLUMNS} FROM vllm_mcp_tasks WHERE id = %s AND caller = %s AND {_UNEXPIRED}",
+            f"SELECT {COLUMNS} FROM vllm_mcp_tasks WHERE id = %s AND caller = %s AND {_UNEXPIRED}",
             (task_id, caller_key(caller), self._clock()),
         )
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def update(
         self,
@@ -173,7 +164,7 @@ class PostgresTaskStore(TaskStore):
         now = self._clock()
         n = await self._count(
             "UPDATE vllm_mcp_tasks SET status = coalesce(%s, status), message = coalesce(%s, message), "
-            f"result = coalesce(%s, result), updated = %s WHERE id = %s AND {_LIVE_SQL} AND {_UNEXPIRED}",
+            f"result = coalesce(%s, result), updated = %s WHERE id = %s AND {LIVE_SQL} AND {_UNEXPIRED}",
             (status, message, None if result is None else Jsonb(result), now, task_id, now),
         )
         return bool(n)
@@ -182,16 +173,16 @@ class PostgresTaskStore(TaskStore):
         self, caller: str | None, after: int | None, limit: int
     ) -> tuple[list[TaskRecord], int | None]:
         rows = await self._rows(
-            f"SELECT {_COLUMNS} FROM vllm_mcp_tasks WHERE caller = %s AND seq > %s AND {_UNEXPIRED} "
+            f"SELECT {COLUMNS} FROM vllm_mcp_tasks WHERE caller = %s AND seq > %s AND {_UNEXPIRED} "
             "ORDER BY seq LIMIT %s",
             (caller_key(caller), after or 0, self._clock(), limit + 1),
         )
-        records = [_record(r) for r in rows[:limit]]
+        records = [record_from_row(r) for r in rows[:limit]]
         return records, (records[-1].seq if len(rows) > limit else None)
 
     async def live(self, caller: str | None) -> int:
         rows = await self._rows(
-            f"SELECT count(*) FROM vllm_mcp_tasks WHERE caller = %s AND {_LIVE_SQL} AND {_UNEXPIRED}",
+            f"SELECT count(*) FROM vllm_mcp_tasks WHERE caller = %s AND {LIVE_SQL} AND {_UNEXPIRED}",
             (caller_key(caller), self._clock()),
         )
         return int(rows[0][0])
@@ -215,14 +206,14 @@ class PostgresTaskStore(TaskStore):
     async def touch(self, task_ids: list[str]) -> None:
         if task_ids:
             await self._count(
-                f"UPDATE vllm_mcp_tasks SET updated = %s WHERE id = ANY(%s) AND {_LIVE_SQL}",
+                f"UPDATE vllm_mcp_tasks SET updated = %s WHERE id = ANY(%s) AND {LIVE_SQL}",
                 (self._clock(), task_ids),
             )
 
     async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
         n = await self._count(
             "UPDATE vllm_mcp_tasks SET status = 'failed', message = %s, updated = %s "
-            f"WHERE id = %s AND {_LIVE_SQL} AND updated < %s",
+            f"WHERE id = %s AND {LIVE_SQL} AND updated < %s",
             (message, self._clock(), task_id, before),
         )
         return bool(n)
@@ -230,7 +221,7 @@ class PostgresTaskStore(TaskStore):
     async def fail_live(self, owner: str, message: str) -> int:
         return await self._count(
             "UPDATE vllm_mcp_tasks SET status = 'failed', message = %s, updated = %s "
-            f"WHERE owner = %s AND {_LIVE_SQL}",
+            f"WHERE owner = %s AND {LIVE_SQL}",
             (message, self._clock(), owner),
         )
 

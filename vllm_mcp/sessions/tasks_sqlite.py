@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 
 from vllm_mcp.errors import SessionStoreError, SessionStoreFailed
 from vllm_mcp.sessions.sqlite import BUSY_TIMEOUT_MS
-from vllm_mcp.sessions.tasks import LIVE, STATUSES, TaskRecord, TaskStatus, TaskStore, caller_key
+from vllm_mcp.sessions.tasks import (
+    COLUMNS,
+    LIVE_SQL,
+    STATUSES,
+    TaskRecord,
+    TaskStatus,
+    TaskStore,
+    caller_key,
+    record_from_row,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,25 +39,6 @@ _TABLE = (
     "CREATE INDEX IF NOT EXISTS tasks_caller ON tasks (caller, seq)",
     "CREATE INDEX IF NOT EXISTS tasks_expires ON tasks (expires)",
 )
-_COLUMNS = "id, caller, status, message, result, created, updated, expires, owner, seq"
-_LIVE_SQL = "status IN ('working', 'input_required')"
-assert LIVE == ("working", "input_required")
-
-
-def _record(row: tuple[Any, ...]) -> TaskRecord:
-    task_id, caller, status, message, result, created, updated, expires, owner, seq = row
-    return TaskRecord(
-        task_id=task_id,
-        caller=caller,
-        status=status,
-        message=message,
-        result=None if result is None else json.loads(result),
-        created=created,
-        updated=updated,
-        ttl=None if expires is None else expires - created,
-        owner=owner,
-        seq=seq,
-    )
 
 
 class SqliteTaskStore(TaskStore):
@@ -116,12 +106,12 @@ class SqliteTaskStore(TaskStore):
         now = self._clock()
         row = await self._run(
             lambda db: db.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE id = ? AND caller = ? "
+                f"SELECT {COLUMNS} FROM tasks WHERE id = ? AND caller = ? "
                 "AND (expires IS NULL OR expires >= ?)",
                 (task_id, caller_key(caller), now),
             ).fetchone()
         )
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(row, json.loads)
 
     async def update(
         self,
@@ -137,7 +127,7 @@ class SqliteTaskStore(TaskStore):
             lambda db: (
                 db.execute(
                     "UPDATE tasks SET status = coalesce(?, status), message = coalesce(?, message), "
-                    f"result = coalesce(?, result), updated = ? WHERE id = ? AND {_LIVE_SQL} "
+                    f"result = coalesce(?, result), updated = ? WHERE id = ? AND {LIVE_SQL} "
                     "AND (expires IS NULL OR expires >= ?)",
                     (status, message, encoded, now, task_id, now),
                 ).rowcount
@@ -151,12 +141,12 @@ class SqliteTaskStore(TaskStore):
         now = self._clock()
         rows = await self._run(
             lambda db: db.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE caller = ? AND seq > ? "
+                f"SELECT {COLUMNS} FROM tasks WHERE caller = ? AND seq > ? "
                 "AND (expires IS NULL OR expires >= ?) ORDER BY seq LIMIT ?",
                 (caller_key(caller), after or 0, now, limit + 1),
             ).fetchall()
         )
-        records = [_record(r) for r in rows[:limit]]
+        records = [record_from_row(r, json.loads) for r in rows[:limit]]
         return records, (records[-1].seq if len(rows) > limit else None)
 
     async def live(self, caller: str | None) -> int:
@@ -164,7 +154,7 @@ class SqliteTaskStore(TaskStore):
         return int(
             await self._run(
                 lambda db: db.execute(
-                    f"SELECT count(*) FROM tasks WHERE caller = ? AND {_LIVE_SQL} "
+                    f"SELECT count(*) FROM tasks WHERE caller = ? AND {LIVE_SQL} "
                     "AND (expires IS NULL OR expires >= ?)",
                     (caller_key(caller), now),
                 ).fetchone()[0]
@@ -201,7 +191,7 @@ class SqliteTaskStore(TaskStore):
             now, marks = self._clock(), ", ".join("?" * len(task_ids))
             await self._run(
                 lambda db: db.execute(
-                    f"UPDATE tasks SET updated = ? WHERE id IN ({marks}) AND {_LIVE_SQL}", (now, *task_ids)
+                    f"UPDATE tasks SET updated = ? WHERE id IN ({marks}) AND {LIVE_SQL}", (now, *task_ids)
                 )
             )
 
@@ -211,7 +201,7 @@ class SqliteTaskStore(TaskStore):
             lambda db: (
                 db.execute(
                     "UPDATE tasks SET status = 'failed', message = ?, updated = ? "
-                    f"WHERE id = ? AND {_LIVE_SQL} AND updated < ?",
+                    f"WHERE id = ? AND {LIVE_SQL} AND updated < ?",
                     (message, now, task_id, before),
                 ).rowcount
             )
@@ -225,7 +215,7 @@ class SqliteTaskStore(TaskStore):
                 lambda db: (
                     db.execute(
                         "UPDATE tasks SET status = 'failed', message = ?, updated = ? "
-                        f"WHERE owner = ? AND {_LIVE_SQL}",
+                        f"WHERE owner = ? AND {LIVE_SQL}",
                         (message, now, owner),
                     ).rowcount
                 )
