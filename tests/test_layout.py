@@ -4,6 +4,7 @@ another, and the tests never import the benchmark (bench/ has its own tests in b
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 from tests.support import ROOT
@@ -44,3 +45,46 @@ def test_the_check_sees_both_kinds_of_import(tmp_path: Path) -> None:
     sample = tmp_path / "test_sample.py"
     sample.write_text("def f():\n    from tests.protocol.test_http import x\n    import bench.stats\n")
     assert offending(sample) == ["tests.protocol.test_http", "tests.protocol.test_http.x", "bench.stats"]
+
+
+def conflict_markers(text: str) -> list[int]:
+    """Line numbers of a merge's conflict markers (the opening and closing ones git writes)."""
+    return [
+        n
+        for n, line in enumerate(text.splitlines(), 1)
+        if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line in ("<<<<<<<", ">>>>>>>")
+    ]
+
+
+def test_no_tracked_file_keeps_a_merge_conflict() -> None:
+    """A merge left both sides of a table in docs/settings-checks.md once; nothing caught it."""
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    found = {}
+    for name in filter(None, tracked):
+        path = ROOT / name
+        if path.suffix not in (
+            ".py",
+            ".md",
+            ".toml",
+            ".yml",
+            ".yaml",
+            ".sh",
+            ".cfg",
+            ".txt",
+            ".service",
+            ".mjs",
+        ):
+            continue
+        if path.is_file() and (lines := conflict_markers(path.read_text(encoding="utf-8", errors="replace"))):
+            found[name] = lines
+    assert found == {}
+
+
+def test_conflict_markers_are_seen() -> None:
+    text = "a\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> other\n"
+    assert conflict_markers(text) == [2, 6]
+    assert conflict_markers("a\n======= b\n<<<<<<<< not one\n") == []

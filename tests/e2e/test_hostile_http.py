@@ -264,6 +264,7 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server, tokens, inputs, d / "sessions.db"
     finally:
         code = server.close()
+        FIGURES.with_suffix(".stderr").write_bytes(bytes(server.stderr))
         assert code == 0, bytes(server.stderr[-3000:])
 
 
@@ -334,6 +335,7 @@ async def attack(
     unspecific: list[str] = []
     kinds: Counter[str] = Counter()
     alice_failures: list[str] = []
+    alice_seconds: list[tuple[float, float]] = []  # (when the turn began, how long it took)
     big: dict[str, Any] = {}
 
     async def alice_turns() -> None:
@@ -342,9 +344,11 @@ async def attack(
             if kind != "ok":
                 alice_failures.append(f"{sid}: {text}")
         for i in range(ALICE_TURNS):
+            began = time.monotonic()
             kind, text = outcome(
                 *await alice.tool("chat_completion", chat(f"turn {i}", session_id="alice-main"))
             )
+            alice_seconds.append((round(began - started, 1), round(time.monotonic() - began, 2)))
             if kind != "ok":
                 alice_failures.append(f"alice-main turn {i}: {text}")
 
@@ -407,6 +411,7 @@ async def attack(
         "unexpected": unexpected,
         "unspecific": unspecific,
         "alice_failures": alice_failures,
+        "alice_turn_seconds": alice_seconds,
         "big_schema": big,
     }
     await alice.http.aclose()

@@ -27,6 +27,7 @@ from vllm_mcp.engine.parsers import Parsers
 from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
 from vllm_mcp.engine.types import Delta, EngineState, Sampling
+from vllm_mcp.engine.warmup import warm_up
 from vllm_mcp.errors import EngineDead, EngineUnavailable, PromptRejected
 
 log = logging.getLogger(__name__)
@@ -309,6 +310,8 @@ class Engine:
             self.parsers = Parsers.load(s.reasoning_parser, s.tool_call_parser, self.tokenizer)
             if self.device == "cpu" and self.settings.cpu_worker_nice:
                 lower_worker_priority(os.getpid(), self.settings.cpu_worker_nice)
+            self.load.advance(Phase.WARMING_UP)
+            await warm_up(self._llm, self.tokenizer)
             _cache_vllm_env()
         except asyncio.CancelledError:
             self.state, self.failure = EngineState.STOPPED, "shut down while loading"
