@@ -170,8 +170,8 @@ async def resolve(
     """``messages`` with each image part checked and replaced by the data URL of its bytes.
 
     Fetches from allowed domains concurrently; decodes in threads (the event loop serves the
-    other callers meanwhile). ``InvalidArguments`` names the first bad part and what to do.
-    ``transport``: httpx's, for tests.
+    other callers meanwhile). ``InvalidArguments`` names the first bad part (in order, whichever
+    failed first) and what to do. ``transport``: httpx's, for tests.
     """
     jobs: dict[tuple[int, int], asyncio.Task[Checked]] = {}
     for i, m in enumerate(messages):
@@ -185,10 +185,13 @@ async def resolve(
     if not jobs:
         return messages
     try:
-        await asyncio.gather(*jobs.values())
+        done = await asyncio.gather(*jobs.values(), return_exceptions=True)
     finally:
         for job in jobs.values():
-            job.cancel()
+            job.cancel()  # the caller went away: no fetch goes on without it
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
     out = []
     for i, m in enumerate(messages):
         if isinstance(m.get("content"), list):
