@@ -164,14 +164,12 @@ def _bad(where: str, problem: str) -> InvalidArguments:
     return InvalidArguments(f"invalid arguments: {where}: {problem}")
 
 
-async def resolve(
-    messages: list[dict[str, Any]], settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> list[dict[str, Any]]:
+async def resolve(messages: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
     """``messages`` with each image part checked and replaced by the data URL of its bytes.
 
     Fetches from allowed domains concurrently; decodes in threads (the event loop serves the
-    other callers meanwhile). ``InvalidArguments`` names the first bad part (in order, whichever
-    failed first) and what to do. ``transport``: httpx's, for tests.
+    other callers meanwhile). ``InvalidArguments`` names the first bad part, in message order
+    (whichever failed first), and what to do.
     """
     jobs: dict[tuple[int, int], asyncio.Task[Checked]] = {}
     for i, m in enumerate(messages):
@@ -181,7 +179,7 @@ async def resolve(
         for j, part in enumerate(content):
             if part.get("type") != "text":
                 where = f"messages[{i}].content[{j}]"
-                jobs[(i, j)] = asyncio.ensure_future(_one(part, where, settings, transport))
+                jobs[(i, j)] = asyncio.ensure_future(_one(part, where, settings))
     if not jobs:
         return messages
     try:
@@ -208,18 +206,24 @@ def _as_part(image: Checked) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": image.data_url()}}
 
 
-async def _one(
-    part: dict[str, Any], where: str, settings: Settings, transport: httpx.AsyncBaseTransport | None
-) -> Checked:
+async def _one(part: dict[str, Any], where: str, settings: Settings) -> Checked:
     if part["type"] == "image":
-        data = _base64(part["data"], where, settings)
-        return await asyncio.to_thread(check_image, data, where, settings, _declared(part["mimeType"], where))
+        return await asyncio.to_thread(_inline, part["data"], part["mimeType"], where, settings)
     url = part["image_url"]["url"]
     if url[:5].lower() == "data:":
-        mime, data = parse_data_url(url, where, settings)
-        return await asyncio.to_thread(check_image, data, where, settings, mime)
-    data = await fetch(url, where, settings, transport)
+        return await asyncio.to_thread(_data_url, url, where, settings)
+    data = await fetch(url, where, settings)
     return await asyncio.to_thread(check_image, data, where, settings, None)
+
+
+def _inline(payload: str, mime: str, where: str, settings: Settings) -> Checked:
+    declared = _declared(mime, where)
+    return check_image(_base64(payload, where, settings), where, settings, declared)
+
+
+def _data_url(url: str, where: str, settings: Settings) -> Checked:
+    mime, data = parse_data_url(url, where, settings)
+    return check_image(data, where, settings, mime)
 
 
 def _declared(mime: str, where: str) -> str:
@@ -329,9 +333,7 @@ def _checked_url(url: str, where: str, settings: Settings, via: str = "") -> htt
     return parsed
 
 
-async def fetch(
-    url: str, where: str, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> bytes:
+async def fetch(url: str, where: str, settings: Settings) -> bytes:
     """The body at ``url`` (an allowed domain), at most VLLM_MCP_MAX_IMAGE_BYTES, within the timeout.
 
     Redirects are followed by hand, each checked as the first URL was: none leaves the allowed
@@ -340,7 +342,7 @@ async def fetch(
     target = _checked_url(url, where, settings)
     timeout = settings.media_fetch_timeout
     try:
-        async with httpx.AsyncClient(follow_redirects=False, timeout=timeout, transport=transport) as client:
+        async with httpx.AsyncClient(follow_redirects=False, timeout=timeout) as client:
             return await asyncio.wait_for(_get(client, target, where, settings), timeout)
     except asyncio.TimeoutError:
         raise _bad(
