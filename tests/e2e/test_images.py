@@ -124,3 +124,17 @@ def test_what_is_not_an_image_is_named_over_the_wire(client: McpClient) -> None:
         "invalid arguments: messages[0].content[0]: the data is not an image (it says image/png); "
         "send a PNG, JPEG, WebP or GIF"
     )
+
+
+def test_image_tokens_that_overflow_the_context_are_refused_by_vllm_by_name(client: McpClient) -> None:
+    # 1020 tokens with the image as its one placeholder (the server's count fits 1024); vLLM's
+    # processor makes the image 7 tokens, and the prompt 1026.
+    content = [{"type": "text", "text": "x " * 500}, image_url(RED)]
+    result = client.call("chat_completion", {"messages": [{"role": "user", "content": content}]})
+    assert result.is_error
+    assert result.content[0].text.startswith(
+        "vLLM rejected the request: The decoder prompt (length 1026) is longer than the maximum model "
+        "length of 1024. Make sure that `max_model_len` is no smaller than the number of text tokens "
+        "plus multimodal tokens."
+    ), result.content[0].text
+    assert client.info()["server_state"] == "ready"
