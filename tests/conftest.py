@@ -24,6 +24,7 @@ from tests.support.environment import callers_variables, without_callers_variabl
 from tests.support.models import make_tiny_adapter, make_tiny_model
 from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures, for every test
 from tests.support.servers import ENGINE_COUNTS
+from tests.support.vision import make_tiny_vision_model
 
 # Before huggingface_hub is imported by any test module: it turns HF_HUB_OFFLINE, HF_HOME and
 # HF_ENDPOINT into constants then.
@@ -123,6 +124,13 @@ def tiny_thinking_model() -> Path:
     """The tiny model with a thinking chat template and <think>/<tool_call> tokens (models.py)."""
     with _models_lock():
         return make_tiny_model(MODELS / "tiny-llama-thinking", thinking=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_model(tiny_model: Path) -> Path:
+    """A tiny random Idefics3 (images in, tests/support/vision.py) on the tiny Llama's tokenizer."""
+    with _models_lock():
+        return make_tiny_vision_model(MODELS / "tiny-idefics3", tiny_model)
 
 
 @pytest.fixture(scope="session")

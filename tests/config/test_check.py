@@ -378,3 +378,16 @@ def test_allowed_hosts_are_a_checked_list() -> None:
         Settings.load(environ={"VLLM_MCP_HTTP_ALLOWED_HOSTS": "http://x"})
     with pytest.raises(ConfigError, match="VLLM_MCP_TRANSPORT"):
         Settings.load(environ={"VLLM_MCP_TRANSPORT": "websocket"})
+
+
+def test_allowed_media_domains_are_a_checked_list_and_off_by_default() -> None:
+    assert Settings.load(environ={}).media_domains == []
+    s = Settings.load(
+        environ={"VLLM_MCP_ALLOWED_MEDIA_DOMAINS": " Images.Example.org., *.cdn.example.net ,,"}
+    )
+    assert s.media_domains == ["images.example.org", "*.cdn.example.net"]
+    for bad in ("https://images.example.org", "images.example.org:443", "*.org", "*", "a/b"):
+        with pytest.raises(
+            ConfigError, match=r"VLLM_MCP_ALLOWED_MEDIA_DOMAINS.*is not a host name, or '\*\.'"
+        ):
+            Settings.load(environ={"VLLM_MCP_ALLOWED_MEDIA_DOMAINS": bad})

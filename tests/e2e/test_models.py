@@ -100,3 +100,15 @@ def test_a_bad_tool_argument_is_named_over_the_wire(client: McpClient) -> None:
         {"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"},
     )
     assert result.is_error and "tool_choice: applies only with tools" in result.content[0].text
+
+
+def test_an_image_to_this_text_only_model_is_refused_naming_it(
+    client: McpClient, tiny_thinking_model: Path
+) -> None:
+    image = {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}
+    result = client.call("chat_completion", {"messages": [{"role": "user", "content": [image]}]})
+    assert result.is_error and result.content[0].text == (
+        f"invalid arguments: messages[0].content[0] is an image, and {tiny_thinking_model} is a text-only "
+        "model (model_info's input_modalities: text); send text, or serve a multimodal model"
+    )
+    assert client.info()["input_modalities"] == ["text"]

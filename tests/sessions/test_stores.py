@@ -47,6 +47,18 @@ def test_turns_accumulate_in_order(backend: Backend) -> None:
     backend.run(scenario)
 
 
+def test_a_turn_with_image_parts_comes_back_as_it_was_stored(backend: Backend) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    message = {"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}
+
+    async def scenario() -> None:
+        store = await backend.open()
+        await store.append_turn("a", [message], reply("a red square"))
+        assert await store.history("a") == [message, reply("a red square")]
+
+    backend.run(scenario)
+
+
 def test_each_caller_has_its_own_namespace(backend: Backend) -> None:
     async def scenario() -> None:
         store = await backend.open()

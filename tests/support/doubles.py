@@ -14,6 +14,7 @@ from typing import Any
 from vllm_mcp.engine.core import Delta, EngineState, EngineUnavailable, Sampling
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.parsers import Parsers
+from vllm_mcp.engine.types import ImageInput
 
 
 class FakeTokenizer:
@@ -38,12 +39,19 @@ class FakeTokenizer:
         **template_kwargs: Any,
     ) -> list[int]:
         self.template_kwargs.append(template_kwargs)
-        text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
+        text = "".join(f"<{m['role']}>{_content(m['content'])}" for m in messages)
         return self.encode(text + ("<assistant>" if add_generation_prompt else ""))
 
     def encode(self, text: str) -> list[int]:
         self.texts.append(text)
         return [ord(c) % 50_000 for c in text]
+
+
+def _content(content: Any) -> str:
+    """Parts as a content-looping template writes them: text as is, ``<image>`` for an image."""
+    if isinstance(content, list):
+        return "".join(p["text"] if p["type"] == "text" else "<image>" for p in content)
+    return str(content)
 
 
 class FakeEngine:
@@ -75,9 +83,11 @@ class FakeEngine:
         endless: str | None = None,
         loaded: bool = False,
         parsers: Parsers | None = None,
+        image_input: ImageInput | None = None,
     ) -> None:
         self.settings = settings
-        self.multimodal = False
+        self.multimodal = image_input is not None
+        self.image_input = image_input  # as a multimodal model's (engine/images.py), if given
         self.parsers = parsers or Parsers(None, None, None)  # real parsers a test may give
         self.reply = reply
         self.pace = pace
@@ -97,6 +107,7 @@ class FakeEngine:
         self.aborted: list[str] = []
         self.sampling: dict[str, Sampling] = {}
         self.prompts: list[list[int]] = []
+        self.images: dict[str, list[Any]] = {}  # per request id: the images that came with the prompt
         self.endless = endless
         self.closed = False
         self._active: set[str] = set()
@@ -157,9 +168,10 @@ class FakeEngine:
     # --- generation ----------------------------------------------------------------
 
     async def generate(
-        self, prompt_token_ids: list[int], sampling: Sampling, request_id: str
+        self, prompt_token_ids: list[int], sampling: Sampling, request_id: str, images: Sequence[Any] = ()
     ) -> AsyncIterator[Delta]:
         self.check_serving()
+        self.images[request_id] = list(images)
         self.started.append(request_id)
         self.sampling[request_id] = sampling
         self.prompts.append(list(prompt_token_ids))

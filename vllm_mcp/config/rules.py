@@ -122,6 +122,21 @@ def check_host_list(v: str) -> str | None:
     return ",".join(entries) or None
 
 
+_DOMAIN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def check_domain_list(v: str) -> str | None:
+    """``VLLM_MCP_ALLOWED_MEDIA_DOMAINS``: comma-separated host names, ``*.name`` for subdomains."""
+    entries = [e.strip().lower().rstrip(".") for e in v.split(",") if e.strip()]
+    bad = [e for e in entries if not _DOMAIN.fullmatch(e) or (e.startswith("*.") and "." not in e[2:])]
+    if bad:
+        raise ValueError(
+            f"{bad[0]!r} is not a host name, or '*.' and a domain of two labels or more "
+            "(comma-separated, no scheme, port or path; e.g. 'images.example.org,*.example.net')"
+        )
+    return ",".join(entries) or None
+
+
 class HttpExposure(Protocol):
     """What ``open_hosts_problem`` reads of the settings."""
 

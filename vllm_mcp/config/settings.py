@@ -271,6 +271,37 @@ class Settings(BaseModel):
     max_stop_chars: int = Field(
         1024, alias="VLLM_MCP_MAX_STOP_CHARS", ge=1, description="Longest stop string."
     )
+    # Images in chat_completion messages (tools/media.py, docs/tools.md "Images").
+    max_images_per_call: int = Field(
+        8,
+        alias="VLLM_MCP_MAX_IMAGES_PER_CALL",
+        ge=0,
+        description="Most images the messages of one chat_completion call may carry; 0 refuses images.",
+    )
+    max_image_bytes: int = Field(
+        5 * 1024 * 1024,
+        alias="VLLM_MCP_MAX_IMAGE_BYTES",
+        ge=1024,
+        description="Largest image file (decoded from base64, or fetched from an allowed domain).",
+    )
+    max_image_pixels: int = Field(
+        16_777_216,
+        alias="VLLM_MCP_MAX_IMAGE_PIXELS",
+        ge=1,
+        description="Most pixels (width x height) in one image, read from its header before it is decoded.",
+    )
+    allowed_media_domains: str | None = Field(
+        None,
+        alias="VLLM_MCP_ALLOWED_MEDIA_DOMAINS",
+        description="Comma-separated host names whose http(s) image URLs the server fetches "
+        "('*.example.org': its subdomains); unset, no URL is fetched: images come inline.",
+    )
+    media_fetch_timeout: float = Field(
+        10.0,
+        alias="VLLM_MCP_MEDIA_FETCH_TIMEOUT",
+        gt=0.0,
+        description="Seconds one image fetch (from an allowed domain) may take.",
+    )
     log_format: Literal["json", "text"] = Field(
         "json", alias="VLLM_MCP_LOG_FORMAT", description="Log lines as JSON or plain text."
     )
@@ -442,6 +473,7 @@ class Settings(BaseModel):
         "metrics_textfile",
         "http_token_file",
         "http_allowed_hosts",
+        "allowed_media_domains",
         "http_public_url",
         "oauth_issuer",
         "oauth_audience",
@@ -473,6 +505,11 @@ class Settings(BaseModel):
             return None
         return config_rules.check_host_list(v)
 
+    @field_validator("allowed_media_domains")
+    @classmethod
+    def _media_domains(cls, v: str | None) -> str | None:
+        return None if v is None else config_rules.check_domain_list(v)
+
     @field_validator(
         "http_public_url", "oauth_issuer", "oauth_audience", "oauth_jwks_url", "oauth_introspection_url"
     )
@@ -494,6 +531,11 @@ class Settings(BaseModel):
     def allowed_hosts(self) -> list[str]:
         """``VLLM_MCP_HTTP_ALLOWED_HOSTS`` as a list."""
         return self.http_allowed_hosts.split(",") if self.http_allowed_hosts else []
+
+    @property
+    def media_domains(self) -> list[str]:
+        """``VLLM_MCP_ALLOWED_MEDIA_DOMAINS`` as a list (empty: no image URL is fetched)."""
+        return self.allowed_media_domains.split(",") if self.allowed_media_domains else []
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

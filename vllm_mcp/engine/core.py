@@ -20,13 +20,13 @@ from typing import Any
 
 from vllm_mcp.config import multinode, vllm_names
 from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings, unknown_engine_args
-from vllm_mcp.engine import embedded, lifeline, lora
+from vllm_mcp.engine import embedded, images, lifeline, lora
 from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.parsers import Parsers
 from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
-from vllm_mcp.engine.types import Delta, EngineState, Sampling
+from vllm_mcp.engine.types import Delta, EngineState, ImageInput, Sampling
 from vllm_mcp.engine.warmup import warm_up
 from vllm_mcp.errors import EngineDead, EngineUnavailable, PromptRejected
 
@@ -282,6 +282,7 @@ class Engine:
         self.version = vllm_version()
         self.tokenizer: Any = None
         self.multimodal = False  # the model takes media (vLLM's model config says so once loaded)
+        self.image_input: ImageInput | None = None  # how its template takes images; None: it takes none
         self.parsers = Parsers(None, None, None)  # the configured ones once loaded (engine/parsers.py)
         self.load_seconds: float | None = None
         converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
@@ -306,6 +307,8 @@ class Engine:
             self.tokenizer = self._llm.get_tokenizer()
             if asyncio.iscoroutine(self.tokenizer):
                 self.tokenizer = await self.tokenizer
+            if self.multimodal:
+                self.image_input = images.image_input(self._llm.model_config, self.tokenizer)
             s = self.settings
             self.parsers = Parsers.load(s.reasoning_parser, s.tool_call_parser, self.tokenizer)
             if self.device == "cpu" and self.settings.cpu_worker_nice:
@@ -396,9 +399,12 @@ class Engine:
     # --- generation --------------------------------------------------------------
 
     async def generate(
-        self, prompt_token_ids: list[int], sampling: Sampling, request_id: str
+        self, prompt_token_ids: list[int], sampling: Sampling, request_id: str, images: Sequence[Any] = ()
     ) -> AsyncIterator[Delta]:
-        """Stream deltas; closing or cancelling the iterator aborts the vLLM request."""
+        """Stream deltas; closing or cancelling the iterator aborts the vLLM request.
+
+        ``images``: PIL images, in the order of their placeholders in the prompt (tools/media.py).
+        """
         from vllm import SamplingParams, TokensPrompt
         from vllm.exceptions import VLLMValidationError
         from vllm.lora.request import LoRARequest
@@ -424,9 +430,10 @@ class Engine:
         adapter = sampling.adapter
         lora_request = LoRARequest(adapter.name, adapter.id, adapter.path) if adapter else None
         finished = False
-        stream = self._llm.generate(
-            TokensPrompt(prompt_token_ids=prompt_token_ids), params, request_id, lora_request=lora_request
-        )
+        prompt = TokensPrompt(prompt_token_ids=prompt_token_ids)
+        if images:
+            prompt["multi_modal_data"] = {"image": list(images)}
+        stream = self._llm.generate(prompt, params, request_id, lora_request=lora_request)
         try:
             async for out in stream:
                 choice = out.outputs[0]

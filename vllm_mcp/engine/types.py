@@ -46,3 +46,17 @@ class Delta:
     finish_reason: str | None
     stop_reason: str | int | None = None
     logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """How the served model's chat template takes an image (found by vLLM's rules once loaded).
+
+    ``parts``: the template loops over content parts and writes its own image token for
+    ``{"type": "image"}`` (vLLM's "openai" content format); else content is a string and the
+    model's ``placeholder`` (its class says which) goes before the text, a line each (vLLM's
+    "string" format).
+    """
+
+    parts: bool
+    placeholder: str | None = None

@@ -22,8 +22,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-Message = dict[str, str]
+Message = dict[str, Any]  # role, content (a string, or parts with images), tool calls
 EvictHook = Callable[[int], None]
 SEPARATOR = "\x1f"
 """Between a caller's namespace and its ``session_id`` in a key (a session_id cannot hold it)."""
@@ -174,10 +175,17 @@ def decode_messages(raw: object) -> list[Message]:
         raise ValueError("not a list of messages")
     try:
         return [
-            {"role": str(m["role"]), "content": str(m["content"])}
+            {"role": str(m["role"]), "content": _content(m["content"])}
             # A tool-calling turn's calls and a tool result's call id (tools/tool_calls.py).
             | {k: m[k] for k in ("tool_calls", "tool_call_id") if k in m}
             for m in raw
         ]
     except (TypeError, KeyError) as e:
         raise ValueError(f"not a message: {e}") from None
+
+
+def _content(content: Any) -> Any:
+    """A string, or a list of parts: text and images as data URLs (tools/media.py)."""
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        return content
+    return str(content)

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from vllm_mcp.engine.parsers import Parsers
+from vllm_mcp.engine.types import ImageInput
 from vllm_mcp.errors import InvalidArguments
-from vllm_mcp.tools import prompts, tool_calls
+from vllm_mcp.tools import media, prompts, tool_calls
 
 
 def prepare(args: Any, tokenizer: Any, parsers: Parsers) -> dict[str, Any]:
@@ -45,19 +46,21 @@ def fit(
     max_model_len: int,
     max_tokens: int,
     kwargs: Mapping[str, Any],
-) -> prompts.Prompt:
-    """``prompts.fit`` on messages as templates want them; a template's refusal is an argument error."""
+    image_input: ImageInput | None = None,
+) -> tuple[prompts.Prompt, list[str]]:
+    """``prompts.fit`` on messages as templates want them, and the data URLs of the images of the
+    messages it kept, in prompt order; a template's refusal is an argument error."""
     from jinja2 import TemplateError
 
+    history, new = tool_calls.for_template(history), tool_calls.for_template(new)
+    by_message: dict[int, list[str]] = {}
+    if image_input is not None:
+        history, in_history = media.template_messages(history, image_input)
+        new, in_new = media.template_messages(new, image_input)
+        by_message = in_history | in_new
     try:
-        return prompts.fit(
-            tokenizer,
-            tool_calls.for_template(history),
-            tool_calls.for_template(new),
-            max_model_len,
-            max_tokens,
-            kwargs,
-        )
+        prompt = prompts.fit(tokenizer, history, new, max_model_len, max_tokens, kwargs)
+        return prompt, [url for m in prompt.messages for url in by_message.get(id(m), ())]
     except prompts.PromptTooLong as e:
         raise InvalidArguments(str(e)) from None
     except TemplateError as e:  # e.g. a template's raise_exception('...') on roles it does not take

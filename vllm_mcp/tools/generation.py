@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,6 +218,7 @@ async def stream(
     on_text: Callable[[str, int], Awaitable[None]] | None,
     deadline: float | None = None,
     rate: ProgressRate | None = None,
+    images: Sequence[Any] = (),
 ) -> Generated:
     """Run one request to its end or to ``deadline``, passing new text to ``on_text`` as it comes.
 
@@ -243,7 +244,7 @@ async def stream(
 
     async def consume() -> None:
         nonlocal first_at, last_at, first_tokens
-        async for delta in engine.generate(prompt_ids, params, request_id):
+        async for delta in engine.generate(prompt_ids, params, request_id, images):
             if delta.new_tokens:
                 last_at = time.monotonic()
                 if out.first_token_s is None:

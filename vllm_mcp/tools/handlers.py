@@ -14,7 +14,7 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -168,8 +168,8 @@ class ModelInfo(BaseModel):
         description="Tasks (calls run in the background, polled for) in the store, by status.",
     )
     input_modalities: list[str] = Field(
-        description="What a call can send the model through this server: ['text'] (images are "
-        "not passed on yet, even to a multimodal model)."
+        description="What a call can send the model: ['text'], or ['text', 'image'] for a model "
+        "that takes images (image parts in chat_completion messages)."
     )
     multimodal: bool = Field(description="The model itself takes images or other media (vLLM says so).")
 
@@ -239,14 +239,19 @@ class Tools:
         caller: str | None = None,
     ) -> ChatResult:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
-        if (where := media.first_image_part(arguments)) is not None:
-            raise InvalidArguments(media.refusal(where, self.engine.model_name, self.engine.multimodal))
+        if self._text_only() and (where := media.first_image_part(arguments)) is not None:
+            raise InvalidArguments(media.refusal(where, self.engine.model_name))
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
         # Every bound is checked before the call is admitted, in microseconds (tools/limits.py).
         limits.check_messages(args.messages, self.settings)
+        media.check_count([m.as_dict() for m in args.messages], self.settings)
         limits.check_generation(args, self.settings)
         key = session_key(caller, args.session_id)
         return await self._guarded(self._chat(args, progress, key))
+
+    def _text_only(self) -> bool:
+        """The loaded model takes no images (before it is loaded, nobody knows yet)."""
+        return self.engine.state.value == "ready" and self.engine.image_input is None
 
     async def complete(
         self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
@@ -348,21 +353,25 @@ class Tools:
     ) -> ChatResult:
         started = time.monotonic()
         deadline = _deadline(started, self.time_budget(args.timeout_s))
+        new = [m.as_dict() for m in args.messages]
+        if media.image_places(new):
+            # Checked (and fetched) before a slot is taken; kept as data URLs (docs/tools.md, "Images").
+            new = await media.resolve(new, self.settings)
         try:
             async with self._ready_slot(started, deadline, progress) as queued:
                 if key is None:
-                    return await self._turn(args, [], progress, started, queued, deadline)
+                    return await self._turn(args, new, [], progress, started, queued, deadline)
                 async with self.sessions.lock(key):
                     with _store_errors():
                         history = await self.sessions.history(key)
-                    result = await self._turn(args, history, progress, started, queued, deadline)
+                    result = await self._turn(args, new, history, progress, started, queued, deadline)
                     # A turn cut by the time limit is stored as the caller received it.
                     # The answer only: the thinking is not sent back (docs/tools.md, "Reasoning").
                     reply: dict[str, Any] = {"role": "assistant", "content": result.text}
                     if result.tool_calls:
                         reply["tool_calls"] = tool_calls.as_message(result.tool_calls)
                     with _store_errors():
-                        await self.sessions.append_turn(key, [m.as_dict() for m in args.messages], reply)
+                        await self.sessions.append_turn(key, new, reply)
                 await self._count_sessions()
                 return result
         except OutOfTime:
@@ -372,7 +381,8 @@ class Tools:
     async def _turn(
         self,
         args: ChatArguments,
-        history: list[dict[str, str]],
+        new: list[dict[str, Any]],
+        history: list[dict[str, Any]],
         progress: ProgressSender | None,
         started: float,
         queued: float,
@@ -382,15 +392,22 @@ class Tools:
         assert self.engine.max_model_len is not None
         parsers = self.engine.parsers
         kwargs = chat_turn.prepare(args, self.engine.tokenizer, parsers)
-        new = [m.as_dict() for m in args.messages]
-        prompt = chat_turn.fit(
-            self.engine.tokenizer, history, new, self.engine.max_model_len, max_tokens, kwargs
+        media.check_model(new, self.engine.model_name, self.engine.image_input, self.engine.tokenizer)
+        prompt, image_urls = chat_turn.fit(
+            self.engine.tokenizer,
+            history,
+            new,
+            self.engine.max_model_len,
+            max_tokens,
+            kwargs,
+            self.engine.image_input,
         )
+        images = await asyncio.to_thread(media.decode, image_urls) if image_urls else []
         splitter = parsers.reasoning_split(args.chat_template_kwargs)
         if progress is not None and splitter is not None:
             progress = reasoning.PhasedProgress(progress, splitter)
         fields = await self._generate(
-            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline, splitter
+            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline, splitter, images
         )
         fields = chat_turn.finish(args, fields, parsers)
         result = ChatResult(
@@ -429,10 +446,12 @@ class Tools:
         queued: float,
         deadline: float | None,
         splitter: Split | None = None,
+        images: Sequence[Any] = (),
     ) -> dict[str, Any]:
         """One engine request for any tool; returns the ``GenerationResult`` fields.
 
-        With ``splitter`` (a reasoning parser) the fields are the answer's, ``reasoning`` apart.
+        With ``splitter`` (a reasoning parser) the fields are the answer's, ``reasoning`` apart;
+        ``images`` (PIL) go with the prompt, in the order of its image placeholders.
         """
         if args.json_schema is not None:
             # Once per call, after admission, in a thread: a large schema takes seconds to check
@@ -456,6 +475,7 @@ class Tools:
                 pacer.add if pacer else None,
                 deadline,
                 self.progress_rate,  # paces vLLM's outputs too (issue 31)
+                images,
             )
             if pacer:
                 await pacer.flush()
@@ -521,7 +541,7 @@ class Tools:
             **_load_fields(e.load.status()),
             adapters=list(s.lora_modules),
             tasks=await self._count_tasks(),
-            input_modalities=["text"],
+            input_modalities=["text"] if e.image_input is None else ["text", "image"],
             multimodal=e.multimodal,
         )
 

@@ -118,7 +118,7 @@ def check_messages(messages: list[Any], settings: Settings) -> None:
             "the rest)"
         )
     for i, m in enumerate(messages):
-        content = m.content or ""
+        content = m.text()  # text parts only: images have their own limits (media.py)
         if len(content) > s.max_content_chars:
             raise InvalidArguments(
                 f"invalid arguments: messages[{i}].content: longer than "

@@ -33,6 +33,8 @@ class Prompt:
     token_ids: list[int]
     max_tokens: int
     dropped_messages: int
+    messages: Sequence[Message] = ()
+    """The messages rendered (the history that fit, then the new ones): their images go along."""
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -103,7 +105,8 @@ def fit(
     ids = ids_from(k)
     if len(ids) >= max_model_len:
         raise PromptTooLong(len(ids), max_model_len)
-    return Prompt(ids, min(max_tokens, max_model_len - len(ids)), cuts[k])
+    kept = [*system, *turns[cuts[k] :], *new]
+    return Prompt(ids, min(max_tokens, max_model_len - len(ids)), cuts[k], kept)
 
 
 def _fewest_cuts(tokenizer: Any, turns: Sequence[Message], cuts: list[int], excess: int, fits: Any) -> int:
@@ -111,7 +114,7 @@ def _fewest_cuts(tokenizer: Any, turns: Sequence[Message], cuts: list[int], exce
     # The guess: drop turns until their content's tokens cover the excess.
     shed, guess = 0, len(cuts) - 1
     for k in range(1, len(cuts)):
-        shed += sum(len(tokenizer.encode(m.get("content") or "")) for m in turns[cuts[k - 1] : cuts[k]])
+        shed += sum(len(tokenizer.encode(_text(m.get("content")))) for m in turns[cuts[k - 1] : cuts[k]])
         if shed >= excess:
             guess = k
             break
@@ -139,3 +142,10 @@ def raw(tokenizer: Any, text: str, max_model_len: int, max_tokens: int) -> Promp
     if len(ids) >= max_model_len:
         raise PromptTooLong(len(ids), max_model_len, "the prompt")
     return Prompt(ids, min(max_tokens, max_model_len - len(ids)), 0)
+
+
+def _text(content: Any) -> str:
+    """A message's text, whether its content is a string or parts (images count as none)."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
