@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from vllm_mcp.config.settings import ModelSpec
 from vllm_mcp.engine.core import Delta, EngineState, EngineUnavailable, Sampling
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.parsers import Parsers
@@ -76,7 +77,12 @@ class FakeEngine:
         loaded: bool = False,
         parsers: Parsers | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings  # the app's (or tools_over's) settings when left None
+        self.name = model_name  # what a call's 'model' names (Engine.name)
+        self.kind = "generate"
+        self.spec = ModelSpec(name=model_name, model=model_name)
+        self.embedding_size: int | None = None
+        self.matryoshka = False
         self.multimodal = False
         self.parsers = parsers or Parsers(None, None, None)  # real parsers a test may give
         self.reply = reply
@@ -256,4 +262,6 @@ def tools_over(engine: FakeEngine, **env: str) -> Any:
     from vllm_mcp.tools.handlers import Tools
 
     settings = Settings.load(environ=env)
+    if engine.settings is None:  # the app gives each engine its settings
+        engine.settings = settings
     return Tools(settings, engine, MemorySessionStore(10, 50), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]

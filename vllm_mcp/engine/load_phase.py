@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Phase(str, enum.Enum):
     """Load phases in the order they happen; a load never goes back to an earlier one."""
 
+    QUEUED = "queued"
     CONVERTING = "converting"
     IMPORTING = "importing"
     STARTING_ENGINE = "starting_engine"
@@ -37,6 +38,7 @@ class Phase(str, enum.Enum):
 
 
 DESCRIPTIONS = {
+    Phase.QUEUED: "waiting for the models before it to load",
     Phase.CONVERTING: "converting the embedded model",
     Phase.IMPORTING: "importing vLLM",
     Phase.STARTING_ENGINE: "starting vLLM's engine processes",
@@ -130,6 +132,8 @@ class LoadProgress:
                 return
             now = time.monotonic()
             spent, self.phase, self.since = now - self.since, phase, now
+            if old is Phase.QUEUED:  # its load begins now: the wait is not part of it
+                self.started = now
             at_change: dict[str, object] = {
                 "phase": phase.value,
                 "phase_s": 0.0,

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,29 @@ async def in_load_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
     threading.Thread(target=run, name=LOAD_THREAD, daemon=True).start()
     return await future
+
+
+@contextlib.contextmanager
+def visible_devices(devices: tuple[int, ...] | None) -> Iterator[None]:
+    """``CUDA_VISIBLE_DEVICES`` for the engine processes one model's load starts, then as before.
+
+    vLLM's processes inherit the environment when they are spawned, during the load; models load
+    one after another, so each model's processes see only its ``devices``. Without devices
+    (no models file, or none given) the environment is left alone. On CPU it changes nothing.
+    """
+    if devices is None:
+        yield
+        return
+    name = "CUDA_VISIBLE_DEVICES"
+    before = os.environ.get(name)
+    os.environ[name] = ",".join(str(d) for d in devices)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def stop_engine_processes(timeout: float = 3.0) -> int:

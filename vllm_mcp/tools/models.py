@@ -1,0 +1,97 @@
+"""Which served model answers a call (its ``model`` argument), and what ``model_info`` says of each.
+
+A call names a model by the name the models file gives it (``VLLM_MCP_MODELS``); without a name
+the first model of the kind its tool needs answers. A server without the file serves one model,
+named by ``VLLM_MODEL_NAME``; the name its results show (the checkpoint's) is accepted too.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from vllm_mcp.engine.core import Engine
+from vllm_mcp.engine.model_set import ModelSet
+from vllm_mcp.errors import InvalidArguments
+from vllm_mcp.tools.admission import Admission
+
+_TOOLS = {"generate": "chat_completion and complete", "embed": "embed"}
+
+
+def pick(models: ModelSet, name: str | None, kind: Literal["generate", "embed"]) -> Engine:
+    """The engine that answers: ``name``'s, or the first of ``kind``; a clear error otherwise."""
+    if name is None:
+        engine = models.first(kind)
+        if engine is None:
+            raise InvalidArguments(
+                f"no {'embedding' if kind == 'embed' else 'generative'} model is served here, so "
+                f"{_TOOLS[kind]} cannot answer; model_info lists the models"
+            )
+        return engine
+    engine = models.get(name)
+    if engine is None and len(models) == 1 and name == models.default.model_name:
+        engine = models.default  # the checkpoint's name, as results show it
+    if engine is None:
+        listed = ", ".join(f"{n!r} ({e.kind})" for n, e in models.engines.items())
+        raise InvalidArguments(
+            f"invalid arguments: model: unknown model {name!r}; this server serves {listed}"
+        )
+    if engine.kind != kind:
+        others = ", ".join(repr(n) for n in models.names(kind)) or "none"
+        what = "an embedding model" if engine.kind == "embed" else "a generative model"
+        raise InvalidArguments(
+            f"invalid arguments: model: {name!r} is {what}; {_TOOLS[kind]} need"
+            f"{'s' if kind == 'embed' else ''} a{'n embedding' if kind == 'embed' else ' generative'} "
+            f"model: {others}"
+        )
+    return engine
+
+
+def shown_name(models: ModelSet, engine: Engine) -> str:
+    """The name results carry: the one callers pass with several models, else the checkpoint's."""
+    return engine.name if engine.settings.models_file is not None else engine.model_name
+
+
+class ModelEntry(BaseModel):
+    """One served model in ``model_info``'s ``models``."""
+
+    name: str = Field(description="What a call passes as 'model'.")
+    model: str = Field(description="The checkpoint: a Hugging Face id or a local directory.")
+    kind: Literal["generate", "embed"] = Field(
+        description="'generate' (chat_completion, complete) or 'embed' (the embed tool)."
+    )
+    state: Literal["loading", "ready", "failed", "stopped", "stopping"]
+    failure: str | None = Field(description="Why it failed to load or stopped serving.")
+    load_phase: str
+    load_phase_s: float
+    load_s: float
+    max_model_len: int | None
+    dtype: str
+    dimensions: int | None = Field(description="An embedding model's vector size, once loaded.")
+    adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
+    devices: list[int] | None = Field(description="GPU indices its engine uses (all if unset).")
+    in_flight_requests: int
+    queued_requests: int
+
+
+def entry(engine: Engine, admission: Admission, stopping: bool) -> ModelEntry:
+    state = engine.state.value
+    status = engine.load.status()
+    return ModelEntry(
+        name=engine.name,
+        model=engine.model_name,
+        kind=engine.kind,
+        state="stopping" if stopping and state == "ready" else state,
+        failure=engine.failure,
+        load_phase=str(status["phase"]),
+        load_phase_s=float(status["phase_s"]),  # type: ignore[arg-type]
+        load_s=float(status["load_s"]),  # type: ignore[arg-type]
+        max_model_len=engine.max_model_len,
+        dtype=engine.dtype,
+        dimensions=engine.embedding_size,
+        adapters=list(engine.settings.lora_modules),
+        devices=list(engine.spec.devices) if engine.spec.devices is not None else None,
+        in_flight_requests=admission.in_flight,
+        queued_requests=admission.waiting,
+    )
