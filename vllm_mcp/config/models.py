@@ -204,6 +204,8 @@ def parse(document: Mapping[str, Any], settings: Settings, where: str = ENV_NAME
             problems.append(f"{where}: unknown top-level key {key!r}{_nearest(key, ('models',))}")
     tables = document.get("models")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        if problems and tables is None:  # [[model]] for [[models]]: the hint says it all
+            raise ConfigError(problems)
         problems.append(
             f"{where}: needs one [[models]] table per model, e.g. "
             '[[models]] name = "chat" model = "Qwen/Qwen3-8B"'
