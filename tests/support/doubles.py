@@ -76,12 +76,15 @@ class FakeEngine:
         endless: str | None = None,
         loaded: bool = False,
         parsers: Parsers | None = None,
+        kind: str = "generate",
+        embedding_size: int = 4,
     ) -> None:
         self.settings = settings  # the app's (or tools_over's) settings when left None
         self.name = model_name  # what a call's 'model' names (Engine.name)
-        self.kind = "generate"
+        self.kind = kind  # 'embed': ``embed`` answers, as an embedding model's engine
         self.spec = ModelSpec(name=model_name, model=model_name)
-        self.embedding_size: int | None = None
+        self.embedding_size: int | None = embedding_size if kind == "embed" else None
+        self.embedded: list[list[int]] = []  # the token ids of every input embedded
         self.matryoshka = False
         self.multimodal = False
         self.parsers = parsers or Parsers(None, None, None)  # real parsers a test may give
@@ -159,6 +162,21 @@ class FakeEngine:
 
     def release(self) -> None:
         self._released.set()
+
+    # --- embeddings ------------------------------------------------------------------
+
+    async def embed(
+        self, prompt_token_ids: list[int], normalize: bool, dimensions: int | None, request_id: str
+    ) -> list[float]:
+        """A vector of ``embedding_size`` made from the token ids (not a model's: a test's)."""
+        self.check_serving()
+        self.embedded.append(list(prompt_token_ids))
+        size = self.embedding_size or 4
+        vector = [float(sum(prompt_token_ids[i::size]) + 1) for i in range(size)]
+        if normalize:
+            length = sum(x * x for x in vector) ** 0.5
+            vector = [x / length for x in vector]
+        return vector[:dimensions] if dimensions else vector
 
     # --- generation ----------------------------------------------------------------
 

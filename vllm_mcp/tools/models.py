@@ -95,3 +95,48 @@ def entry(engine: Engine, admission: Admission, stopping: bool) -> ModelEntry:
         in_flight_requests=admission.in_flight,
         queued_requests=admission.waiting,
     )
+
+
+class ModelInfo(BaseModel):
+    model_name: str
+    dtype: str
+    max_model_len: int | None
+    tensor_parallel_size: int
+    gpu_memory_utilization: float
+    server_state: Literal["loading", "ready", "failed", "stopped", "stopping"]
+    failure: str | None
+    active_sessions: int
+    max_sessions: int
+    max_session_messages: int
+    default_temperature: float
+    default_max_tokens: int
+    default_top_p: float
+    default_top_k: int
+    vllm_version: str
+    device: str
+    in_flight_requests: int
+    queued_requests: int
+    engine_unfinished_requests: int
+    max_concurrency: int
+    max_call_seconds: float | None
+    uptime_s: float
+    load_phase: str = Field(
+        description="Where the model load stands: converting (the embedded model, first start), "
+        "importing, starting_engine, loading_weights, compiling, warming_up, then ready or failed."
+    )
+    load_phase_s: float = Field(description="Seconds in load_phase so far.")
+    load_s: float = Field(description="Seconds the load has taken so far (all of it once over).")
+    adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
+    tasks: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tasks (calls run in the background, polled for) in the store, by status.",
+    )
+    input_modalities: list[str] = Field(
+        description="What a call can send the model through this server: ['text'] (images are "
+        "not passed on yet, even to a multimodal model)."
+    )
+    multimodal: bool = Field(description="The model itself takes images or other media (vLLM says so).")
+    models: list[ModelEntry] = Field(
+        description="Every served model (VLLM_MCP_MODELS), in order; the fields above describe the "
+        "first generative one, and server_state all of them (loading while any loads)."
+    )
