@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,8 @@ from vllm_mcp.tools.handlers import (
     schema,
 )
 from vllm_mcp.tools.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
 
 SESSION_HEADER = "Session-Id"
 """``session_id``'s 2026-07-28 ``x-mcp-header`` token: modern clients mirror the argument into
@@ -221,6 +224,7 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
         started = time.monotonic()
         label = metrics_caller(ctx, tools.settings.metrics_caller_label)
         namespace = session_namespace(ctx)  # sessions: OAuth and token-file callers apart
+        model = tools.called_model(name, params.arguments)  # a configured one, or None
         tools.metrics.request_started(name)
         outcome = "error"
         try:
@@ -246,7 +250,17 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
             outcome = "cancelled"
             raise
         finally:
-            tools.metrics.request_finished(name, outcome, time.monotonic() - started, label)
+            seconds = time.monotonic() - started
+            tools.metrics.request_finished(name, outcome, seconds, label, tools.metrics_model(model))
+            log.debug(
+                "call finished",
+                extra={
+                    "tool": name,
+                    "model": model.name if model is not None else None,
+                    "outcome": outcome,
+                    "seconds": round(seconds, 3),
+                },
+            )
 
     server = TaskServer(
         "vllm-mcp",

@@ -91,12 +91,15 @@ class Server:
             self.transport = make_transport(settings, hooks, front_end.listening)
             self.models = ModelSet([Engine(settings, recent_log_lines=pump.tail, client=front_end.client)])
         self.engine = self.models.default
+        several = settings.models_file is not None
         self.metrics = Metrics(
-            self.engine.model_name,
+            self.engine.name if several else self.engine.model_name,
             settings.metrics_textfile,
             settings.metrics_interval,
             worker=front_end.index if front_end else None,
         )
+        if several:  # a model label per served model (VLLM_MCP_MODELS)
+            self.metrics.add_models(self.models.names())
         self.sessions: SessionStore  # these from startup: the stores open asynchronously
         self.task_store: TaskStore
         self.tasks: TaskRunner
@@ -152,7 +155,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._engine_task
         await self.models.aclose()
-        self.metrics.set_engine_state(self.models.state())
+        self._engine_states()
         self.metrics.write()
         await self.tasks.aclose()  # a task still running ends "failed", saying why
         await self.task_store.aclose()
@@ -220,7 +223,7 @@ class Server:
         """Metrics follow the engine; the engine core dying ends the server (exit 1)."""
         while True:
             await asyncio.sleep(0.5)
-            self.metrics.set_engine_state(self.models.state())
+            self._engine_states()
             self.metrics.set_log_lines_dropped(self.pump.dropped_lines)
             if (dead := self.models.died()) is not None:
                 log.error(
@@ -229,6 +232,13 @@ class Server:
                 )
                 self.exit("engine died", EXIT_ENGINE_DIED, grace=2.0)
                 return
+
+    def _engine_states(self) -> None:
+        """The state series: the server's (the default label), and each model's with several."""
+        self.metrics.set_engine_state(self.models.state())
+        if self.settings.models_file is not None:
+            for engine in self.models:
+                self.metrics.set_engine_state(engine.state.value, engine.name)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

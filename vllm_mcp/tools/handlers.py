@@ -201,6 +201,21 @@ class Tools:
         """Whether a served model is an embedding model (the ``embed`` tool is listed then)."""
         return self.models.first("embed") is not None
 
+    def metrics_model(self, engine: Engine | None) -> str | None:
+        """The metrics' model label of a call to ``engine``: its name with several models (never a
+        caller's free text); None, the server's label, with one."""
+        return engine.name if engine is not None and self.settings.models_file is not None else None
+
+    def called_model(self, tool: str, arguments: dict[str, Any] | None) -> Engine | None:
+        """The served model a call names (or its tool's default); None for other tools or names."""
+        kind = {"chat_completion": "generate", "complete": "generate", "embed": "embed"}.get(tool)
+        if kind is None:
+            return None
+        named = (arguments or {}).get("model")
+        if isinstance(named, str):
+            return self.models.get(named)
+        return self.models.first(kind)
+
     # --- life cycle ---------------------------------------------------------------
 
     def stop_intake(self) -> None:
@@ -267,7 +282,7 @@ class Tools:
             result = await embedding.run(
                 engine, args, token_ids, f"mcp-{next(self._ids)}", served.shown_name(self.models, engine)
             )
-        self.metrics.add_tokens(result.usage.prompt_tokens, 0)
+        self.metrics.add_tokens(result.usage.prompt_tokens, 0, self.metrics_model(engine))
         return result
 
     async def _guarded(self, work: Coroutine[Any, Any, R]) -> R:
@@ -481,8 +496,8 @@ class Tools:
             if pacer:
                 pacer.close()
         if out.first_token_s is not None:
-            self.metrics.observe_ttft(out.first_token_s)
-        self.metrics.add_tokens(len(prompt_ids), out.tokens)
+            self.metrics.observe_ttft(out.first_token_s, self.metrics_model(engine))
+        self.metrics.add_tokens(len(prompt_ids), out.tokens, self.metrics_model(engine))
         try:
             out.text, thinking = reasoning.split(out.text, splitter)  # json_schema: the answer's
             fields = generation.result_fields(args, served.shown_name(self.models, engine), out, max_tokens)
