@@ -106,4 +106,7 @@ def run_checks(
 
 def _of_model(check: Check, name: str) -> Check:
     """One model's check, named after it (several models: one of each check per model)."""
-    return dataclasses.replace(check, name=f"{check.name}[{name}]", message=f"{name}: {check.message}")
+    fix = check.fix and check.fix.replace("VLLM_MODEL_NAME", f"model {name!r}'s model in VLLM_MCP_MODELS")
+    return dataclasses.replace(
+        check, name=f"{check.name}[{name}]", message=f"{name}: {check.message}", fix=fix
+    )
