@@ -25,11 +25,14 @@ from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.parsers import Parsers
 from vllm_mcp.engine.process import (
+    explain_failure,
     in_load_thread,
     lower_worker_priority,
-    root_cause,
     stop_engine_processes,
     visible_devices,
+)
+from vllm_mcp.engine.process import (
+    root_cause as root_cause,  # the HTTP workers' supervisor (server/frontends.py) imports it from here
 )
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
 from vllm_mcp.engine.types import Delta, EngineState, Sampling
@@ -178,8 +181,9 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] = lambda: None) 
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.executor.multiproc_executor import MultiprocExecutor
 
+    settings, runner = _only_model(settings)
     model, _ = model_source.for_engine(settings)
-    args = build_engine_args(settings, model)
+    args = build_engine_args(settings, model, runner)
     config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER, headless=True)
     executor = MultiprocExecutor(config, monitor_workers=False)
     try:
@@ -240,8 +244,9 @@ def shared_engine_core(
     from vllm.v1.executor import Executor
     from vllm.v1.utils import APIServerProcessManager
 
+    settings, runner = _only_model(settings)
     model, _ = model_source.for_engine(settings)
-    args = build_engine_args(settings, model)
+    args = build_engine_args(settings, model, runner)
     args._api_process_count, args._api_process_rank = front_ends, -1
     config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
     listeners = bind_engine_zmq_listeners(config, front_ends)
@@ -275,6 +280,14 @@ def shared_engine_core(
 
 
 _RUNNERS = {"embed": "pooling", "generate": "generate"}
+
+
+def _only_model(settings: Settings) -> tuple[Settings, str | None]:
+    """The one model's settings and vLLM runner, where one engine is shared by processes or nodes
+    (the settings refuse several models there, config/models.py)."""
+    spec = settings.models[0]
+    own = settings.for_model(spec) if settings.models_file is not None else settings
+    return own, _RUNNERS.get(spec.kind or "")
 
 
 class Engine:
@@ -317,7 +330,8 @@ class Engine:
         self.load_seconds: float | None = None
         converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
         self._first_phase = Phase.CONVERTING if converts else Phase.IMPORTING
-        self.load = LoadProgress(Phase.QUEUED if queued else self._first_phase)
+        named = self.name if settings.models_file is not None else None  # several models: say which
+        self.load = LoadProgress(Phase.QUEUED if queued else self._first_phase, model=named)
 
     # --- life cycle ------------------------------------------------------------
 
@@ -498,21 +512,8 @@ class Engine:
     # --- diagnostics -------------------------------------------------------------
 
     def _explain_failure(self, error: BaseException) -> str:
-        text = f"{type(error).__name__}: {error}".strip()
-        cause = root_cause(self._recent_log_lines())
-        if cause and cause not in text:
-            text = f"{text} (root cause: {cause})"
-        lowered = text.lower()
-        if "out of memory" in lowered or "outofmemory" in lowered or "kv cache" in lowered:
-            s = self.settings
-            text += (
-                ". Try: 1) reduce VLLM_GPU_MEMORY_UTILIZATION (current: "
-                f"{s.gpu_memory_utilization}), 2) reduce VLLM_MAX_MODEL_LEN (current: "
-                f"{s.max_model_len or 'model default'}), 3) use a smaller model or more GPUs "
-                f"(VLLM_TENSOR_PARALLEL_SIZE, current: {s.tensor_parallel_size}), "
-                f"4) on CPU raise VLLM_CPU_KVCACHE_SPACE (current: {s.cpu_kvcache_space_gib} GiB)"
-            )
-        return text
+        name = self.name if self.settings.models_file is not None else None
+        return explain_failure(error, self._recent_log_lines(), self.settings, name)
 
 
 def _cache_vllm_env() -> None:

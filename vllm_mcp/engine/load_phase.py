@@ -90,7 +90,10 @@ class LoadProgress:
         self,
         first: Phase = Phase.IMPORTING,
         on_change: Callable[[Phase, float, Phase], None] | None = None,
+        model: str | None = None,
     ) -> None:
+        """``model``: the served model's name, for the log lines (several models, VLLM_MCP_MODELS)."""
+        self.model = model
         self.started = time.monotonic()
         self.phase = first
         self.since = self.started
@@ -115,7 +118,12 @@ class LoadProgress:
         def write() -> None:
             log.info(
                 f"load phase: {phase.value}",
-                extra={"phase": phase.value, "previous": previous.value, "previous_s": round(seconds, 1)},
+                extra={
+                    "phase": phase.value,
+                    "previous": previous.value,
+                    "previous_s": round(seconds, 1),
+                    **({"model": self.model} if self.model else {}),
+                },
             )
 
         if self._loop is None:
