@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,24 +57,44 @@ devices = [0]
     return path
 
 
+@dataclass
+class Served:
+    client: McpClient
+    early: dict[str, Any]  # model_info as soon as the server answered, while the first model loads
+    metrics: Path
+
+
 @pytest.fixture(scope="module")
-def server(
+def served(
     tmp_path_factory: pytest.TempPathFactory,
     tiny_model: Path,
     tiny_thinking_model: Path,
     tiny_embedding_model: Path,
-) -> Iterator[McpClient]:
+) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("several")
     broken = directory / "broken-model"  # a checkpoint vLLM cannot read: its own failure
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
     path = models_file(directory, tiny_model, tiny_thinking_model, tiny_embedding_model, broken)
-    client = McpClient(serve_env(tiny_model, VLLM_MCP_MODELS=str(path)))
+    metrics = directory / "vllm_mcp.prom"
+    env = serve_env(
+        tiny_model,
+        VLLM_MCP_MODELS=str(path),
+        VLLM_MCP_METRICS_TEXTFILE=str(metrics),
+        VLLM_MCP_METRICS_INTERVAL="0.5",
+    )
+    client = McpClient(env)
     try:
+        early = client.info()
         client.wait_ready(timeout=900)
-        yield client
+        yield Served(client, early, metrics)
     finally:
         client.close()
+
+
+@pytest.fixture
+def server(served: Served) -> McpClient:
+    return served.client
 
 
 def complete(server: McpClient, **arguments: Any) -> Any:
@@ -191,3 +213,30 @@ def test_a_session_keeps_its_history_when_turns_name_different_models(server: Mc
     alone = server.chat("word2 number 2", model="beta", max_tokens=4)
     assert (first["model"], second["model"]) == ("alpha", "beta")
     assert second["usage"]["prompt_tokens"] > alone["usage"]["prompt_tokens"]  # alpha's turn is in it
+
+
+def test_models_wait_their_turn_to_load_in_file_order(served: Served) -> None:
+    phases = {m["name"]: m["load_phase"] for m in served.early["models"]}
+    # The first loads while the others wait (the tiny model takes ~20 s; the call came at once).
+    assert phases["alpha"] not in ("queued", "ready", "failed"), phases
+    assert phases["beta"] == phases["vectors"] == "queued"
+    assert served.early["server_state"] == "loading"
+
+
+def test_the_metrics_carry_each_models_name(served: Served) -> None:
+    assert not embed(served.client, input="count me").is_error
+    assert not complete(served.client, model="beta").is_error
+    wanted = (
+        'vllm_mcp_requests_total{caller="",model="vectors",outcome="ok",tool="embed"}',
+        'vllm_mcp_requests_total{caller="",model="beta",outcome="ok",tool="complete"}',
+        'vllm_mcp_engine_state{model="broken",vllm_mcp_engine_state="failed"} 1.0',
+        'vllm_mcp_prompt_tokens_total{model="vectors"}',
+    )
+    deadline = time.monotonic() + 30  # the file is rewritten every 0.5 s
+    text = ""
+    while time.monotonic() < deadline:
+        text = served.metrics.read_text() if served.metrics.exists() else ""
+        if all(w in text for w in wanted):
+            break
+        time.sleep(0.2)
+    assert all(w in text for w in wanted), [w for w in wanted if w not in text]
