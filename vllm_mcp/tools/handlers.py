@@ -327,7 +327,7 @@ class Tools:
         waits = engine.state.value == "loading" or admission.in_flight >= admission.limit
         reporter = WaitReporter(
             progress if waits else None,
-            lambda seconds: self._waiting_for(engine, seconds),
+            lambda seconds: served.waiting_for(engine, len(self.models) > 1, seconds),
             started,
             self.wait_report_interval,
         )
@@ -339,33 +339,9 @@ class Tools:
                     self.metrics.set_queued(sum(a.waiting for a in self.admissions.values()))
                     await asyncio.wait_for(engine.wait_ready(), _left(deadline))
             except (OutOfTime, asyncio.TimeoutError):
-                raise NotStarted(self._not_started_message(engine, started, deadline)) from None
+                message = served.not_started(engine, admission, len(self.models) > 1, started, deadline)
+                raise NotStarted(message) from None
             yield queued
-
-    def _waiting_for(self, engine: Engine, seconds: float) -> str:
-        """What a waiting call is told in its progress notifications."""
-        if engine.state.value == "loading":
-            which = f"model {engine.name!r}" if len(self.models) > 1 else "the model"
-            return f"waiting for {which} to load: {engine.load.describe()}"
-        return f"waiting for a free generation slot ({seconds:.0f} s so far)"
-
-    def _not_started_message(self, engine: Engine, started: float, deadline: float | None) -> str:
-        budget = f"{(deadline or started) - started:g} s"
-        admission = self.admissions[engine.name]
-        if engine.state.value == "loading":
-            load = engine.load
-            return (
-                f"the model is still loading: {load.describe()} ({load.seconds_loading():.0f} s since "
-                f"the load began); this call's time budget of {budget} (timeout_s, capped at "
-                "VLLM_MCP_MAX_CALL_SECONDS) ran out before it could start. Retry later, or wait "
-                "until model_info's server_state is 'ready'"
-            )
-        waited = time.monotonic() - started
-        return (
-            f"waited {waited:.1f} s for a free generation slot ({admission.in_flight} calls "
-            f"generating, VLLM_MCP_MAX_CONCURRENCY={admission.limit}); this call's time "
-            f"budget of {budget} ran out before it could start. Retry later, or allow more time"
-        )
 
     def _no_first_token(self, started: float, deadline: float | None) -> NotStarted:
         return NotStarted(

@@ -7,6 +7,7 @@ named by ``VLLM_MODEL_NAME``; the name its results show (the checkpoint's) is ac
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -51,6 +52,36 @@ def pick(models: ModelSet, name: str | None, kind: Literal["generate", "embed"])
 def shown_name(models: ModelSet, engine: Engine) -> str:
     """The name results carry: the one callers pass with several models, else the checkpoint's."""
     return engine.name if engine.settings.models_file is not None else engine.model_name
+
+
+def waiting_for(engine: Engine, several: bool, seconds: float) -> str:
+    """What a call waiting for ``engine`` is told in its progress notifications."""
+    if engine.state.value == "loading":
+        which = f"model {engine.name!r}" if several else "the model"
+        return f"waiting for {which} to load: {engine.load.describe()}"
+    return f"waiting for a free generation slot ({seconds:.0f} s so far)"
+
+
+def not_started(
+    engine: Engine, admission: Admission, several: bool, started: float, deadline: float | None
+) -> str:
+    """Why a call's time budget ran out before it could start: the load, or the slots."""
+    budget = f"{(deadline or started) - started:g} s"
+    if engine.state.value == "loading":
+        load = engine.load
+        which = f"model {engine.name!r}" if several else "the model"
+        return (
+            f"{which} is still loading: {load.describe()} ({load.seconds_loading():.0f} s since "
+            f"the load began); this call's time budget of {budget} (timeout_s, capped at "
+            "VLLM_MCP_MAX_CALL_SECONDS) ran out before it could start. Retry later, or wait "
+            "until model_info's server_state is 'ready'"
+        )
+    waited = time.monotonic() - started
+    return (
+        f"waited {waited:.1f} s for a free generation slot ({admission.in_flight} calls "
+        f"generating, VLLM_MCP_MAX_CONCURRENCY={admission.limit}); this call's time "
+        f"budget of {budget} ran out before it could start. Retry later, or allow more time"
+    )
 
 
 class ModelEntry(BaseModel):
