@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from tests.support.doctor import fixture
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.gpu import GpuProbe, parse_query_csv, parse_smi_table
@@ -15,24 +16,7 @@ H100_X8 = GpuProbe("ok", tuple(parse_smi_table(fixture("h100-sxm-x8-table.txt"))
 A800_BUSY = GpuProbe("ok", tuple(parse_query_csv(fixture("a800-x8-query.csv"))))
 
 # The three-model example of docs/operations.md, "Several models", for one 8-GPU host.
-THREE = """
-[[models]]
-name = "large"
-model = "Qwen/Qwen3-32B"
-tensor_parallel_size = 4
-devices = [0, 1, 2, 3]
-[[models]]
-name = "fast"
-model = "Qwen/Qwen3-4B"
-devices = [4]
-gpu_memory_utilization = 0.6
-[[models]]
-name = "vectors"
-model = "Qwen/Qwen3-Embedding-0.6B"
-kind = "embed"
-devices = [4]
-gpu_memory_utilization = 0.3
-"""
+THREE = (ROOT / "examples" / "models.toml").read_text(encoding="utf-8")
 
 
 def models(tmp_path: Path, text: str, **env: str) -> Settings:
