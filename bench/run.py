@@ -135,7 +135,26 @@ def run_sessions(turns: int, store_url: str | None, out: Path) -> None:
     click.echo(md)
 
 
+def run_several(out: Path, calls: int, concurrency: int, max_tokens: int, inputs: int) -> None:
+    """``--several``: two models in one server against two servers, and ``embed``'s throughput."""
+    import tempfile
+
+    from bench import several
+
+    meta = machine()
+    meta["started"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    with tempfile.TemporaryDirectory() as directory:
+        results = several.run(Path(directory), calls, concurrency, max_tokens, inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "several.json").write_text(json.dumps({"meta": meta, **results}, indent=1))
+    md = several.markdown(results, meta)
+    (out / "several.md").write_text(md)
+    click.echo(md)
+
+
 @click.command()
+@click.option("--several", "several_mode", is_flag=True, help="Several models behind one server, and embed.")
+@click.option("--embed-inputs", type=int, default=256, show_default=True, help="With --several: inputs.")
 @click.option(
     "--model", default="tiny", show_default=True, help="'tiny' (made on the spot), 'embedded' or a path."
 )
@@ -192,10 +211,16 @@ def main(
     sessions_mode: bool,
     turns: int,
     store_url: str | None,
+    several_mode: bool,
+    embed_inputs: int,
 ) -> None:
     """Benchmark vllm-mcp against the raw engine, `vllm serve`, a one-at-a-time server and FluidMCP."""
     if sessions_mode:
         run_sessions(turns, store_url, out)
+        return
+    if several_mode:  # c=16 per model by default, as the issue asks
+        levels = [int(c) for c in (concurrency or "16").split(",")]
+        run_several(out, num_prompts or 64, levels[-1], max_tokens or 64, embed_inputs)
         return
     workload = SMOKE if smoke else Workload()
     changes: dict[str, Any] = {}

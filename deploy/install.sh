@@ -32,6 +32,10 @@
 #                replicas (/etc/vllm-mcp/haproxy.cfg, from deploy/haproxy/vllm-mcp.cfg, loaded
 #                beside /etc/haproxy/haproxy.cfg); none (the default): balance them yourself.
 #                Remembered in install.conf. docs/scaling.md: the session store they share.
+#   MODELS       a models file (TOML, [[models]] tables; docs/operations.md, "Several models")
+#                to serve several models: installed as /etc/vllm-mcp/models.toml (0644, the
+#                service reads it); set VLLM_MCP_MODELS=/etc/vllm-mcp/models.toml
+#                in /etc/vllm-mcp/vllm-mcp.env to use it (this script never edits that file).
 #   VARIANT      gpu or cpu (default: gpu when nvidia-smi works)
 #   PYTHON       the Python 3.11 interpreter for the environment (default: python3)
 #   START=1      start (or restart) the service at the end
@@ -328,6 +332,14 @@ if [ ! -f "$(at "$MODEL_ENV")" ]; then
 fi
 chmod 0600 "$(at "$MODEL_ENV")"
 owner_root "$(at "$MODEL_ENV")"
+
+# Several models: the operator's models file, where the service can read it.
+if [ -n "${MODELS:-}" ]; then
+    [ -f "$MODELS" ] || die "MODELS=$MODELS is not a file"
+    put "$MODELS" "$ETC/models.toml" 0644
+    grep -q '^VLLM_MCP_MODELS=' "$(at "$MODEL_ENV")" ||
+        say "installed $ETC/models.toml: set VLLM_MCP_MODELS=$ETC/models.toml in $MODEL_ENV to serve it"
+fi
 
 # The bearer token: generated once, kept by later installs and upgrades.
 if [ "$GATEWAY" = http ]; then

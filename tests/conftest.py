@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import ROOT
 from tests.support.environment import callers_variables, without_callers_variables  # noqa: F401 - autouse
-from tests.support.models import make_tiny_adapter, make_tiny_model
+from tests.support.models import make_tiny_adapter, make_tiny_embedding_model, make_tiny_model
 from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures, for every test
 from tests.support.servers import ENGINE_COUNTS
 from tests.support.vision import make_tiny_vision_model
@@ -131,6 +131,13 @@ def tiny_vision_model(tiny_model: Path) -> Path:
     """A tiny random Idefics3 (images in, tests/support/vision.py) on the tiny Llama's tokenizer."""
     with _models_lock():
         return make_tiny_vision_model(MODELS / "tiny-idefics3", tiny_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedding_model() -> Path:
+    """A tiny random Llama of its own size, served as an embedding model (models.py)."""
+    with _models_lock():
+        return make_tiny_embedding_model(MODELS / "tiny-llama-embed")
 
 
 @pytest.fixture(scope="session")

@@ -297,3 +297,23 @@ def test_a_worker_writes_its_own_file_with_every_series_labelled(tmp_path: Path)
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     assert samples and all(s.labels.get("worker") == "1" for s in samples)
     assert any(s.name == "vllm_mcp_requests_total" and s.value == 1 for s in samples)
+
+
+def test_each_served_model_has_its_own_series() -> None:
+    m = Metrics("alpha", None, 60)
+    m.add_models(["alpha", "vectors"])
+    text = m.render().decode()
+    assert 'vllm_mcp_prompt_tokens_total{model="vectors"} 0.0' in text  # there before a call
+    m.add_tokens(6, 0, "vectors")
+    m.add_tokens(3, 2)  # no model: the server's label
+    m.request_started("embed")
+    m.request_finished("embed", "ok", 0.1, None, "vectors")
+    m.set_engine_state("failed", "vectors")
+    m.set_engine_state("ready")
+    text = m.render().decode()
+    assert 'vllm_mcp_prompt_tokens_total{model="vectors"} 6.0' in text
+    assert 'vllm_mcp_prompt_tokens_total{model="alpha"} 3.0' in text
+    assert 'vllm_mcp_generation_tokens_total{model="vectors"} 0.0' in text  # embeddings generate nothing
+    assert 'vllm_mcp_requests_total{caller="",model="vectors",outcome="ok",tool="embed"} 1.0' in text
+    assert 'vllm_mcp_engine_state{model="vectors",vllm_mcp_engine_state="failed"} 1.0' in text
+    assert 'vllm_mcp_engine_state{model="alpha",vllm_mcp_engine_state="ready"} 1.0' in text

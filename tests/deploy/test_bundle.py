@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+from packaging.requirements import Requirement
 
 from tests.support import ROOT
 from tests.support.deploy import ok, run
@@ -113,6 +114,9 @@ def test_versions_agree_everywhere() -> None:
             assert lock.get(name) == pinned, f"{name}: environment file {pinned}, lock {lock.get(name)}"
     # Every direct dependency of the project is pinned in both conda files.
     for req in project["dependencies"]:
+        marker = Requirement(req).marker
+        if marker is not None and not marker.evaluate({"python_version": gpu_python}):
+            continue  # not installed on the pinned Python (tomli: 3.11 has tomllib)
         name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0).lower()  # type: ignore[union-attr]
         assert name in gpu_env and name in cpu_env, f"{name} is not pinned in environment*.yml"
     # Python: one minor version; the project accepts it.
@@ -761,3 +765,17 @@ def test_role_worker_installs_a_worker_node_and_no_server(tmp_path: Path) -> Non
 def test_install_refuses_an_unknown_role(tmp_path: Path) -> None:
     result = run("install.sh", tmp_path, ROLE="head")
     assert result.returncode != 0 and "ROLE must be server or worker, not 'head'" in result.stderr
+
+
+def test_install_puts_a_models_file_where_the_service_reads_it(tmp_path: Path) -> None:
+    models = tmp_path / "mine.toml"
+    models.write_text('[[models]]\nname = "chat"\nmodel = "Qwen/Qwen3-8B"\n')
+    root = tmp_path / "root"
+    result = ok(run("install.sh", root, MODELS=str(models)))
+    installed = root / "etc/vllm-mcp/models.toml"
+    assert installed.read_text() == models.read_text()
+    assert installed.stat().st_mode & 0o777 == 0o644  # the service user reads it; no secrets in it
+    assert "set VLLM_MCP_MODELS=/etc/vllm-mcp/models.toml in /etc/vllm-mcp/vllm-mcp.env" in result.stdout
+    assert "# VLLM_MCP_MODELS=/etc/vllm-mcp/models.toml" in (root / "etc/vllm-mcp/vllm-mcp.env").read_text()
+    refused = run("install.sh", tmp_path / "other", MODELS=str(tmp_path / "absent.toml"))
+    assert refused.returncode != 0 and "is not a file" in refused.stderr

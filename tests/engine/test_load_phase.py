@@ -6,6 +6,8 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from vllm_mcp.engine import load_phase
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 
@@ -115,3 +117,13 @@ def test_a_watcher_hears_every_change_made_in_another_thread_in_order() -> None:
         return seen
 
     assert asyncio.run(main()) == ["loading_weights", "warming_up"]
+
+
+def test_a_queued_load_begins_its_clock_when_it_leaves_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(load_phase.time, "monotonic", lambda: clock[0])
+    progress = LoadProgress(Phase.QUEUED, on_change=lambda *a: None, model="second")
+    clock[0] = 160.0  # a minute behind the models before it
+    progress.advance(Phase.IMPORTING)
+    clock[0] = 165.0
+    assert progress.status() == {"phase": "importing", "phase_s": 5.0, "load_s": 5.0}

@@ -384,3 +384,27 @@ def test_cli_prefetch_without_a_model_fetches_the_adapters_too(tmp_path: Path) -
     assert absent.returncode == 1
     assert absent.stderr.startswith("vllm-mcp: adapter x: ") and "not found" in absent.stderr
     assert "Traceback" not in absent.stderr
+
+
+def test_cli_prefetch_fetches_every_model_of_the_models_file(tmp_path: Path) -> None:
+    hub = FakeHub({"org/sql-lora": FakeRepo(ADAPTER_FILES)}).start()
+    local = tmp_path / "vectors"
+    local.mkdir()
+    (local / "config.json").write_text("{}")
+    models = tmp_path / "models.toml"
+    models.write_text(
+        '[[models]]\nname = "chat"\nmodel = "org/sql-lora"\n'
+        f'[[models]]\nname = "vectors"\nmodel = "{local}"\nkind = "embed"\n'
+        'lora_modules = { sql = "org/sql-lora" }\n'
+    )
+    env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path), "VLLM_MCP_MODELS": str(models)}
+    try:
+        proc = run_cli("prefetch", "--quiet", env=env)
+    finally:
+        hub.stop()
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "--- chat" and lines[1] == "model:  org/sql-lora"
+    assert lines[2] == f"commit: {FakeRepo(ADAPTER_FILES).sha}"
+    assert lines[5] == "--- vectors" and lines[6] == f"model:  {local}"
+    assert lines[-1].startswith("adapter sql: " + str(tmp_path))  # the embedding model's own adapter

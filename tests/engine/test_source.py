@@ -75,3 +75,22 @@ def test_embedded_gguf_is_none_without_the_package(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(embedded, "gguf_path", missing)
     assert model_source.embedded_gguf() is None
+
+
+def test_the_kind_is_guessed_as_vllms_runner_detection_would(tmp_path: Path) -> None:
+    from vllm_mcp.engine.source import guess_kind
+
+    def checkpoint(name: str, architectures: list[str], *extra: str) -> str:
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps({"architectures": architectures}))
+        for f in extra:
+            (directory / f).write_text("[]")
+        return str(directory)
+
+    assert guess_kind(checkpoint("causal", ["LlamaForCausalLM"]), tmp_path) == "generate"
+    assert guess_kind(checkpoint("bert", ["BertModel"]), tmp_path) == "embed"
+    assert guess_kind(checkpoint("st", ["Qwen3ForCausalLM"], "modules.json"), tmp_path) == "embed"
+    assert guess_kind(checkpoint("odd", []), tmp_path) == "generate"
+    assert guess_kind("embedded", tmp_path) == "generate"
+    assert guess_kind(str(tmp_path / "absent"), tmp_path) == "generate"

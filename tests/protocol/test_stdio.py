@@ -33,7 +33,8 @@ async def serving(engine: FakeEngine | None = None, **env: str) -> AsyncIterator
     Settings come from ``env`` only, never from the caller's environment.
     """
     settings = Settings.load(environ=env)
-    engine = engine or FakeEngine()
+    engine = engine or FakeEngine(settings)
+    engine.settings = engine.settings or settings
     await engine.start()
     tools = Tools(settings, engine, MemorySessionStore(10, 10), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]
     peer = StdioPeer()

@@ -55,7 +55,12 @@ async def app_serving(
     """``app.Server`` as ``serve`` runs it, with the double for the engine and pipes for stdio."""
     settings = Settings.load(environ=env)
     peer = StdioPeer()
-    monkeypatch.setattr(app, "Engine", lambda s, recent_log_lines=tuple: engine)
+
+    def the_double(s: Settings, recent_log_lines: Any = tuple, **kw: Any) -> FakeEngine:
+        engine.settings = engine.settings or s
+        return engine
+
+    monkeypatch.setattr(app, "Engine", the_double)
     monkeypatch.setattr(
         app,
         "make_transport",

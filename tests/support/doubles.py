@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from vllm_mcp.config.settings import ModelSpec
 from vllm_mcp.engine.core import Delta, EngineState, EngineUnavailable, Sampling
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.parsers import Parsers
@@ -84,8 +85,16 @@ class FakeEngine:
         loaded: bool = False,
         parsers: Parsers | None = None,
         image_input: ImageInput | None = None,
+        kind: str = "generate",
+        embedding_size: int = 4,
     ) -> None:
-        self.settings = settings
+        self.settings = settings  # the app's (or tools_over's) settings when left None
+        self.name = model_name  # what a call's 'model' names (Engine.name)
+        self.kind = kind  # 'embed': ``embed`` answers, as an embedding model's engine
+        self.spec = ModelSpec(name=model_name, model=model_name)
+        self.embedding_size: int | None = embedding_size if kind == "embed" else None
+        self.embedded: list[list[int]] = []  # the token ids of every input embedded
+        self.matryoshka = False
         self.multimodal = image_input is not None
         self.image_input = image_input  # as a multimodal model's (engine/images.py), if given
         self.parsers = parsers or Parsers(None, None, None)  # real parsers a test may give
@@ -164,6 +173,21 @@ class FakeEngine:
 
     def release(self) -> None:
         self._released.set()
+
+    # --- embeddings ------------------------------------------------------------------
+
+    async def embed(
+        self, prompt_token_ids: list[int], normalize: bool, dimensions: int | None, request_id: str
+    ) -> list[float]:
+        """A vector of ``embedding_size`` made from the token ids (not a model's: a test's)."""
+        self.check_serving()
+        self.embedded.append(list(prompt_token_ids))
+        size = self.embedding_size or 4
+        vector = [float(sum(prompt_token_ids[i::size]) + 1) for i in range(size)]
+        if normalize:
+            length = sum(x * x for x in vector) ** 0.5
+            vector = [x / length for x in vector]
+        return vector[:dimensions] if dimensions else vector
 
     # --- generation ----------------------------------------------------------------
 
@@ -268,4 +292,6 @@ def tools_over(engine: FakeEngine, **env: str) -> Any:
     from vllm_mcp.tools.handlers import Tools
 
     settings = Settings.load(environ=env)
+    if engine.settings is None:  # the app gives each engine its settings
+        engine.settings = settings
     return Tools(settings, engine, MemorySessionStore(10, 50), Metrics(engine.model_name, None, 60))  # type: ignore[arg-type]

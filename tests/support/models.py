@@ -39,11 +39,15 @@ THINKING_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>")
 _CORPUS_FILES = [ROOT / "README.md", ROOT / "vllm_mcp" / "config" / "settings.py"]
 
 
-def make_tiny_model(directory: Path, *, chat_template: bool = True, thinking: bool = False) -> Path:
+def make_tiny_model(
+    directory: Path, *, chat_template: bool = True, thinking: bool = False, heads: int = 2
+) -> Path:
     """Write the tiny model into ``directory`` (once) and return it.
 
     ``thinking``: its tokenizer has ``THINKING_TOKENS`` (single, non-special tokens, as Qwen3's,
-    so they survive decoding) and its chat template is ``THINKING_TEMPLATE``.
+    so they survive decoding) and its chat template is ``THINKING_TEMPLATE``. ``heads``: attention
+    heads of 64 dimensions each (vLLM's CPU attention needs one of its head sizes), so the hidden
+    size is ``64 * heads``.
     """
     marker = directory / "config.json"
     if marker.exists():
@@ -79,10 +83,10 @@ def make_tiny_model(directory: Path, *, chat_template: bool = True, thinking: bo
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(fast),
-        hidden_size=128,
-        intermediate_size=256,
+        hidden_size=64 * heads,
+        intermediate_size=128 * heads,
         num_hidden_layers=2,
-        num_attention_heads=2,
+        num_attention_heads=heads,
         num_key_value_heads=1,
         max_position_embeddings=1024,
         bos_token_id=fast.bos_token_id,
@@ -94,6 +98,20 @@ def make_tiny_model(directory: Path, *, chat_template: bool = True, thinking: bo
     fast.save_pretrained(directory)
     (directory / "generation_config.json").write_text(json.dumps({"do_sample": True}))
     return directory
+
+
+EMBEDDING_SIZE = 192
+"""The tiny embedding model's vector size (three heads of 64)."""
+
+
+def make_tiny_embedding_model(directory: Path) -> Path:
+    """A tiny random Llama (hidden size ``EMBEDDING_SIZE``) to serve as an embedding model.
+
+    A causal LM: served with ``kind = "embed"``, vLLM's pooling runner converts it (``convert``
+    "embed": last-token pooling, L2-normalized), as it does real decoder-based embedding models.
+    Its own size, so a test sees the vectors are this model's and not the chat model's.
+    """
+    return make_tiny_model(directory, chat_template=False, heads=EMBEDDING_SIZE // 64)
 
 
 def serve_env(model_dir: Path | str, **overrides: str) -> dict[str, str]:

@@ -72,6 +72,8 @@ def config_show(as_json: bool) -> None:
     public = settings.public_dict()
     names = Settings.env_names()
     rows = {names[f]: {"value": public[f], "source": sources[f]} for f in names}
+    if settings.models_file is not None:  # what the file says, each model on its own
+        rows[names["models_file"]]["models"] = public["models"]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -80,3 +82,6 @@ def config_show(as_json: bool) -> None:
         value = row["value"]
         shown = "(unset)" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
         click.echo(f"{name:<{width}}  {shown}  [{row['source']}]")
+        for model in row.get("models", []):
+            given = {k: v for k, v in model.items() if k not in ("name", "model") and v not in (None, {})}
+            click.echo(f"  {model['name']}: {model['model']}  {json.dumps(given)}")

@@ -100,6 +100,12 @@ def validate(
     if settings is not None:
         if engine_arg_names:
             problems.extend(unknown_engine_args(settings.engine_args, engine_arg_names))
+            for spec in settings.models if settings.models_file is not None else ():
+                own = {k: v for k, v in spec.engine_args.items() if k not in settings.engine_args}
+                problems.extend(
+                    f"VLLM_MCP_MODELS: model {spec.name!r}: " + line.removeprefix("VLLM_MCP_ENGINE_ARGS: ")
+                    for line in unknown_engine_args(own, engine_arg_names)
+                )
         parallel = parallel_problem(settings, gpu_count)
         if parallel:
             problems.append(parallel)

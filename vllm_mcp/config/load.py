@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from vllm_mcp.config import store_location
+from vllm_mcp.errors import ConfigError
 
 Source = Literal["default", "environment", "option", "file"]
 
@@ -59,6 +60,10 @@ def explain(error: ValidationError, raw: Mapping[str, Any]) -> list[str]:
         loc = item.get("loc") or ()
         name = str(loc[0]) if loc else ""
         msg = item["msg"].removeprefix("Value error, ")
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):  # already one complete line per problem (the models file)
+            lines.extend(cause.lines)
+            continue
         if not name:  # a cross-field check: its message already names the variables
             lines.append(f"invalid configuration: {msg}")
             continue

@@ -26,22 +26,26 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from vllm_mcp.config import models as models_file
 from vllm_mcp.config import multinode, store_location
 from vllm_mcp.config import oauth as oauth_rules
 from vllm_mcp.config import rules as config_rules
 from vllm_mcp.config.load import Source, child_environment, explain, layered, mask_secret
+from vllm_mcp.config.models import ModelSpec
 from vllm_mcp.config.parsers import check_parser_name
 from vllm_mcp.config.rules import check_top_k, is_loopback, parallel_problem, unknown_engine_args
 from vllm_mcp.errors import ConfigError
 
 __all__ = [
     "EMBEDDED_MODEL",
+    "ModelSpec",
     "Settings",
     "Source",
     "check_top_k",
@@ -86,6 +90,13 @@ class Settings(BaseModel):
     )
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
         "float16", alias="VLLM_DTYPE", description="Weight and activation dtype."
+    )
+    models_file: Path | None = Field(
+        None,
+        alias="VLLM_MCP_MODELS",
+        description="TOML file of [[models]] tables (name, model, kind, dtype, max_model_len, "
+        "devices, ...) to serve several models, embedding models among them; the single-model "
+        "settings describe the one model if unset (docs/operations.md).",
     )
     hf_token: SecretStr | None = Field(
         None,
@@ -463,6 +474,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "max_model_len",
+        "models_file",
         "distributed_executor_backend",
         "master_addr",
         "hf_token",
@@ -527,6 +539,17 @@ class Settings(BaseModel):
             return oauth_rules.check_scopes(v)
         return oauth_rules.check_claim(v)
 
+    _models: tuple[ModelSpec, ...] = PrivateAttr(())
+
+    @property
+    def models(self) -> tuple[ModelSpec, ...]:
+        """Every served model in order (``VLLM_MCP_MODELS``, or the one the settings describe)."""
+        return self._models or (models_file.single(self),)
+
+    def for_model(self, spec: ModelSpec) -> Settings:
+        """The settings one model's engine reads: its own values in the single-model fields."""
+        return self.model_copy(update=models_file.engine_fields(spec))
+
     @property
     def allowed_hosts(self) -> list[str]:
         """``VLLM_MCP_HTTP_ALLOWED_HOSTS`` as a list."""
@@ -546,8 +569,13 @@ class Settings(BaseModel):
                 "needs VLLM_MCP_HTTP_TOKEN_FILE (a file holding the bearer token clients must send) "
                 "or VLLM_MCP_OAUTH_ISSUER; refusing to serve without authentication"
             )
+        if self.models_file is not None:  # ConfigError: one line per problem in the file
+            self._models = tuple(models_file.read(self.models_file, self))
         problem = (
-            config_rules.open_hosts_problem(self) or oauth_rules.problem(self) or multinode.problem(self)
+            config_rules.open_hosts_problem(self)
+            or oauth_rules.problem(self)
+            or multinode.problem(self)
+            or models_file.problem(self)
         )
         if problem:
             raise ValueError(problem)
@@ -635,4 +663,6 @@ class Settings(BaseModel):
             elif isinstance(value, Path):
                 value = str(value)
             out[field] = value
+        if self.models_file is not None:
+            out["models"] = [spec.public_dict() for spec in self.models]
         return out

@@ -10,6 +10,8 @@ smoke.py; report.py formats them.
 
 from __future__ import annotations
 
+import dataclasses
+
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.doctor.adapters import check_adapters
 from vllm_mcp.doctor.gateway import check_gateway
@@ -23,6 +25,7 @@ from vllm_mcp.doctor.host import (
     check_python,
     check_torch,
 )
+from vllm_mcp.doctor.layout import check_layout
 from vllm_mcp.doctor.model import ModelFacts, check_context, check_memory, check_model, check_token
 from vllm_mcp.doctor.oauth import check_oauth
 from vllm_mcp.doctor.probes import CommandResult, Probes, TorchProbe
@@ -60,21 +63,33 @@ def run_checks(
         if (replicas := check_replicas(p, gpu)) is not None:
             checks.append(replicas)
         return Report(checks)
-    if gpu.gpus:
+    several = settings.models_file is not None
+    if several:  # each model's GPUs and the shares of each GPU (doctor/layout.py)
+        checks += [check_layout(gpu, settings)] if gpu.gpus else [check_cpu(p, settings)]
+        checks += [] if gpu.gpus else [check_layout(gpu, settings)]
+    elif gpu.gpus:
         checks += [check_gpu_memory(gpu, settings), check_parallel(gpu, settings)]
     else:
         checks += [check_cpu(p, settings), check_parallel(gpu, settings)]
     checks.append(cfg)
-    model, facts = check_model(settings, p)
-    checks.append(model)
-    if facts is not None:
-        checks += [check_context(settings, facts), check_memory(settings, facts, gpu, p)]
-    adapters = check_adapters(settings, facts, p)
-    if adapters is not None:
-        checks.append(adapters)
+    facts = None
+    for spec in settings.models:
+        own = settings.for_model(spec) if several else settings
+        found: list[Check] = []
+        model, facts = check_model(own, p)
+        found.append(model)
+        if facts is not None:
+            found += [check_context(own, facts), check_memory(own, facts, gpu, p)]
+        adapters = check_adapters(own, facts, p)
+        if adapters is not None:
+            found.append(adapters)
+        if several:  # each model's download: its own disk line
+            checks += [_of_model(c, spec.name) for c in [*found, check_disk(own, facts, p)]]
+        else:
+            checks += found
     checks += [
         check_token(settings, p),
-        check_disk(settings, facts, p),
+        *([] if several else [check_disk(settings, facts, p)]),
         check_metrics(settings),
         check_store(settings),
         check_gateway(p),
@@ -87,3 +102,11 @@ def run_checks(
     if smoke:
         checks.append(smoke_test(settings, status=smoke_status))
     return Report(checks)
+
+
+def _of_model(check: Check, name: str) -> Check:
+    """One model's check, named after it (several models: one of each check per model)."""
+    fix = check.fix and check.fix.replace("VLLM_MODEL_NAME", f"model {name!r}'s model in VLLM_MCP_MODELS")
+    return dataclasses.replace(
+        check, name=f"{check.name}[{name}]", message=f"{name}: {check.message}", fix=fix
+    )

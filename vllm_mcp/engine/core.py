@@ -16,15 +16,24 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from vllm_mcp.config import multinode, vllm_names
-from vllm_mcp.config.settings import EMBEDDED_MODEL, Settings, unknown_engine_args
-from vllm_mcp.engine import embedded, images, lifeline, lora
+from vllm_mcp.config.settings import EMBEDDED_MODEL, ModelSpec, Settings, unknown_engine_args
+from vllm_mcp.engine import embedded, images, lifeline, lora, pooling
 from vllm_mcp.engine import source as model_source
 from vllm_mcp.engine.load_phase import LoadProgress, Phase
 from vllm_mcp.engine.parsers import Parsers
-from vllm_mcp.engine.process import in_load_thread, lower_worker_priority, root_cause, stop_engine_processes
+from vllm_mcp.engine.process import (
+    explain_failure,
+    in_load_thread,
+    lower_worker_priority,
+    stop_engine_processes,
+    visible_devices,
+)
+from vllm_mcp.engine.process import (
+    root_cause as root_cause,  # the HTTP workers' supervisor (server/frontends.py) imports it from here
+)
 from vllm_mcp.engine.structured import Constraint, compact_json_grammar
 from vllm_mcp.engine.types import Delta, EngineState, ImageInput, Sampling
 from vllm_mcp.engine.warmup import warm_up
@@ -120,8 +129,11 @@ def engine_arg_names() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
 
 
-def build_engine_args(settings: Settings, model: str) -> Any:
-    """``AsyncEngineArgs`` from the settings; unknown pass-through names are a clear error."""
+def build_engine_args(settings: Settings, model: str, runner: str | None = None) -> Any:
+    """``AsyncEngineArgs`` from the settings; unknown pass-through names are a clear error.
+
+    ``runner``: vLLM's ``runner`` ('pooling' for an embedding model); vLLM detects it if None.
+    """
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     unknown = unknown_engine_args(settings.engine_args, engine_arg_names())
@@ -139,7 +151,9 @@ def build_engine_args(settings: Settings, model: str) -> Any:
         **lora.engine_kwargs(settings.lora_modules),
         **multinode.engine_kwargs(settings),
     }
-    if settings.reasoning_parser:
+    if runner is not None:
+        kwargs["runner"] = runner
+    if settings.reasoning_parser and runner != "pooling":
         # Structured output then constrains the answer only, once the thinking ends (vllm serve's way).
         kwargs["reasoning_parser"] = settings.reasoning_parser
     kwargs.update(settings.engine_args)
@@ -168,8 +182,9 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] = lambda: None) 
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.executor.multiproc_executor import MultiprocExecutor
 
+    settings, runner = _only_model(settings)
     model, _ = model_source.for_engine(settings)
-    args = build_engine_args(settings, model)
+    args = build_engine_args(settings, model, runner)
     config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER, headless=True)
     executor = MultiprocExecutor(config, monitor_workers=False)
     try:
@@ -181,7 +196,11 @@ def run_worker(settings: Settings, on_ready: Callable[[], None] = lambda: None) 
 
 
 def _load(
-    settings: Settings, progress: LoadProgress, client: dict[str, Any] | None = None
+    settings: Settings,
+    progress: LoadProgress,
+    client: dict[str, Any] | None = None,
+    runner: str | None = None,
+    devices: tuple[int, ...] | None = None,
 ) -> tuple[Any, str, str]:
     """(``AsyncLLM``, model name shown to users, device type): the blocking part of a start.
 
@@ -194,10 +213,11 @@ def _load(
     from vllm.v1.engine.async_llm import AsyncLLM
 
     device = str(current_platform.device_type)
-    args = build_engine_args(settings, model)
+    args = build_engine_args(settings, model, runner)
     progress.advance(Phase.STARTING_ENGINE)  # the engine processes say when they load, compile
     if client is None:
-        return AsyncLLM.from_engine_args(args), name, device
+        with visible_devices(devices):  # its engine processes are spawned in here
+            return AsyncLLM.from_engine_args(args), name, device
     client = dict(client)
     client.pop("api_server_loads", None)  # for vLLM's own accept balancing, which uvicorn lacks
     count, index = client.pop("client_count"), client.pop("client_index")
@@ -225,8 +245,9 @@ def shared_engine_core(
     from vllm.v1.executor import Executor
     from vllm.v1.utils import APIServerProcessManager
 
+    settings, runner = _only_model(settings)
     model, _ = model_source.for_engine(settings)
-    args = build_engine_args(settings, model)
+    args = build_engine_args(settings, model, runner)
     args._api_process_count, args._api_process_rank = front_ends, -1
     config = args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
     listeners = bind_engine_zmq_listeners(config, front_ends)
@@ -259,16 +280,40 @@ def shared_engine_core(
                     owner.shutdown(timeout=10)
 
 
+_RUNNERS = {"embed": "pooling", "generate": "generate"}
+
+
+def _only_model(settings: Settings) -> tuple[Settings, str | None]:
+    """The one model's settings and vLLM runner, where one engine is shared by processes or nodes
+    (the settings refuse several models there, config/models.py)."""
+    spec = settings.models[0]
+    own = settings.for_model(spec) if settings.models_file is not None else settings
+    return own, _RUNNERS.get(spec.kind or "")
+
+
 class Engine:
-    """One vLLM ``AsyncLLM`` and its life cycle."""
+    """One vLLM ``AsyncLLM`` and its life cycle: one served model (``spec``, settings.models)."""
 
     def __init__(
         self,
         settings: Settings,
         recent_log_lines: Callable[[], Sequence[str]] = tuple,
         client: dict[str, Any] | None = None,
+        spec: ModelSpec | None = None,
+        queued: bool = False,
     ) -> None:
+        """``queued``: other models load first (``ModelSet``); its load phase says so meanwhile."""
+        self.spec = spec = spec or settings.models[0]
+        self.name = spec.name  # what callers pass as 'model'
+        # Its own values in the single-model fields, where a models file gives them.
+        settings = settings.for_model(spec) if settings.models_file is not None else settings
         self.settings = settings
+        #: 'generate' or 'embed': the file's, else a guess until vLLM's runner detection says.
+        self.kind: Literal["generate", "embed"] = spec.kind or model_source.guess_kind(
+            spec.model, settings.cache_dir
+        )
+        self.embedding_size: int | None = None  # an embedding model's vector size, once loaded
+        self.matryoshka = False  # it takes 'dimensions' (vLLM's model config says so once loaded)
         self._client = client  # a front end of shared_engine_core: its vLLM client config
         self._recent_log_lines = recent_log_lines
         self._llm: Any = None
@@ -286,7 +331,9 @@ class Engine:
         self.parsers = Parsers(None, None, None)  # the configured ones once loaded (engine/parsers.py)
         self.load_seconds: float | None = None
         converts = settings.model_name == EMBEDDED_MODEL and not embedded.is_prepared(settings.cache_dir)
-        self.load = LoadProgress(Phase.CONVERTING if converts else Phase.IMPORTING)
+        self._first_phase = Phase.CONVERTING if converts else Phase.IMPORTING
+        named = self.name if settings.models_file is not None else None  # several models: say which
+        self.load = LoadProgress(Phase.QUEUED if queued else self._first_phase, model=named)
 
     # --- life cycle ------------------------------------------------------------
 
@@ -294,27 +341,35 @@ class Engine:
         """Load the model; never raises (the failure is kept and reported to callers)."""
         started = time.monotonic()
         self.load.attach(asyncio.get_running_loop())  # its log lines are written by this loop
+        self.load.advance(self._first_phase)  # no longer queued behind other models
         try:
             # All of it in the load thread: importing vLLM alone blocks for seconds, and the
             # event loop must go on answering (and see end of input) meanwhile.
+            runner = _RUNNERS.get(self.spec.kind or "")
             self._llm, self.model_name, self.device = await in_load_thread(
-                _load, self.settings, self.load, self._client
+                _load, self.settings, self.load, self._client, runner, self.spec.devices
             )
             config = self._llm.model_config
             self.max_model_len = int(config.max_model_len)
             self.multimodal = bool(getattr(config, "is_multimodal_model", False))
             self.dtype = str(config.dtype).removeprefix("torch.")
+            self.kind = "embed" if getattr(config, "runner_type", "generate") == "pooling" else "generate"
+            if self.kind == "embed":
+                self.embedding_size = int(config.embedding_size)
+                self.matryoshka = bool(getattr(config, "is_matryoshka", False))
             self.tokenizer = self._llm.get_tokenizer()
             if asyncio.iscoroutine(self.tokenizer):
                 self.tokenizer = await self.tokenizer
             if self.multimodal:
                 self.image_input = images.image_input(self._llm.model_config, self.tokenizer)
             s = self.settings
-            self.parsers = Parsers.load(s.reasoning_parser, s.tool_call_parser, self.tokenizer)
+            if self.kind == "generate":
+                self.parsers = Parsers.load(s.reasoning_parser, s.tool_call_parser, self.tokenizer)
             if self.device == "cpu" and self.settings.cpu_worker_nice:
                 lower_worker_priority(os.getpid(), self.settings.cpu_worker_nice)
-            self.load.advance(Phase.WARMING_UP)
-            await warm_up(self._llm, self.tokenizer)
+            if self.kind == "generate":
+                self.load.advance(Phase.WARMING_UP)
+                await warm_up(self._llm, self.tokenizer)
             _cache_vllm_env()
         except asyncio.CancelledError:
             self.state, self.failure = EngineState.STOPPED, "shut down while loading"
@@ -328,7 +383,7 @@ class Engine:
             self.state = EngineState.FAILED
             self.failure = self._explain_failure(e)
             self.load.advance(Phase.FAILED)
-            log.error("model failed to load", extra={"reason": self.failure})
+            log.error("model failed to load", extra={"model": self.name, "reason": self.failure})
         else:
             self.state = EngineState.READY
             self.load_seconds = time.monotonic() - started
@@ -336,7 +391,9 @@ class Engine:
             log.info(
                 "model ready",
                 extra={
-                    "model": self.model_name,
+                    "model": self.name,
+                    "checkpoint": self.model_name,
+                    "kind": self.kind,
                     "device": self.device,
                     "max_model_len": self.max_model_len,
                     "load_seconds": round(self.load_seconds, 1),
@@ -456,24 +513,18 @@ class Engine:
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
+    async def embed(
+        self, prompt_token_ids: list[int], normalize: bool, dimensions: int | None, request_id: str
+    ) -> list[float]:
+        """One input's embedding (an embedding model's engine, ``kind == 'embed'``)."""
+        self.check_serving()
+        return await pooling.encode(self._llm, prompt_token_ids, normalize, dimensions, request_id)
+
     # --- diagnostics -------------------------------------------------------------
 
     def _explain_failure(self, error: BaseException) -> str:
-        text = f"{type(error).__name__}: {error}".strip()
-        cause = root_cause(self._recent_log_lines())
-        if cause and cause not in text:
-            text = f"{text} (root cause: {cause})"
-        lowered = text.lower()
-        if "out of memory" in lowered or "outofmemory" in lowered or "kv cache" in lowered:
-            s = self.settings
-            text += (
-                ". Try: 1) reduce VLLM_GPU_MEMORY_UTILIZATION (current: "
-                f"{s.gpu_memory_utilization}), 2) reduce VLLM_MAX_MODEL_LEN (current: "
-                f"{s.max_model_len or 'model default'}), 3) use a smaller model or more GPUs "
-                f"(VLLM_TENSOR_PARALLEL_SIZE, current: {s.tensor_parallel_size}), "
-                f"4) on CPU raise VLLM_CPU_KVCACHE_SPACE (current: {s.cpu_kvcache_space_gib} GiB)"
-            )
-        return text
+        name = self.name if self.settings.models_file is not None else None
+        return explain_failure(error, self._recent_log_lines(), self.settings, name)
 
 
 def _cache_vllm_env() -> None:

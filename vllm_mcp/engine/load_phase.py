@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Phase(str, enum.Enum):
     """Load phases in the order they happen; a load never goes back to an earlier one."""
 
+    QUEUED = "queued"
     CONVERTING = "converting"
     IMPORTING = "importing"
     STARTING_ENGINE = "starting_engine"
@@ -37,6 +38,7 @@ class Phase(str, enum.Enum):
 
 
 DESCRIPTIONS = {
+    Phase.QUEUED: "waiting for the models before it to load",
     Phase.CONVERTING: "converting the embedded model",
     Phase.IMPORTING: "importing vLLM",
     Phase.STARTING_ENGINE: "starting vLLM's engine processes",
@@ -88,7 +90,10 @@ class LoadProgress:
         self,
         first: Phase = Phase.IMPORTING,
         on_change: Callable[[Phase, float, Phase], None] | None = None,
+        model: str | None = None,
     ) -> None:
+        """``model``: the served model's name, for the log lines (several models, VLLM_MCP_MODELS)."""
+        self.model = model
         self.started = time.monotonic()
         self.phase = first
         self.since = self.started
@@ -113,7 +118,12 @@ class LoadProgress:
         def write() -> None:
             log.info(
                 f"load phase: {phase.value}",
-                extra={"phase": phase.value, "previous": previous.value, "previous_s": round(seconds, 1)},
+                extra={
+                    "phase": phase.value,
+                    "previous": previous.value,
+                    "previous_s": round(seconds, 1),
+                    **({"model": self.model} if self.model else {}),
+                },
             )
 
         if self._loop is None:
@@ -130,6 +140,8 @@ class LoadProgress:
                 return
             now = time.monotonic()
             spent, self.phase, self.since = now - self.since, phase, now
+            if old is Phase.QUEUED:  # its load begins now: the wait is not part of it
+                self.started = now
             at_change: dict[str, object] = {
                 "phase": phase.value,
                 "phase_s": 0.0,

@@ -1,7 +1,8 @@
 """The engine's threads and processes, without importing vLLM.
 
 The load thread that builds the ``AsyncLLM``, stopping the engine processes a cancelled load
-left behind, the CPU workers' priority, and the root cause of a failure in the engine's log.
+left behind, the CPU workers' priority, the devices one model's processes see, and a load
+failure explained (the root cause in the engine's log, what to try).
 core.py (the only module that imports vLLM) uses them.
 """
 
@@ -14,9 +15,11 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from vllm_mcp.config.settings import Settings
 
 log = logging.getLogger("vllm_mcp.engine.core")  # the engine's log lines, as before the split
 
@@ -48,6 +51,29 @@ async def in_load_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
     threading.Thread(target=run, name=LOAD_THREAD, daemon=True).start()
     return await future
+
+
+@contextlib.contextmanager
+def visible_devices(devices: tuple[int, ...] | None) -> Iterator[None]:
+    """``CUDA_VISIBLE_DEVICES`` for the engine processes one model's load starts, then as before.
+
+    vLLM's processes inherit the environment when they are spawned, during the load; models load
+    one after another, so each model's processes see only its ``devices``. Without devices
+    (no models file, or none given) the environment is left alone. On CPU it changes nothing.
+    """
+    if devices is None:
+        yield
+        return
+    name = "CUDA_VISIBLE_DEVICES"
+    before = os.environ.get(name)
+    os.environ[name] = ",".join(str(d) for d in devices)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def stop_engine_processes(timeout: float = 3.0) -> int:
@@ -118,3 +144,30 @@ def root_cause(lines: Sequence[str]) -> str | None:
         if any(m in stripped for m in _CAUSE_MARKERS):
             return stripped[-500:]
     return None
+
+
+def explain_failure(error: BaseException, log_lines: Sequence[str], s: Settings, model: str | None) -> str:
+    """A load failure in one line: the error, the root cause from the engine's log, and what to
+    try when memory ran out (``model``: its name in VLLM_MCP_MODELS, whose keys are then named)."""
+    text = f"{type(error).__name__}: {error}".strip()
+    cause = root_cause(log_lines)
+    if cause and cause not in text:
+        text = f"{text} (root cause: {cause})"
+    lowered = text.lower()
+    if not ("out of memory" in lowered or "outofmemory" in lowered or "kv cache" in lowered):
+        return text
+    if model is not None:  # the model's own keys in the models file
+        return text + (
+            f". Try: 1) reduce model {model!r}'s gpu_memory_utilization (current: "
+            f"{s.gpu_memory_utilization}) or max_model_len (current: "
+            f"{s.max_model_len or 'model default'}) in VLLM_MCP_MODELS, 2) give it more GPUs "
+            "(tensor_parallel_size, devices), 3) on CPU raise VLLM_CPU_KVCACHE_SPACE "
+            f"(current: {s.cpu_kvcache_space_gib} GiB)"
+        )
+    return text + (
+        ". Try: 1) reduce VLLM_GPU_MEMORY_UTILIZATION (current: "
+        f"{s.gpu_memory_utilization}), 2) reduce VLLM_MAX_MODEL_LEN (current: "
+        f"{s.max_model_len or 'model default'}), 3) use a smaller model or more GPUs "
+        f"(VLLM_TENSOR_PARALLEL_SIZE, current: {s.tensor_parallel_size}), "
+        f"4) on CPU raise VLLM_CPU_KVCACHE_SPACE (current: {s.cpu_kvcache_space_gib} GiB)"
+    )

@@ -50,6 +50,58 @@ def for_engine(settings: Settings) -> tuple[str, str]:
     return settings.model_name, settings.model_name
 
 
+# vLLM 0.32's defaults by architecture suffix (vllm/config/model.py, _SUFFIX_TO_DEFAULTS), first match.
+_RUNNER_BY_SUFFIX = (
+    ("ForCausalLM", "generate"),
+    ("ForConditionalGeneration", "generate"),
+    ("ChatModel", "generate"),
+    ("LMHeadModel", "generate"),
+    ("ForTextEncoding", "embed"),
+    ("EmbeddingModel", "embed"),
+    ("ForRewardModeling", "embed"),
+    ("RewardModel", "embed"),
+    ("Model", "embed"),
+)
+
+
+def guess_kind(name: str, cache_dir: Path) -> Literal["generate", "embed"]:
+    """What vLLM's runner detection will likely make of a model, before vLLM is imported.
+
+    Its rule without its registry: a Sentence Transformers checkpoint (``modules.json``) pools,
+    else the first architecture's suffix decides; anything unknown generates. The engine reads
+    vLLM's own answer once the model is loaded (``Engine.kind``); set ``kind`` to be sure.
+    """
+    import json
+
+    try:
+        where = locate(name, cache_dir)
+    except ModelNotFound:
+        return "generate"
+    if where.kind == "embedded":
+        return "generate"
+    config: Path | None = None
+    if where.path is not None:
+        if (where.path / "modules.json").is_file():
+            return "embed"
+        config = where.path / "config.json"
+    else:
+        try:
+            config = cached_config(name, hub_cache_dir())
+        except ModelNotFound:
+            return "generate"
+    if config is None:
+        return "generate"
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return "generate"
+    for arch in architectures if isinstance(architectures, list) else []:
+        for suffix, kind in _RUNNER_BY_SUFFIX:
+            if isinstance(arch, str) and arch.endswith(suffix):
+                return "embed" if kind == "embed" else "generate"
+    return "generate"
+
+
 def embedded_gguf() -> Path | None:
     """The embedded model's GGUF, or None when its package is not installed."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from vllm_mcp.protocol.auth import session_namespace
 from vllm_mcp.protocol.tasks import TaskServer, install_tasks
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.sessions.tasks import MemoryTaskStore
+from vllm_mcp.tools import embed
 from vllm_mcp.tools.generation import GenerationResult
 from vllm_mcp.tools.handlers import (
     ChatArguments,
@@ -40,6 +42,8 @@ from vllm_mcp.tools.handlers import (
     schema,
 )
 from vllm_mcp.tools.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
 
 SESSION_HEADER = "Session-Id"
 """``session_id``'s 2026-07-28 ``x-mcp-header`` token: modern clients mirror the argument into
@@ -71,7 +75,8 @@ TOOLS = [
             "conversation: earlier turns are remembered. Send _meta.progressToken to "
             "receive the reply as it is generated (progress notifications carry the new text; "
             "while the call waits for the model to load or a free slot, they say so, without a total). "
-            "json_schema, choice or regex constrain the reply; adapter picks a LoRA adapter."
+            "json_schema, choice or regex constrain the reply; adapter picks a LoRA adapter, "
+            "model one of the served models (model_info lists them)."
         ),
         input_schema=routed_by_session(schema(ChatArguments, "validation")),
         output_schema=schema(ChatResult, "serialization"),
@@ -131,7 +136,20 @@ TOOLS = [
         ),
     ),
 ]
-TOOL_NAMES = tuple(t.name for t in TOOLS)
+EMBED_TOOL = types.Tool(
+    **embed.tool_fields(),
+    input_schema=schema(embed.EmbedArguments, "validation"),
+    output_schema=schema(embed.EmbedResult, "serialization"),
+    annotations=types.ToolAnnotations(
+        title="Embeddings",
+        read_only_hint=True,
+        destructive_hint=False,
+        idempotent_hint=True,  # the same input gives the same vector
+        open_world_hint=False,
+    ),
+)
+TOOL_NAMES = (*(t.name for t in TOOLS), EMBED_TOOL.name)
+"""Every tool this server may offer; ``embed`` only where an embedding model is served."""
 
 
 def metrics_caller(ctx: Any, mode: str) -> str:
@@ -157,15 +175,20 @@ TASK_TOOLS = frozenset({"chat_completion", "complete"})
 TASKS_SINCE = "2025-11-25"
 
 
-def _tools_for(version: str | None) -> list[types.Tool]:
+def offered(tools: Tools) -> list[types.Tool]:
+    """The tools this server lists: ``embed`` too when a served model is an embedding model."""
+    return [*TOOLS, EMBED_TOOL] if tools.offers_embed else TOOLS
+
+
+def _tools_for(version: str | None, listed: list[types.Tool]) -> list[types.Tool]:
     """``execution`` is 2025-11-25 vocabulary: a client on an older protocol gets today's list."""
     if version is not None and version < TASKS_SINCE:
-        return TOOLS
+        return listed
     return [
         t.model_copy(update={"execution": types.ToolExecution(task_support="optional")})
         if t.name in TASK_TOOLS
         else t
-        for t in TOOLS
+        for t in listed
     ]
 
 
@@ -177,9 +200,11 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
             MemoryTaskStore(), s.task_ttl, s.max_task_seconds, s.max_tasks_per_caller, tools.metrics.set_tasks
         )
     tools.task_counts = tasks.counts
+    listed = offered(tools)
+    names = tuple(t.name for t in listed)
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=_tools_for(getattr(ctx, "protocol_version", None)))
+        return types.ListToolsResult(tools=_tools_for(getattr(ctx, "protocol_version", None), listed))
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
@@ -190,15 +215,16 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
     ) -> types.CallToolResult:
         """One tools/call, direct or as a task: ``send`` gets its progress (None: no progress)."""
         name = params.name
-        if name not in TOOL_NAMES:
+        if name not in names:
             raise MCPError(
                 code=INVALID_PARAMS,
-                message=f"Unknown tool: {name!r}; this server offers {', '.join(TOOL_NAMES)}",
+                message=f"Unknown tool: {name!r}; this server offers {', '.join(names)}",
             )
         drop_gateway_arguments(params.arguments)
         started = time.monotonic()
         label = metrics_caller(ctx, tools.settings.metrics_caller_label)
         namespace = session_namespace(ctx)  # sessions: OAuth and token-file callers apart
+        model = tools.called_model(name, params.arguments)  # a configured one, or None
         tools.metrics.request_started(name)
         outcome = "error"
         try:
@@ -209,6 +235,8 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
                     result = await tools.complete(params.arguments, send)
             elif name == "model_info":
                 result = await tools.model_info(params.arguments)
+            elif name == "embed":
+                result = await tools.embed(params.arguments, send)
             else:
                 result = await tools.end_session(params.arguments, caller=namespace)
             outcome = "ok"
@@ -222,12 +250,23 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
             outcome = "cancelled"
             raise
         finally:
-            tools.metrics.request_finished(name, outcome, time.monotonic() - started, label)
+            seconds = time.monotonic() - started
+            tools.metrics.request_finished(name, outcome, seconds, label, tools.metrics_model(model))
+            log.debug(
+                "call finished",
+                extra={
+                    "tool": name,
+                    "model": model.name if model is not None else None,
+                    "outcome": outcome,
+                    "seconds": round(seconds, 3),
+                },
+            )
 
     server = TaskServer(
         "vllm-mcp",
         version=__version__,
-        instructions="Use the vLLM model this server runs: chat_completion, or complete for a raw prompt.",
+        instructions="Use the vLLM models this server runs: chat_completion, or complete for a raw "
+        "prompt; embed for vectors where an embedding model is served. model_info lists the models.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
@@ -272,8 +311,8 @@ def _progress_sender(ctx: Any) -> Callable[[str, float, int | None], Any]:
 
 def _ok(result: Any) -> types.CallToolResult:
     data = result.model_dump(mode="json", by_alias=True)
-    if isinstance(result, ChatResult):
-        text = result.shown_text()  # the answer; the thinking only with include_reasoning
+    if isinstance(result, (ChatResult, embed.EmbedResult)):
+        text = result.shown_text()  # the answer (the thinking only with include_reasoning); a summary
     else:
         text = data["text"] if isinstance(result, GenerationResult) else json.dumps(data)
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=data)

@@ -23,6 +23,7 @@ from vllm_mcp import logging as vlogging
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine.core import Engine, EngineState, prepare_process_environment
 from vllm_mcp.engine.load_phase import vllm_info_line
+from vllm_mcp.engine.model_set import ModelSet
 from vllm_mcp.errors import EngineDead, ExitCode, SetupError, exit_code_of
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.protocol import ServerHooks, build_server, make_transport
@@ -78,16 +79,27 @@ class Server:
         hooks = ServerHooks(on_eof=self.on_end_of_input, health=self.health, load_status=self.load_status)
         if front_end is None:
             self.transport = make_transport(settings, hooks)
-            self.engine = Engine(settings, recent_log_lines=pump.tail)
+            # One engine per model (VLLM_MCP_MODELS); they load in file order, so all but the
+            # first wait their turn.
+            self.models = ModelSet(
+                [
+                    Engine(settings, recent_log_lines=pump.tail, spec=spec, queued=i > 0)
+                    for i, spec in enumerate(settings.models)
+                ]
+            )
         else:  # the parent's socket and engine core
             self.transport = make_transport(settings, hooks, front_end.listening)
-            self.engine = Engine(settings, recent_log_lines=pump.tail, client=front_end.client)
+            self.models = ModelSet([Engine(settings, recent_log_lines=pump.tail, client=front_end.client)])
+        self.engine = self.models.default
+        several = settings.models_file is not None
         self.metrics = Metrics(
-            self.engine.model_name,
+            self.engine.name if several else self.engine.model_name,
             settings.metrics_textfile,
             settings.metrics_interval,
             worker=front_end.index if front_end else None,
         )
+        if several:  # a model label per served model (VLLM_MCP_MODELS)
+            self.metrics.add_models(self.models.names())
         self.sessions: SessionStore  # these from startup: the stores open asynchronously
         self.task_store: TaskStore
         self.tasks: TaskRunner
@@ -107,11 +119,11 @@ class Server:
     async def startup(self) -> None:
         """What can refuse the start does so before the model loads: the transport, the store."""
         await self.transport.startup()  # TransportSetupError: a port in use, a bad token file
-        self.pump.observers.append(self.engine.load.observe_log_line)
+        self.pump.observers.append(self.models.observe_log_line)
         # A store that cannot be reached refuses the start at once (SessionStoreError).
         self.sessions = await open_store(self.settings, on_evict=self.metrics.session_evicted)
         self.metrics.set_sessions(await self.sessions.count())
-        self.tools = Tools(self.settings, self.engine, self.sessions, self.metrics)
+        self.tools = Tools(self.settings, self.models, self.sessions, self.metrics)
         self.task_store = await open_task_store(self.settings)  # beside the sessions: the same place
         s = self.settings
         self.tasks = TaskRunner(
@@ -130,7 +142,7 @@ class Server:
         for warning in self.settings.warnings():
             log.warning("a setting limits what calls get", extra={"warning": warning})
         self.metrics.set_engine_state(EngineState.LOADING.value)
-        self._engine_task = loop.create_task(self.engine.start())
+        self._engine_task = loop.create_task(self.models.start())
         self._spawn(self._watch_engine())
         self._spawn(self.metrics.run())
 
@@ -142,8 +154,8 @@ class Server:
             self._engine_task.cancel()  # a load in progress stops now, its processes with it
             with contextlib.suppress(asyncio.CancelledError):
                 await self._engine_task
-        await self.engine.aclose()
-        self.metrics.set_engine_state(self.engine.state.value)
+        await self.models.aclose()
+        self._engine_states()
         self.metrics.write()
         await self.tasks.aclose()  # a task still running ends "failed", saying why
         await self.task_store.aclose()
@@ -175,10 +187,10 @@ class Server:
         self.exit("end of input")
 
     def health(self) -> str:
-        return "stopping" if self.should_exit else self.engine.state.value
+        return "stopping" if self.should_exit else self.models.state()
 
     def load_status(self) -> dict[str, Any]:
-        return self.engine.load.status()
+        return self.models.load_status()
 
     # --- background work -----------------------------------------------------------
 
@@ -211,12 +223,22 @@ class Server:
         """Metrics follow the engine; the engine core dying ends the server (exit 1)."""
         while True:
             await asyncio.sleep(0.5)
-            self.metrics.set_engine_state(self.engine.state.value)
+            self._engine_states()
             self.metrics.set_log_lines_dropped(self.pump.dropped_lines)
-            if self.engine.died():
-                log.error("the vLLM engine died; exiting so the supervisor restarts the server")
+            if (dead := self.models.died()) is not None:
+                log.error(
+                    "the vLLM engine died; exiting so the supervisor restarts the server",
+                    extra={"model": dead.name},
+                )
                 self.exit("engine died", EXIT_ENGINE_DIED, grace=2.0)
                 return
+
+    def _engine_states(self) -> None:
+        """The state series: the server's (the default label), and each model's with several."""
+        self.metrics.set_engine_state(self.models.state())
+        if self.settings.models_file is not None:
+            for engine in self.models:
+                self.metrics.set_engine_state(engine.state.value, engine.name)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

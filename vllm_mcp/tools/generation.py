@@ -33,6 +33,12 @@ class GenerationArguments(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    model: str | None = Field(
+        None,
+        min_length=1,
+        description="Which served model answers (model_info lists them); the first generative "
+        "model if unset.",
+    )
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="0-2; 0 is greedy.")
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate (>= 1).")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling, (0, 1].")

@@ -15,13 +15,14 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import structured
 from vllm_mcp.engine.core import Engine
+from vllm_mcp.engine.model_set import ModelSet
 from vllm_mcp.engine.parsers import Split
 from vllm_mcp.errors import (
     EngineDead,
@@ -39,6 +40,8 @@ from vllm_mcp.errors import (
 from vllm_mcp.metrics import Metrics
 from vllm_mcp.sessions import SessionStore
 from vllm_mcp.tools import chat_turn, generation, limits, media, prompts, reasoning, tool_calls
+from vllm_mcp.tools import embed as embedding
+from vllm_mcp.tools import models as served
 from vllm_mcp.tools.admission import (
     WAIT_REPORT_INTERVAL,
     Admission,
@@ -51,12 +54,14 @@ from vllm_mcp.tools.arguments import parse_arguments, schema
 from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Timings, Usage
 from vllm_mcp.tools.limits import session_key
 from vllm_mcp.tools.messages import ChatMessage
+from vllm_mcp.tools.models import ModelInfo
 from vllm_mcp.tools.tasks import task_time_limit
 from vllm_mcp.tools.tool_calls import ToolCall
 
 __all__ = [
     "Admission",
     "InvalidArguments",
+    "ModelInfo",
     "NotStarted",
     "ProgressPacer",
     "ProgressRate",
@@ -133,47 +138,6 @@ class CompleteResult(GenerationResult):
     pass
 
 
-class ModelInfo(BaseModel):
-    model_name: str
-    dtype: str
-    max_model_len: int | None
-    tensor_parallel_size: int
-    gpu_memory_utilization: float
-    server_state: Literal["loading", "ready", "failed", "stopped", "stopping"]
-    failure: str | None
-    active_sessions: int
-    max_sessions: int
-    max_session_messages: int
-    default_temperature: float
-    default_max_tokens: int
-    default_top_p: float
-    default_top_k: int
-    vllm_version: str
-    device: str
-    in_flight_requests: int
-    queued_requests: int
-    engine_unfinished_requests: int
-    max_concurrency: int
-    max_call_seconds: float | None
-    uptime_s: float
-    load_phase: str = Field(
-        description="Where the model load stands: converting (the embedded model, first start), "
-        "importing, starting_engine, loading_weights, compiling, warming_up, then ready or failed."
-    )
-    load_phase_s: float = Field(description="Seconds in load_phase so far.")
-    load_s: float = Field(description="Seconds the load has taken so far (all of it once over).")
-    adapters: list[str] = Field(description="LoRA adapters a call can name in 'adapter'.")
-    tasks: dict[str, int] = Field(
-        default_factory=dict,
-        description="Tasks (calls run in the background, polled for) in the store, by status.",
-    )
-    input_modalities: list[str] = Field(
-        description="What a call can send the model: ['text'], or ['text', 'image'] for a model "
-        "that takes images (image parts in chat_completion messages)."
-    )
-    multimodal: bool = Field(description="The model itself takes images or other media (vLLM says so).")
-
-
 class EndSessionArguments(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -198,15 +162,20 @@ class NoArguments(BaseModel):
 
 
 class Tools:
-    """The tool implementations over one engine and one session store."""
+    """The tool implementations over the served models' engines and one session store."""
 
-    def __init__(self, settings: Settings, engine: Engine, sessions: SessionStore, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine | ModelSet, sessions: SessionStore, metrics: Metrics
+    ) -> None:
         self.settings = settings
-        self.engine = engine
+        self.models = engine if isinstance(engine, ModelSet) else ModelSet([engine])
         self.sessions = sessions
         self.active_sessions = 0
         self.metrics = metrics
-        self.admission = Admission(settings.max_concurrency, settings.max_queue)
+        # Admission per model: a busy model does not hold calls to another one back.
+        self.admissions = {
+            name: Admission(settings.max_concurrency, settings.max_queue) for name in self.models.names()
+        }
         self.progress_rate = ProgressRate(settings.progress_interval, settings.progress_max_rate)
         self.started = time.monotonic()
         self.stopping = False
@@ -216,6 +185,36 @@ class Tools:
         self.wait_report_interval = WAIT_REPORT_INTERVAL
         #: Counts tasks by status for model_info (set by the protocol layer that runs tasks).
         self.task_counts: Callable[[], Awaitable[dict[str, int]]] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The default model's engine (the first generative one)."""
+        return self.models.default
+
+    @property
+    def admission(self) -> Admission:
+        """The default model's admission."""
+        return self.admissions[self.engine.name]
+
+    @property
+    def offers_embed(self) -> bool:
+        """Whether a served model is an embedding model (the ``embed`` tool is listed then)."""
+        return self.models.first("embed") is not None
+
+    def metrics_model(self, engine: Engine | None) -> str | None:
+        """The metrics' model label of a call to ``engine``: its name with several models (never a
+        caller's free text); None, the server's label, with one."""
+        return engine.name if engine is not None and self.settings.models_file is not None else None
+
+    def called_model(self, tool: str, arguments: dict[str, Any] | None) -> Engine | None:
+        """The served model a call names (or its tool's default); None for other tools or names."""
+        kind = {"chat_completion": "generate", "complete": "generate", "embed": "embed"}.get(tool)
+        if kind is None:
+            return None
+        named = (arguments or {}).get("model")
+        if isinstance(named, str):
+            return self.models.get(named)
+        return self.models.first(kind)
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -239,31 +238,54 @@ class Tools:
         caller: str | None = None,
     ) -> ChatResult:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
-        if self._text_only() and (where := media.first_image_part(arguments)) is not None:
-            raise InvalidArguments(media.refusal(where, self.engine.model_name))
+        if (where := media.first_image_part(arguments)) is not None:
+            named = (arguments or {}).get("model")
+            engine = served.pick(self.models, named if isinstance(named, str) else None, "generate")
+            if _text_only(engine):
+                raise InvalidArguments(media.refusal(where, engine.model_name))
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
+        engine = served.pick(self.models, args.model, "generate")
         # Every bound is checked before the call is admitted, in microseconds (tools/limits.py).
         limits.check_messages(args.messages, self.settings)
         media.check_count([m.as_dict() for m in args.messages], self.settings)
-        limits.check_generation(args, self.settings)
+        limits.check_generation(args, engine.settings)
         key = session_key(caller, args.session_id)
-        return await self._guarded(self._chat(args, progress, key))
-
-    def _text_only(self) -> bool:
-        """The loaded model takes no images (before it is loaded, nobody knows yet)."""
-        return self.engine.state.value == "ready" and self.engine.image_input is None
+        return await self._guarded(self._chat(engine, args, progress, key))
 
     async def complete(
         self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
     ) -> CompleteResult:
         args: CompleteArguments = parse_arguments(CompleteArguments, arguments)
+        engine = served.pick(self.models, args.model, "generate")
         if len(args.prompt) > self.settings.max_content_chars:
             raise InvalidArguments(
                 f"invalid arguments: prompt: longer than {self.settings.max_content_chars} "
                 "characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
-        limits.check_generation(args, self.settings)
-        return await self._guarded(self._complete(args, progress))
+        limits.check_generation(args, engine.settings)
+        return await self._guarded(self._complete(engine, args, progress))
+
+    async def embed(
+        self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
+    ) -> embedding.EmbedResult:
+        """Vectors for the inputs from an embedding model (tools/embed.py)."""
+        args: embedding.EmbedArguments = parse_arguments(embedding.EmbedArguments, arguments)
+        engine = served.pick(self.models, args.model, "embed")
+        return await self._guarded(self._embed(engine, args, progress))
+
+    async def _embed(
+        self, engine: Engine, args: embedding.EmbedArguments, progress: ProgressSender | None
+    ) -> embedding.EmbedResult:
+        started = time.monotonic()
+        deadline = _deadline(started, self.time_budget(None))
+        async with self._ready_slot(engine, started, deadline, progress):
+            embedding.check_dimensions(engine, args.dimensions)
+            token_ids = embedding.tokenize(engine, args, self.settings.max_content_chars)
+            result = await embedding.run(
+                engine, args, token_ids, f"mcp-{next(self._ids)}", served.shown_name(self.models, engine)
+            )
+        self.metrics.add_tokens(result.usage.prompt_tokens, 0, self.metrics_model(engine))
+        return result
 
     async def _guarded(self, work: Coroutine[Any, Any, R]) -> R:
         """Run one call's work as its own task, so the end of the shutdown grace can cancel it."""
@@ -295,51 +317,33 @@ class Tools:
 
     @contextlib.asynccontextmanager
     async def _ready_slot(
-        self, started: float, deadline: float | None, progress: ProgressSender | None
+        self, engine: Engine, started: float, deadline: float | None, progress: ProgressSender | None
     ) -> AsyncIterator[float]:
         """A generation slot and a loaded model, within the call's deadline; yields seconds queued.
 
         Meanwhile a caller that sent a progress token hears what it waits for (WaitReporter).
         Raises ``NotStarted`` when the deadline passes first.
         """
+        admission = self.admissions[engine.name]
         # No reporter (no task) for the usual call, which waits for nothing.
-        waits = self.engine.state.value == "loading" or self.admission.in_flight >= self.admission.limit
+        waits = engine.state.value == "loading" or admission.in_flight >= admission.limit
         reporter = WaitReporter(
-            progress if waits else None, self._waiting_for, started, self.wait_report_interval
+            progress if waits else None,
+            lambda seconds: served.waiting_for(engine, len(self.models) > 1, seconds),
+            started,
+            self.wait_report_interval,
         )
         async with contextlib.AsyncExitStack() as stack:
             try:
                 async with reporter.running():
-                    await stack.enter_async_context(self.admission.slot(_left(deadline)))
+                    await stack.enter_async_context(admission.slot(_left(deadline)))
                     queued = time.monotonic() - started
-                    self.metrics.set_queued(self.admission.waiting)
-                    await asyncio.wait_for(self.engine.wait_ready(), _left(deadline))
+                    self.metrics.set_queued(sum(a.waiting for a in self.admissions.values()))
+                    await asyncio.wait_for(engine.wait_ready(), _left(deadline))
             except (OutOfTime, asyncio.TimeoutError):
-                raise NotStarted(self._not_started_message(started, deadline)) from None
+                message = served.not_started(engine, admission, len(self.models) > 1, started, deadline)
+                raise NotStarted(message) from None
             yield queued
-
-    def _waiting_for(self, seconds: float) -> str:
-        """What a waiting call is told in its progress notifications."""
-        if self.engine.state.value == "loading":
-            return f"waiting for the model to load: {self.engine.load.describe()}"
-        return f"waiting for a free generation slot ({seconds:.0f} s so far)"
-
-    def _not_started_message(self, started: float, deadline: float | None) -> str:
-        budget = f"{(deadline or started) - started:g} s"
-        if self.engine.state.value == "loading":
-            load = self.engine.load
-            return (
-                f"the model is still loading: {load.describe()} ({load.seconds_loading():.0f} s since "
-                f"the load began); this call's time budget of {budget} (timeout_s, capped at "
-                "VLLM_MCP_MAX_CALL_SECONDS) ran out before it could start. Retry later, or wait "
-                "until model_info's server_state is 'ready'"
-            )
-        waited = time.monotonic() - started
-        return (
-            f"waited {waited:.1f} s for a free generation slot ({self.admission.in_flight} calls "
-            f"generating, VLLM_MCP_MAX_CONCURRENCY={self.admission.limit}); this call's time "
-            f"budget of {budget} ran out before it could start. Retry later, or allow more time"
-        )
 
     def _no_first_token(self, started: float, deadline: float | None) -> NotStarted:
         return NotStarted(
@@ -349,7 +353,7 @@ class Tools:
         )
 
     async def _chat(
-        self, args: ChatArguments, progress: ProgressSender | None, key: str | None
+        self, engine: Engine, args: ChatArguments, progress: ProgressSender | None, key: str | None
     ) -> ChatResult:
         started = time.monotonic()
         deadline = _deadline(started, self.time_budget(args.timeout_s))
@@ -358,13 +362,13 @@ class Tools:
             # Checked (and fetched) before a slot is taken; kept as data URLs (docs/tools.md, "Images").
             new = await media.resolve(new, self.settings)
         try:
-            async with self._ready_slot(started, deadline, progress) as queued:
+            async with self._ready_slot(engine, started, deadline, progress) as queued:
                 if key is None:
-                    return await self._turn(args, new, [], progress, started, queued, deadline)
+                    return await self._turn(engine, args, new, [], progress, started, queued, deadline)
                 async with self.sessions.lock(key):
                     with _store_errors():
                         history = await self.sessions.history(key)
-                    result = await self._turn(args, new, history, progress, started, queued, deadline)
+                    result = await self._turn(engine, args, new, history, progress, started, queued, deadline)
                     # A turn cut by the time limit is stored as the caller received it.
                     # The answer only: the thinking is not sent back (docs/tools.md, "Reasoning").
                     reply: dict[str, Any] = {"role": "assistant", "content": result.text}
@@ -380,6 +384,7 @@ class Tools:
 
     async def _turn(
         self,
+        engine: Engine,
         args: ChatArguments,
         new: list[dict[str, Any]],
         history: list[dict[str, Any]],
@@ -389,25 +394,28 @@ class Tools:
         deadline: float | None,
     ) -> ChatResult:
         max_tokens = args.max_tokens or self.settings.default_max_tokens
-        assert self.engine.max_model_len is not None
-        parsers = self.engine.parsers
-        kwargs = chat_turn.prepare(args, self.engine.tokenizer, parsers)
-        media.check_model(new, self.engine.model_name, self.engine.image_input, self.engine.tokenizer)
+        assert engine.max_model_len is not None
+        parsers = engine.parsers
+        kwargs = chat_turn.prepare(args, engine.tokenizer, parsers)
+        media.check_model(new, engine.model_name, engine.image_input, engine.tokenizer)
         prompt, image_urls = chat_turn.fit(
-            self.engine.tokenizer,
-            history,
-            new,
-            self.engine.max_model_len,
-            max_tokens,
-            kwargs,
-            self.engine.image_input,
+            engine.tokenizer, history, new, engine.max_model_len, max_tokens, kwargs, engine.image_input
         )
         images = await asyncio.to_thread(media.decode, image_urls) if image_urls else []
         splitter = parsers.reasoning_split(args.chat_template_kwargs)
         if progress is not None and splitter is not None:
             progress = reasoning.PhasedProgress(progress, splitter)
         fields = await self._generate(
-            args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline, splitter, images
+            engine,
+            args,
+            prompt.token_ids,
+            prompt.max_tokens,
+            progress,
+            started,
+            queued,
+            deadline,
+            splitter,
+            images,
         )
         fields = chat_turn.finish(args, fields, parsers)
         result = ChatResult(
@@ -416,21 +424,21 @@ class Tools:
         result._shown = reasoning.shown(result.text, result.reasoning, args.include_reasoning)
         return result
 
-    async def _complete(self, args: CompleteArguments, progress: ProgressSender | None) -> CompleteResult:
+    async def _complete(
+        self, engine: Engine, args: CompleteArguments, progress: ProgressSender | None
+    ) -> CompleteResult:
         started = time.monotonic()
         deadline = _deadline(started, self.time_budget(args.timeout_s))
         try:
-            async with self._ready_slot(started, deadline, progress) as queued:
+            async with self._ready_slot(engine, started, deadline, progress) as queued:
                 max_tokens = args.max_tokens or self.settings.default_max_tokens
-                assert self.engine.max_model_len is not None
+                assert engine.max_model_len is not None
                 try:
-                    prompt = prompts.raw(
-                        self.engine.tokenizer, args.prompt, self.engine.max_model_len, max_tokens
-                    )
+                    prompt = prompts.raw(engine.tokenizer, args.prompt, engine.max_model_len, max_tokens)
                 except prompts.PromptTooLong as e:
                     raise InvalidArguments(str(e)) from None
                 fields = await self._generate(
-                    args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline
+                    engine, args, prompt.token_ids, prompt.max_tokens, progress, started, queued, deadline
                 )
                 return CompleteResult(**fields)
         except OutOfTime:
@@ -438,6 +446,7 @@ class Tools:
 
     async def _generate(
         self,
+        engine: Engine,
         args: GenerationArguments,
         prompt_ids: list[int],
         max_tokens: int,
@@ -460,14 +469,14 @@ class Tools:
             if problem:
                 raise InvalidArguments(f"invalid arguments: {problem}")
         try:
-            params = generation.sampling(args, self.settings, max_tokens)
+            params = generation.sampling(args, engine.settings, max_tokens)
         except generation.UnknownAdapter as e:
             raise InvalidArguments(f"invalid arguments: {e}") from None
         pacer = self.progress_rate.pacer(progress, max_tokens) if progress else None
         request_id = f"mcp-{next(self._ids)}"
         try:
             out = await generation.stream(
-                self.engine,
+                engine,
                 prompt_ids,
                 params,
                 request_id,
@@ -485,11 +494,11 @@ class Tools:
             if pacer:
                 pacer.close()
         if out.first_token_s is not None:
-            self.metrics.observe_ttft(out.first_token_s)
-        self.metrics.add_tokens(len(prompt_ids), out.tokens)
+            self.metrics.observe_ttft(out.first_token_s, self.metrics_model(engine))
+        self.metrics.add_tokens(len(prompt_ids), out.tokens, self.metrics_model(engine))
         try:
             out.text, thinking = reasoning.split(out.text, splitter)  # json_schema: the answer's
-            fields = generation.result_fields(args, self.engine.model_name, out, max_tokens)
+            fields = generation.result_fields(args, served.shown_name(self.models, engine), out, max_tokens)
         except structured.IncompleteJson as e:
             raise ToolError(str(e)) from None
         return {
@@ -514,15 +523,16 @@ class Tools:
     async def model_info(self, arguments: dict[str, Any] | None = None) -> ModelInfo:
         parse_arguments(NoArguments, arguments)
         s, e = self.settings, self.engine
-        state = "stopping" if self.stopping and e.state.value == "ready" else e.state.value
+        overall = self.models.state()
+        state = "stopping" if self.stopping and overall == "ready" else overall
         return ModelInfo(
             model_name=e.model_name,
             dtype=e.dtype,
             max_model_len=e.max_model_len,
-            tensor_parallel_size=s.tensor_parallel_size,
-            gpu_memory_utilization=s.gpu_memory_utilization,
+            tensor_parallel_size=e.settings.tensor_parallel_size,
+            gpu_memory_utilization=e.settings.gpu_memory_utilization,
             server_state=state,
-            failure=e.failure,
+            failure=self.models.failure(),
             active_sessions=await self._count_sessions(),
             max_sessions=s.max_sessions,
             max_session_messages=s.max_session_messages,
@@ -532,17 +542,18 @@ class Tools:
             default_top_k=s.default_top_k,
             vllm_version=e.version,
             device=e.device,
-            in_flight_requests=self.admission.in_flight,
-            queued_requests=self.admission.waiting,
-            engine_unfinished_requests=e.unfinished_requests(),
+            in_flight_requests=sum(a.in_flight for a in self.admissions.values()),
+            queued_requests=sum(a.waiting for a in self.admissions.values()),
+            engine_unfinished_requests=self.models.unfinished_requests(),
             max_concurrency=s.max_concurrency,
             max_call_seconds=s.max_call_seconds,
             uptime_s=round(time.monotonic() - self.started, 3),
             **_load_fields(e.load.status()),
-            adapters=list(s.lora_modules),
+            adapters=list(e.settings.lora_modules),
             tasks=await self._count_tasks(),
             input_modalities=["text"] if e.image_input is None else ["text", "image"],
             multimodal=e.multimodal,
+            models=[served.entry(m, self.admissions[m.name], self.stopping) for m in self.models],
         )
 
     async def _count_tasks(self) -> dict[str, int]:
@@ -598,3 +609,8 @@ def _deadline(started: float, budget: float | None) -> float | None:
 def _left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (never negative), or ``None`` for no deadline."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _text_only(engine: Engine) -> bool:
+    """The loaded model takes no images (before it is loaded, nobody knows yet)."""
+    return engine.state.value == "ready" and engine.image_input is None
