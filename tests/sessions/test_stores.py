@@ -59,6 +59,21 @@ def test_a_turn_with_image_parts_comes_back_as_it_was_stored(backend: Backend) -
     backend.run(scenario)
 
 
+def test_a_reply_with_nul_is_stored_and_postgres_keeps_u_fffd_in_its_place(backend: Backend) -> None:
+    """A model may generate U+0000; PostgreSQL's jsonb cannot hold it, and the turn the caller
+    had already received failed to be stored. The other stores keep the character."""
+    text = "a\x00b, and \\u0000 \\\x00 as text"
+
+    async def scenario() -> None:
+        store = await backend.open()
+        await store.append_turn("a", [user("q")], reply(text))
+        await store.append_turn("a", [user("q2")], reply("r2"))
+        kept = text.replace("\x00", "\ufffd") if backend.kind == "postgres" else text
+        assert await store.history("a") == [user("q"), reply(kept), user("q2"), reply("r2")]
+
+    backend.run(scenario)
+
+
 def test_each_caller_has_its_own_namespace(backend: Backend) -> None:
     async def scenario() -> None:
         store = await backend.open()

@@ -93,6 +93,26 @@ def test_terminal_statuses_never_change(make: Any) -> None:
     run(scenario())
 
 
+def test_a_result_with_nul_is_stored_and_postgres_keeps_u_fffd_in_its_place(
+    make: Any, request: pytest.FixtureRequest
+) -> None:
+    """A model may generate U+0000; PostgreSQL's jsonb cannot hold it (it failed the task)."""
+    text = "a\x00b \\u0000 stays"  # and an escaped backslash before "u0000" is text, kept
+
+    async def scenario() -> None:
+        async with make(Clock()) as store:
+            t = await store.create("c", 60.0)
+            result = {"content": [{"type": "text", "text": text}], "isError": False}
+            assert await store.update(t.task_id, status="completed", result=result)
+            got = await store.get("c", t.task_id)
+            assert got is not None and got.status == "completed"
+            stored = got.result["content"][0]["text"]
+            postgres = request.node.callspec.params["make"] == "postgres"
+            assert stored == (text.replace("\x00", "\ufffd") if postgres else text)
+
+    run(scenario())
+
+
 def test_expired_tasks_read_as_gone_and_are_purged(make: Any) -> None:
     async def scenario() -> None:
         clock = Clock()

@@ -14,7 +14,9 @@ connection as a keyword, never logged.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +43,20 @@ RECONNECT_TIMEOUT_S = 4.0
 """How long the pool retries (backing off 1, 2 s...) before the next call starts a fresh attempt:
 short, so that a call made once the database is back is not left waiting on a long back-off."""
 POOL_MAX = 8
+# U+0000 escaped in JSON text, not preceded by another backslash (an escaped "\\u0000" is text).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def jsonb(value: Any) -> Jsonb:
+    """``value`` for a jsonb column, U+0000 in its strings stored as U+FFFD.
+
+    PostgreSQL's jsonb cannot hold U+0000, and a model may generate it (callers cannot send it:
+    tools/limits.py refuses NUL in content). Without this, the turn the caller already received
+    failed to be stored, after its generation; the SQLite and memory stores keep the character.
+    """
+    return Jsonb(value, dumps=lambda v: _NUL_ESCAPE.sub(r"\1\\ufffd", json.dumps(v)))
+
+
 _CREATION_LOCK = (0x766D6370, 0)  # pg_advisory_xact_lock(int, int): "vmcp", 0; apart from the session locks
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS vllm_mcp_schema (version integer NOT NULL)",
@@ -192,7 +208,7 @@ class PostgresSessionStore(SessionStore):
                 messages = self.merged(self._decode(row[0]), new, reply)
                 await conn.execute(
                     "UPDATE vllm_mcp_sessions SET messages = %s, updated = %s WHERE id = %s",
-                    (Jsonb(messages), now, key),
+                    (jsonb(messages), now, key),
                 )
                 return []
             await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _CREATION_LOCK)
@@ -219,7 +235,7 @@ class PostgresSessionStore(SessionStore):
                     evicted += [r[0] for r in await cur.fetchall()]
             await conn.execute(
                 "INSERT INTO vllm_mcp_sessions (id, created, updated, messages) VALUES (%s, %s, %s, %s)",
-                (key, now, now, Jsonb(self.merged([], new, reply))),
+                (key, now, now, jsonb(self.merged([], new, reply))),
             )
             return evicted
 

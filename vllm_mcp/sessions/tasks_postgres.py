@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from vllm_mcp.errors import SessionStoreError, SessionStoreFailed
@@ -24,6 +23,7 @@ from vllm_mcp.sessions.postgres import (
     POOL_TIMEOUT_S,
     RECONNECT_TIMEOUT_S,
     _why,
+    jsonb,
     read_password,
 )
 from vllm_mcp.sessions.tasks import (
@@ -165,7 +165,7 @@ class PostgresTaskStore(TaskStore):
         n = await self._count(
             "UPDATE vllm_mcp_tasks SET status = coalesce(%s, status), message = coalesce(%s, message), "
             f"result = coalesce(%s, result), updated = %s WHERE id = %s AND {LIVE_SQL} AND {_UNEXPIRED}",
-            (status, message, None if result is None else Jsonb(result), now, task_id, now),
+            (status, message, None if result is None else jsonb(result), now, task_id, now),
         )
         return bool(n)
 
