@@ -23,7 +23,8 @@ from bench.workload import Workload, messages
 
 async def main(config: dict[str, Any]) -> dict[str, Any]:
     from vllm_mcp.config.settings import Settings
-    from vllm_mcp.engine.core import build_engine_args, prepare_process_environment
+    from vllm_mcp.engine.core import build_engine_args
+    from vllm_mcp.engine.environment import prepare_process_environment
     from vllm_mcp.engine.source import for_engine
     from vllm_mcp.tools import prompts
 

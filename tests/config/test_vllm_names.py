@@ -29,7 +29,8 @@ def test_environment_names_from_envs_py_are_vllms_own() -> None:
 def test_both_are_read_without_importing_torch() -> None:
     """``config validate`` and ``doctor`` would otherwise wait for torch and vLLM (~12 s)."""
     code = (
-        "import sys; from vllm_mcp.engine.core import engine_arg_names, engine_env_names; "
+        "import sys; from vllm_mcp.engine.core import engine_arg_names; "
+        "from vllm_mcp.engine.environment import engine_env_names; "
         "assert 'enforce_eager' in engine_arg_names() and 'max_model_len' in engine_arg_names(); "
         "assert 'VLLM_CPU_KVCACHE_SPACE' in engine_env_names(); "
         "assert 'torch' not in sys.modules, 'torch imported'"

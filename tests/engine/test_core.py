@@ -10,6 +10,7 @@ import pytest
 
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import core as engine
+from vllm_mcp.engine import environment
 
 # build_engine_args imports vLLM (5-8 s of CPU): those tests run with the engine suite.
 imports_vllm = pytest.mark.engine
@@ -70,14 +71,14 @@ def test_process_environment_sends_vllm_logs_to_stderr_and_hides_our_names(
     environ.update({"VLLM_MAX_SESSIONS": "5", "HUGGING_FACE_HUB_TOKEN": "hf_fake"})
     monkeypatch.setattr(os, "environ", environ)
     settings = Settings.load(environ=dict(os.environ))
-    engine.prepare_process_environment(settings)
+    environment.prepare_process_environment(settings)
     assert os.environ["VLLM_LOGGING_STREAM"] == "ext://sys.stderr"
     # INFO, for the load phases in its lines; the log pump shows them only at DEBUG.
     assert os.environ["VLLM_LOGGING_LEVEL"] == "INFO"
     assert "VLLM_MAX_SESSIONS" not in os.environ  # vLLM would warn about a name it does not know
     assert "HUGGING_FACE_HUB_TOKEN" not in os.environ and os.environ["HF_TOKEN"] == "hf_fake"
     # vLLM's own variables are left alone.
-    assert "VLLM_CPU_KVCACHE_SPACE" in engine.engine_env_names()
+    assert "VLLM_CPU_KVCACHE_SPACE" in environment.engine_env_names()
 
 
 def test_a_gateways_token_never_reaches_the_engine_processes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +86,7 @@ def test_a_gateways_token_never_reaches_the_engine_processes(monkeypatch: pytest
     environ = dict(os.environ)
     environ.update({"FMCP_BEARER_TOKEN": "gw-secret", "FMCP_SECURE_MODE": "true", "KEEP_ME": "1"})
     monkeypatch.setattr(os, "environ", environ)
-    engine.prepare_process_environment(Settings.load(environ={}))
+    environment.prepare_process_environment(Settings.load(environ={}))
     assert not [k for k in os.environ if k.startswith("FMCP_")]
     assert "gw-secret" not in os.environ.values()
     assert os.environ["KEEP_ME"] == "1"
@@ -97,7 +98,7 @@ def test_engine_env_names_do_not_import_vllm() -> None:
     import sys
 
     code = (
-        "import sys; from vllm_mcp.engine.core import engine_env_names; names = engine_env_names(); "
+        "import sys; from vllm_mcp.engine.environment import engine_env_names; names = engine_env_names(); "
         "assert 'VLLM_CPU_KVCACHE_SPACE' in names; assert 'torch' not in sys.modules, 'torch imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -112,9 +113,9 @@ def test_vllm_cpu_uses_the_compile_cache_it_can_read_back(
     if preset is not None:
         environ["VLLM_USE_AOT_COMPILE"] = preset
     monkeypatch.setattr(os, "environ", environ)
-    engine.prepare_process_environment(Settings.load(environ=dict(os.environ)))
+    environment.prepare_process_environment(Settings.load(environ=dict(os.environ)))
     # An operator's own choice wins; vLLM's default stays where it works (the GPU build).
-    expected = preset or ("0" if engine._is_vllm_cpu() else None)
+    expected = preset or ("0" if environment._is_vllm_cpu() else None)
     assert os.environ.get("VLLM_USE_AOT_COMPILE") == expected
 
 

@@ -12,7 +12,7 @@ from vllm_mcp.errors import CheckFailed
 def engine_names() -> frozenset[str]:
     """vLLM's own variable names, so they are not flagged as typos (empty without vLLM)."""
     try:
-        from vllm_mcp.engine.core import engine_env_names
+        from vllm_mcp.engine.environment import engine_env_names
 
         return engine_env_names()
     except ImportError:

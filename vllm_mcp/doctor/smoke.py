@@ -24,10 +24,11 @@ def smoke_test(settings: Settings, max_tokens: int = 8, status: StatusFactory | 
     """
     from vllm_mcp import logging as vlogging
     from vllm_mcp.engine import core as engine_module
+    from vllm_mcp.engine.environment import prepare_process_environment
     from vllm_mcp.engine.load_phase import vllm_info_line
     from vllm_mcp.tools import prompts
 
-    engine_module.prepare_process_environment(settings)
+    prepare_process_environment(settings)
     pump = vlogging.LogPump(drop=None if settings.log_level == "DEBUG" else vllm_info_line)
     show = status(pump.real_stderr()) if status is not None else None
 

@@ -21,7 +21,8 @@ from typing import Any
 from vllm_mcp import __version__
 from vllm_mcp import logging as vlogging
 from vllm_mcp.config.settings import Settings
-from vllm_mcp.engine.core import Engine, EngineState, prepare_process_environment
+from vllm_mcp.engine.core import Engine, EngineState
+from vllm_mcp.engine.environment import prepare_process_environment
 from vllm_mcp.engine.load_phase import vllm_info_line
 from vllm_mcp.engine.model_set import ModelSet
 from vllm_mcp.errors import EngineDead, ExitCode, SetupError, exit_code_of

@@ -57,7 +57,8 @@ def tag_logs(index: int) -> None:
 
 def run(settings: Settings) -> int:
     """Start the engine core and ``settings.http_workers`` front ends, supervise them; the exit status."""
-    from vllm_mcp.engine.core import prepare_process_environment, root_cause, shared_engine_core
+    from vllm_mcp.engine.core import root_cause, shared_engine_core
+    from vllm_mcp.engine.environment import prepare_process_environment
     from vllm_mcp.protocol.http import bind_socket
 
     pump = vlogging.LogPump(settings.log_file)

@@ -90,10 +90,11 @@ class HeadWatch:
 def run(settings: Settings) -> int:
     """Serve this node's workers until a signal or until they exit; the exit status."""
     from vllm_mcp.engine import core as engine
+    from vllm_mcp.engine.environment import prepare_process_environment
 
     pump = vlogging.LogPump(settings.log_file)
     vlogging.configure(settings)
-    engine.prepare_process_environment(settings)
+    prepare_process_environment(settings)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     node = multinode.describe(settings)
