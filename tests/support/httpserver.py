@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import threading
@@ -120,12 +121,15 @@ async def mcp_client(url: str, token: str | None, mode: str = "auto") -> AsyncIt
 
 
 def sse_messages(text: str) -> list[dict[str, Any]]:
-    """The JSON-RPC messages of an SSE (or JSON) response body."""
+    """The JSON-RPC messages of an SSE (or JSON) response body.
+
+    SSE lines end at CR, LF or CRLF only: ``str.splitlines`` would also split at U+2028, U+0085
+    and the like, which JSON carries unescaped (the hostile test's echoed inputs hold them).
+    """
     if text.lstrip().startswith("{"):
         return [json.loads(text)]
-    return [
-        json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:") and line[5:].strip()
-    ]
+    lines = re.split(r"\r\n|\r|\n", text)
+    return [json.loads(line[5:]) for line in lines if line.startswith("data:") and line[5:].strip()]
 
 
 def initialize_body(version: str = "2025-06-18") -> dict[str, Any]:
