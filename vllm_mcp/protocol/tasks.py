@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import mcp_types as types
 from mcp.server.lowlevel import Server
@@ -53,7 +53,18 @@ NOTIFY_TIMEOUT_S = 1.0
 ones with it): a client that went away never holds up a generation."""
 
 Progress = Callable[[str, float, int | None], Awaitable[None]]
-RunCall = Callable[[Any, types.CallToolRequestParams, Progress | None], Awaitable[types.CallToolResult]]
+
+
+class CheckedCall(Protocol):
+    """A tools/call whose arguments were checked (protocol/server.py's ``Run``)."""
+
+    refusal: tuple[str, types.CallToolResult] | None
+    """Set when the arguments are bad: (the metrics' outcome, the error a plain call gets)."""
+
+    async def __call__(self, send: Progress | None) -> types.CallToolResult: ...
+
+
+CheckCall = Callable[[Any, types.CallToolRequestParams], Awaitable[CheckedCall]]
 
 
 def _iso(t: float) -> str:
@@ -101,9 +112,10 @@ class TaskServer(Server[Any]):
 
 
 def install_tasks(
-    server: Server[Any], runner: TaskRunner, run_call: RunCall, task_tools: frozenset[str]
+    server: Server[Any], runner: TaskRunner, check_call: CheckCall, task_tools: frozenset[str]
 ) -> None:
-    """Serve tasks on ``server``: ``run_call(ctx, params, progress)`` runs one tools/call."""
+    """Serve tasks on ``server``: ``check_call(ctx, params)`` checks one tools/call's arguments
+    and gives what runs it."""
 
     async def create(ctx: Any, call_next: Any) -> Any:
         if (
@@ -124,8 +136,16 @@ def install_tasks(
                 f"'forbidden'); call it without params.task. Tasks: {', '.join(sorted(task_tools))}",
             )
         assert params.task is not None
+        owner = _owner(ctx)
+        call = await check_call(ctx, params)
+        if call.refusal is not None:
+            # Bad arguments: no task, nothing counted against the caller's limit, and the error
+            # the same call gets without params.task (a JSON-RPC error: this request's answer
+            # is a CreateTaskResult or an error, and clients check for the former).
+            refused = await call(None)  # counted in the metrics as the plain call would be
+            raise MCPError(code=INVALID_PARAMS, message=_text(refused))
         try:
-            record = await runner.start(_owner(ctx), params.task.ttl, _work(ctx, params, run_call))
+            record = await runner.start(owner, params.task.ttl, _work(ctx, call))
         except (ToolError, SessionStoreFailed) as e:
             raise MCPError(code=SERVER_ERROR, message=str(e)) from None
         log.info("task created", extra={"task": record.task_id[:8], "tool": params.name})
@@ -204,9 +224,11 @@ def _progress_token(ctx: Any) -> Any:
     return getattr(meta, "progress_token", None)
 
 
-def _work(
-    ctx: Any, params: types.CallToolRequestParams, run_call: RunCall
-) -> Callable[[TaskProgress], Awaitable[Outcome]]:
+def _text(result: types.CallToolResult) -> str:
+    return next((c.text for c in result.content if isinstance(c, types.TextContent)), "the call failed")
+
+
+def _work(ctx: Any, call: CheckedCall) -> Callable[[TaskProgress], Awaitable[Outcome]]:
     """The background half of a task-augmented tools/call."""
 
     async def work(progress: TaskProgress) -> Outcome:
@@ -225,13 +247,10 @@ def _work(
                     )
                 )
 
-        result = await run_call(ctx, params, send)
+        result = await call(send)
         data = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         if result.is_error:
-            text = next(
-                (c.text for c in result.content if isinstance(c, types.TextContent)), "the call failed"
-            )
-            return Outcome("failed", text[:500], data)
+            return Outcome("failed", _text(result)[:500], data)
         usage = (result.structured_content or {}).get("usage") or {}
         tokens = usage.get("completion_tokens")
         return Outcome("completed", "finished" if tokens is None else f"finished: {tokens} tokens", data)

@@ -239,6 +239,13 @@ class Tools:
         caller: str | None = None,
     ) -> ChatResult:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
+        return await self.checked_chat(arguments, caller=caller)(progress)
+
+    def checked_chat(
+        self, arguments: dict[str, Any] | None, *, caller: str | None = None
+    ) -> Callable[[ProgressSender | None], Awaitable[ChatResult]]:
+        """The arguments checked now (``InvalidArguments``), the call run by what it returns:
+        a call made as a task is refused before the task exists, as a plain call is."""
         if (where := media.first_image_part(arguments)) is not None:
             raise InvalidArguments(media.refusal(where, self.engine.model_name, self.engine.multimodal))
         args: ChatArguments = parse_arguments(ChatArguments, arguments)
@@ -246,11 +253,17 @@ class Tools:
         limits.check_messages(args.messages, self.settings)
         limits.check_generation(args, self.settings)
         key = session_key(caller, args.session_id)
-        return await self._guarded(self._chat(args, progress, key))
+        return lambda progress: self._guarded(self._chat(args, progress, key))
 
     async def complete(
         self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
     ) -> CompleteResult:
+        return await self.checked_complete(arguments)(progress)
+
+    def checked_complete(
+        self, arguments: dict[str, Any] | None
+    ) -> Callable[[ProgressSender | None], Awaitable[CompleteResult]]:
+        """As ``checked_chat``, for ``complete``."""
         args: CompleteArguments = parse_arguments(CompleteArguments, arguments)
         if len(args.prompt) > self.settings.max_content_chars:
             raise InvalidArguments(
@@ -258,7 +271,7 @@ class Tools:
                 "characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
         limits.check_generation(args, self.settings)
-        return await self._guarded(self._complete(args, progress))
+        return lambda progress: self._guarded(self._complete(args, progress))
 
     async def _guarded(self, work: Coroutine[Any, Any, R]) -> R:
         """Run one call's work as its own task, so the end of the shutdown grace can cancel it."""
