@@ -3,7 +3,8 @@
 ``@modelcontextprotocol/sdk`` 1.32 (npm, pinned in .ci/run) is a client that uses tasks today:
 tests/e2e/tasks_client.mjs drives its experimental tasks API (``callToolStream`` with
 ``task``, ``getTask``, ``getTaskResult``, ``cancelTask``, ``listTasks``) over stdio (it spawns
-the server) and over Streamable HTTP (two callers, two tokens), and reports what it saw.
+the server) and over Streamable HTTP (two callers, two tokens), and reports what it saw,
+``notifications/tasks/status`` included (its notification handler).
 One server start per transport.
 """
 
@@ -76,6 +77,14 @@ def check_common(report: dict[str, Any]) -> None:
     assert "already cancelled" in report["cancel_again"]["message"]
     assert report["unfinished_after_cancel"] == 0  # the engine request was aborted, not left running
     assert report["ids"]["chat"] in report["listed"] and report["ids"]["long"] in report["listed"]
+    # notifications/tasks/status on the connection that started them, once each, as they ended.
+    notes = {n["taskId"]: n for n in report["status_notes"]}
+    assert len(notes) == len(report["status_notes"]) == 2, report["status_notes"]
+    for kind, status in (("chat", "completed"), ("long", "cancelled")):
+        task_id = report["ids"][kind]
+        assert notes[task_id]["status"] == status
+        assert notes[task_id]["meta"] == {"io.modelcontextprotocol/related-task": {"taskId": task_id}}
+    assert notes[report["ids"]["chat"]]["statusMessage"] == "finished: 16 tokens"
 
 
 def test_the_typescript_client_runs_tasks_over_stdio(tiny_model: Path, tmp_path: Path) -> None:

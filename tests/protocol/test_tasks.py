@@ -61,6 +61,20 @@ async def start_task(peer: StdioPeer, name: str, arguments: Any, **extra: Any) -
     )
 
 
+async def status_note(peer: StdioPeer, task_id: str) -> dict[str, Any]:
+    """The ``notifications/tasks/status`` about ``task_id``, read earlier or now."""
+
+    def about(m: dict[str, Any]) -> bool:
+        return m.get("method") == "notifications/tasks/status" and m["params"]["taskId"] == task_id
+
+    while not any(about(m) for m in peer.received):
+        await peer.recv()
+    await ask(peer, "ping")  # anything sent after it (a second one, wrongly) arrives before the pong
+    found = [m for m in peer.received if about(m)]
+    assert len(found) == 1, found
+    return found[0]["params"]  # type: ignore[no-any-return]
+
+
 def test_the_capability_and_task_support_are_offered_from_2025_11_25_only() -> None:
     async def scenario() -> None:
         engine = FakeEngine(loaded=True)
@@ -96,6 +110,9 @@ def test_a_task_is_created_at_once_polled_and_its_result_fetched() -> None:
             got = (await ask(peer, "tasks/get", {"taskId": task_id}))["result"]
             assert got["status"] == "completed" and got["taskId"] == task_id
             assert got["statusMessage"].startswith("finished: ")
+            # The client that started it is told when it ends: the task as tasks/get shows it.
+            note = await status_note(peer, task_id)
+            assert note.pop("_meta") == {RELATED: {"taskId": task_id}} and note == got
             listed = (await ask(peer, "tasks/list"))["result"]
             assert [t["taskId"] for t in listed["tasks"]] == [task_id] and "nextCursor" not in listed
             again = await ask(peer, "tasks/cancel", {"taskId": task_id})
@@ -128,6 +145,8 @@ def test_cancel_mid_generation_aborts_the_engine_request() -> None:
             result = (await ask(peer, "tasks/result", {"taskId": task_id}))["result"]
             assert result["isError"] and "cancelled" in result["content"][0]["text"]
             assert (await ask(peer, "tasks/get", {"taskId": task_id}))["result"]["status"] == "cancelled"
+            note = await status_note(peer, task_id)
+            assert note["status"] == "cancelled" and note["statusMessage"] == "cancelled by the client"
 
     run(scenario)
 
@@ -156,6 +175,8 @@ def test_an_error_found_while_the_task_runs_fails_it_and_its_result_says_why() -
             assert result["isError"] and "VLLM_MAX_MODEL_LEN" in result["content"][0]["text"]
             got = (await ask(peer, "tasks/get", {"taskId": task_id}))["result"]
             assert got["status"] == "failed" and "VLLM_MAX_MODEL_LEN" in got["statusMessage"]
+            note = await status_note(peer, task_id)
+            assert note["status"] == "failed" and note["statusMessage"] == got["statusMessage"]
 
     run(scenario)
 

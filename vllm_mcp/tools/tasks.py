@@ -61,6 +61,7 @@ class Outcome:
 
 
 Work = Callable[["TaskProgress"], Awaitable[Outcome]]
+OnEnd = Callable[[TaskRecord], Awaitable[None]]
 
 
 class TaskProgress:
@@ -118,8 +119,13 @@ class TaskRunner:
             return self.ttl
         return min(self.ttl, requested_ms / 1000)
 
-    async def start(self, caller: str | None, requested_ttl_ms: int | None, work: Work) -> TaskRecord:
-        """Record a new task (durably, before returning) and run ``work`` in the background."""
+    async def start(
+        self, caller: str | None, requested_ttl_ms: int | None, work: Work, on_end: OnEnd | None = None
+    ) -> TaskRecord:
+        """Record a new task (durably, before returning) and run ``work`` in the background.
+
+        ``on_end`` gets the task as stored once it has ended (any way), before ``wait`` returns it:
+        the protocol tells the client that started it, if it still listens."""
         if self.stopping:
             raise ShuttingDown("server is shutting down; no new tasks are accepted")
         live = await self.store.live(caller)
@@ -135,7 +141,7 @@ class TaskRunner:
         if self.store.shared and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self.watch(self.watch_interval))
         self._ended[record.task_id] = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._run(record.task_id, work))
+        task = asyncio.get_running_loop().create_task(self._run(caller, record.task_id, work, on_end))
         self._running[record.task_id] = task
         await self.counts()
         return record
@@ -146,7 +152,7 @@ class TaskRunner:
         self._on_counts(counts)
         return counts
 
-    async def _run(self, task_id: str, work: Work) -> None:
+    async def _run(self, caller: str | None, task_id: str, work: Work, on_end: OnEnd | None) -> None:
         task_time_limit.set(self.max_seconds)
         try:
             outcome = await work(TaskProgress(self, task_id))
@@ -166,6 +172,11 @@ class TaskRunner:
         finally:
             with contextlib.suppress(Exception):
                 await self.counts()
+            if on_end is not None:
+                with contextlib.suppress(Exception):  # a listener gone is worth no stuck task
+                    ended_record = await self.store.get(caller, task_id)
+                    if ended_record is not None:
+                        await on_end(ended_record)
             self._running.pop(task_id, None)
             self._end_reason.pop(task_id, None)
             ended = self._ended.pop(task_id, None)
