@@ -23,6 +23,7 @@ from vllm_mcp import __version__
 from vllm_mcp.errors import EngineUnavailable, ToolError
 from vllm_mcp.protocol.auth import session_namespace
 from vllm_mcp.protocol.tasks import TaskServer, install_tasks
+from vllm_mcp.protocol.tasks_ext import TasksExtension, install_extension
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.sessions.tasks import MemoryTaskStore
 from vllm_mcp.tools.generation import GenerationResult
@@ -221,6 +222,7 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
         on_call_tool=call_tool,
     )
     install_tasks(server, tasks, check_call, TASK_TOOLS)
+    install_extension(server, TasksExtension(tasks, check_call, TASK_TOOLS), call_tool)
     return server
 
 
