@@ -33,7 +33,10 @@ from vllm_mcp.sessions.tasks import TaskRecord, TaskStatus, TaskStore
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 1.0
-"""Least seconds between two status-message writes of one task (each is a store write)."""
+"""Least seconds between two status-message writes of one task (each is a store write), and
+before the first: a short call ends with one write, its result (bench --tasks)."""
+COUNTS_INTERVAL_S = 1.0
+"""The metrics' task counts are read again at most this often (each is a store query)."""
 PURGE_INTERVAL_S = 60.0
 """Expired tasks are deleted when a task starts, at most this often."""
 WAIT_POLL_S = 0.5
@@ -69,7 +72,7 @@ class TaskProgress:
 
     def __init__(self, runner: TaskRunner, task_id: str) -> None:
         self._runner, self.task_id = runner, task_id
-        self._last = 0.0
+        self._last = time.monotonic()  # the task was just written: no message before a poll could see it
 
     async def report(self, text: str, tokens: float, total: int | None) -> None:
         now = time.monotonic()
@@ -108,6 +111,8 @@ class TaskRunner:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._ended: dict[str, asyncio.Event] = {}
         self._end_reason: dict[str, tuple[TaskStatus, str]] = {}
+        self._recount: asyncio.Task[None] | None = None
+        self._counted = float("-inf")
 
     @property
     def running(self) -> int:
@@ -143,7 +148,7 @@ class TaskRunner:
         self._ended[record.task_id] = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self._run(caller, record.task_id, work, on_end))
         self._running[record.task_id] = task
-        await self.counts()
+        self.recount()
         return record
 
     async def counts(self) -> dict[str, int]:
@@ -151,6 +156,20 @@ class TaskRunner:
         counts = await self.store.counts()
         self._on_counts(counts)
         return counts
+
+    def recount(self) -> None:
+        """The metrics' counts read again soon, not at every change: at most once per
+        COUNTS_INTERVAL_S, in the background (model_info reads them on the spot)."""
+        if self._recount is not None:
+            return  # the one pending will read this change too
+
+        async def later() -> None:
+            await asyncio.sleep(max(0.0, self._counted + COUNTS_INTERVAL_S - time.monotonic()))
+            self._recount, self._counted = None, time.monotonic()
+            with contextlib.suppress(Exception):
+                await self.counts()
+
+        self._recount = asyncio.get_running_loop().create_task(later())
 
     async def _run(self, caller: str | None, task_id: str, work: Work, on_end: OnEnd | None) -> None:
         task_time_limit.set(self.max_seconds)
@@ -170,8 +189,7 @@ class TaskRunner:
                     task_id, status="failed", message=f"internal error: {type(e).__name__}"
                 )
         finally:
-            with contextlib.suppress(Exception):
-                await self.counts()
+            self.recount()
             if on_end is not None:
                 with contextlib.suppress(Exception):  # a listener gone is worth no stuck task
                     ended_record = await self.store.get(caller, task_id)
@@ -275,8 +293,9 @@ class TaskRunner:
             await asyncio.wait(rest, timeout=5)
 
     async def aclose(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for background in (self._watcher, self._recount):
+            if background is not None:
+                background.cancel()
         await self.drain(0)
         with contextlib.suppress(Exception):
             await self.store.fail_live(self.owner, "the server that ran this task stopped; run it again")
