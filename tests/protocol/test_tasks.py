@@ -165,6 +165,21 @@ def test_progress_of_a_task_names_the_task() -> None:
     run(scenario)
 
 
+def test_a_task_nobody_streams_is_generated_in_coarser_outputs_than_a_streamed_one() -> None:
+    async def scenario() -> None:
+        engine = FakeEngine(reply=" ".join(["w"] * 60), pace=0.002, loaded=True)
+        async with serving(engine) as peer:
+            long = {"prompt": "go", "max_tokens": 60}
+            await ask(peer, "tools/call", {"name": "complete", "arguments": long})  # the decode rate
+            for extra in ({"_meta": {"progressToken": "p"}}, {}):
+                created = await start_task(peer, "complete", long, **extra)
+                await ask(peer, "tasks/result", {"taskId": created["result"]["task"]["taskId"]})
+            streamed, status_only = (engine.sampling[rid].stream_interval for rid in engine.started[1:])
+            assert status_only > streamed  # vLLM hands over fewer, larger outputs
+
+    run(scenario)
+
+
 def test_an_error_found_while_the_task_runs_fails_it_and_its_result_says_why() -> None:
     async def scenario() -> None:
         # The prompt's length against the model's context is known once it is tokenized, in the task.

@@ -12,7 +12,16 @@ from tests.support.doubles import FakeEngine, tools_over
 from vllm_mcp.sessions.tasks import MemoryTaskStore, TaskStore
 from vllm_mcp.sessions.tasks_postgres import PostgresTaskStore
 from vllm_mcp.sessions.tasks_sqlite import SqliteTaskStore
-from vllm_mcp.tools.tasks import Outcome, TaskLimitReached, TaskProgress, TaskRunner, task_time_limit
+from vllm_mcp.tools.admission import COALESCE_TOKENS, ProgressRate
+from vllm_mcp.tools.tasks import (
+    STATUS_INTERVAL_S,
+    Outcome,
+    TaskLimitReached,
+    TaskProgress,
+    TaskRunner,
+    report_floor,
+    task_time_limit,
+)
 
 
 def runner(per_caller: int = 4) -> TaskRunner:
@@ -197,3 +206,15 @@ def test_model_info_answers_while_the_task_store_is_down() -> None:
     assert asyncio.run(tools.model_info({})).tasks == {}
     tools.task_counts = up  # the control: a store that answers is counted
     assert asyncio.run(tools.model_info({})).tasks == {"working": 1}
+
+
+def test_a_task_whose_progress_only_the_status_reads_lets_vllm_coalesce_its_outputs() -> None:
+    rate = ProgressRate(interval=0.05, max_rate=0)
+    rate.observe(tokens=100, seconds=1.0)  # one call decodes 100 tokens/s
+    streamed = rate.output_interval(streams=True, budget_s=None)
+    ctx = contextvars.copy_context()
+    ctx.run(report_floor.set, STATUS_INTERVAL_S)
+    status_only = ctx.run(rate.output_interval, True, None)
+    # A client streaming at 50 ms wants an output every few tokens; a status read once a
+    # second, half a second's worth (the most is what a call nobody streams gets).
+    assert streamed == 2 and status_only == min(COALESCE_TOKENS, 50)

@@ -39,7 +39,7 @@ from vllm_mcp.protocol.auth import session_namespace
 from vllm_mcp.protocol.transport import INVALID_PARAMS, METHOD_NOT_FOUND
 from vllm_mcp.sessions.tasks import TaskRecord
 from vllm_mcp.tools.limits import NO_NAMESPACE
-from vllm_mcp.tools.tasks import Outcome, TaskProgress, TaskRunner
+from vllm_mcp.tools.tasks import STATUS_INTERVAL_S, Outcome, TaskProgress, TaskRunner, report_floor
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,8 @@ def _work(ctx: Any, call: CheckedCall, notify: _Notifier) -> Callable[[TaskProgr
     async def work(progress: TaskProgress) -> Outcome:
         related = {RELATED_TASK: {"taskId": progress.task_id}}
         token = _progress_token(ctx)
+        if token is None:  # only the status message reads its progress: once a second
+            report_floor.set(STATUS_INTERVAL_S)
 
         async def send(text: str, tokens: float, total: int | None) -> None:
             await progress.report(text, tokens, total)

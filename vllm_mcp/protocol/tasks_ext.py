@@ -53,7 +53,14 @@ from vllm_mcp.protocol.tasks import (
 )
 from vllm_mcp.protocol.transport import METHOD_NOT_FOUND
 from vllm_mcp.sessions.tasks import TaskRecord
-from vllm_mcp.tools.tasks import Outcome, TaskProgress, TaskRunner, task_time_limit
+from vllm_mcp.tools.tasks import (
+    STATUS_INTERVAL_S,
+    Outcome,
+    TaskProgress,
+    TaskRunner,
+    report_floor,
+    task_time_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +151,14 @@ class TasksExtension(Extension):
         if call.refusal is not None:
             return await call(None)  # bad arguments: the plain call's error, no task
         relay = _Relay()
-        # It may become a task: its time budget is a task's (VLLM_MCP_MAX_TASK_SECONDS).
-        token = task_time_limit.set(self.runner.max_seconds)
+        # It may become a task: its time budget is a task's (VLLM_MCP_MAX_TASK_SECONDS), and
+        # nothing but the status message reads its progress (no progress on this extension's tasks).
+        budget, floor = task_time_limit.set(self.runner.max_seconds), report_floor.set(STATUS_INTERVAL_S)
         try:
             running = asyncio.ensure_future(call(relay))
         finally:
-            task_time_limit.reset(token)
+            task_time_limit.reset(budget)
+            report_floor.reset(floor)
         try:
             done, _ = await asyncio.wait({running}, timeout=self.answer_within)
             if done:
