@@ -8,7 +8,9 @@ bench's lean HTTP client (bench/mcp_http.py). Per store, in alternating rounds:
 - **tasks**: the same calls with ``params.task`` (2025-11-25): each answered with its handle,
   then ``tasks/result``, which waits for the end (no poll interval in the way: what is measured
   is the server's cost, the store writes and the background run, not a client's polling pace);
-  meanwhile a poller sends ``tasks/get`` for the running tasks one after another, as clients do.
+  meanwhile ``tasks/get`` for the running tasks, each once per its ``pollInterval`` (1 s), as
+  clients poll: 64 tasks, 64 gets a second (a poller in a tight loop took the event loop's
+  time from the generations and measured itself, not the tasks).
 
 Reported: the wall time and tokens/s of each (median over rounds), tasks/get latency while the
 tasks run and on ended ones (p50/p99). Every figure needs its machine and
@@ -30,6 +32,8 @@ from bench.stats import distribution
 from bench.workload import messages
 
 IDLE_GETS = 200
+POLL_INTERVAL_S = 1.0
+"""The server's suggested ``pollInterval`` (protocol/tasks.py), which clients honour."""
 
 
 class TasksServer(McpHttpContender):
@@ -119,6 +123,7 @@ async def tasks_round(
             await server.get(ids[k % len(ids)])
             latencies.append(time.perf_counter() - s)
             k += 1
+            await asyncio.sleep(POLL_INTERVAL_S / len(ids))  # every task once per interval
 
     poller = asyncio.create_task(poll())
     try:
