@@ -152,6 +152,21 @@ def run_several(out: Path, calls: int, concurrency: int, max_tokens: int, inputs
     click.echo(md)
 
 
+def run_tasks(
+    env: dict[str, str], meta: dict[str, Any], calls: int, rounds: int, store_url: str | None, out: Path
+) -> None:
+    """``--tasks``: calls as MCP tasks against the same calls made directly, per task store."""
+    from bench import tasks
+
+    meta = {**meta, "calls": calls, "rounds": rounds}
+    results = tasks.run_tasks_bench(env, log_dir(), calls, meta["max_tokens"], rounds, store_url)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tasks.json").write_text(json.dumps({"meta": meta, "stores": results}, indent=1))
+    md = tasks.markdown(results, meta)
+    (out / "tasks.md").write_text(md)
+    click.echo(md)
+
+
 @click.command()
 @click.option("--several", "several_mode", is_flag=True, help="Several models behind one server, and embed.")
 @click.option("--embed-inputs", type=int, default=256, show_default=True, help="With --several: inputs.")
@@ -193,8 +208,17 @@ def run_several(out: Path, calls: int, concurrency: int, max_tokens: int, inputs
 @click.option(
     "--store-url",
     default=None,
-    help="With --sessions: a PostgreSQL URL to use (default: a server started for the run).",
+    help="With --sessions or --tasks: a PostgreSQL URL to use (default: a server started for the run).",
 )
+@click.option(
+    "--tasks",
+    "tasks_mode",
+    is_flag=True,
+    help="Instead: N concurrent calls as MCP tasks against the same calls made directly, per task "
+    "store, and tasks/get latency (--calls, --max-tokens, --rounds).",
+)
+@click.option("--calls", type=int, default=64, show_default=True, help="With --tasks: concurrent calls.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="With --tasks: rounds of each.")
 def main(
     model: str,
     label: str | None,
@@ -213,6 +237,9 @@ def main(
     store_url: str | None,
     several_mode: bool,
     embed_inputs: int,
+    tasks_mode: bool,
+    calls: int,
+    rounds: int,
 ) -> None:
     """Benchmark vllm-mcp against the raw engine, `vllm serve`, a one-at-a-time server and FluidMCP."""
     if sessions_mode:
@@ -231,6 +258,11 @@ def main(
     if max_tokens:
         changes["max_tokens"] = max_tokens
     workload = Workload.from_dict({**workload.to_dict(), **changes})
+    if tasks_mode:
+        env = model_env(model, dtype, max_model_len, kv_cache_gib)
+        meta = {"model": model, "max_tokens": workload.max_tokens, **machine()}
+        run_tasks(env, meta, calls, rounds, store_url, out)
+        return
     contenders = contenders or (SMOKE_CONTENDERS if smoke else ALL_CONTENDERS)
     names = [n.strip() for n in contenders.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONTENDERS]

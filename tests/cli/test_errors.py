@@ -159,6 +159,26 @@ def test_chat_shows_the_load_phases_as_plain_lines_when_not_on_a_terminal(use_ch
     ]
 
 
+def test_chat_task_shows_the_tasks_states_as_plain_lines_when_not_on_a_terminal(use_chat: Any) -> None:
+    task = {"taskId": "1a2b3c4d5e6f", "status": "working"}
+    tasks = [
+        task,
+        {**task, "statusMessage": "generating: 10 of at most 400 tokens"},
+        {**task, "statusMessage": "generating: 80 of at most 400 tokens"},
+        {**task, "status": "completed", "statusMessage": "finished: 400 tokens"},
+    ]
+    chat = use_chat(FakeChat(["Paris"], tasks=tasks))
+    result = invoke("chat", "hi", "--task")
+    assert result.exit_code == 0 and result.stdout == "Paris\n"
+    assert [line for line in result.stderr.splitlines() if "task " in line] == [
+        PREFIX + "task 1a2b3c4d working",  # once per status, not per poll
+        PREFIX + "task 1a2b3c4d completed: finished: 400 tokens",
+    ]
+    assert callable(chat.calls[0]["on_task"])
+    chat_without = use_chat(FakeChat(["Paris"]))
+    assert invoke("chat", "hi").exit_code == 0 and "on_task" not in chat_without.calls[0]
+
+
 def test_chat_bad_settings_exit_2_before_starting_a_server(use_chat: Any) -> None:
     chat = use_chat(FakeChat())
     assert_error(invoke("chat", "hi", VLLM_MAX_SESSIONS="0"), 2, "invalid VLLM_MAX_SESSIONS='0'")

@@ -14,7 +14,7 @@ const sdk = (rel) => import(pathToFileURL(join(process.argv[2], 'node_modules', 
 const { Client } = await sdk('client/index.js');
 const { StdioClientTransport } = await sdk('client/stdio.js');
 const { StreamableHTTPClientTransport } = await sdk('client/streamableHttp.js');
-const { CallToolResultSchema } = await sdk('types.js');
+const { CallToolResultSchema, TaskStatusNotificationSchema } = await sdk('types.js');
 
 function transport(token) {
   if (scenario.transport === 'stdio') {
@@ -25,8 +25,16 @@ function transport(token) {
   });
 }
 
-async function connect(token) {
+// notifications/tasks/status as the client's handler received them, on the first connection.
+const statusNotes = [];
+
+async function connect(token, notes) {
   const client = new Client({ name: 'vllm-mcp-tasks-test', version: '1.0.0' });
+  if (notes) {
+    client.setNotificationHandler(TaskStatusNotificationSchema, (n) => {
+      notes.push({ taskId: n.params.taskId, status: n.params.status, statusMessage: n.params.statusMessage ?? null, meta: n.params._meta ?? null });
+    });
+  }
   await client.connect(transport(token));
   return client;
 }
@@ -34,7 +42,7 @@ async function connect(token) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const brief = (e) => ({ code: e?.code ?? null, message: String(e?.message ?? e) });
 const report = {};
-const client = await connect(scenario.token);
+const client = await connect(scenario.token, statusNotes);
 const TIMEOUT = { timeout: 600_000, resetTimeoutOnProgress: true };
 
 try {
@@ -92,6 +100,11 @@ try {
 
   report.listed = (await client.experimental.tasks.listTasks()).tasks.map((t) => t.taskId);
   report.ids = { chat: chatId, long: longId };
+  // Both tasks have ended: their status notifications are sent (wait for them a while, no more).
+  for (let i = 0; i < 100 && !(statusNotes.some((n) => n.taskId === chatId) && statusNotes.some((n) => n.taskId === longId)); i++) {
+    await sleep(50);
+  }
+  report.status_notes = statusNotes;
 
   // 3. Another caller (HTTP, another token): the tasks are not there for it.
   if (scenario.other_token) {

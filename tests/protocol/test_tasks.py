@@ -61,6 +61,20 @@ async def start_task(peer: StdioPeer, name: str, arguments: Any, **extra: Any) -
     )
 
 
+async def status_note(peer: StdioPeer, task_id: str) -> dict[str, Any]:
+    """The ``notifications/tasks/status`` about ``task_id``, read earlier or now."""
+
+    def about(m: dict[str, Any]) -> bool:
+        return m.get("method") == "notifications/tasks/status" and m["params"]["taskId"] == task_id
+
+    while not any(about(m) for m in peer.received):
+        await peer.recv()
+    await ask(peer, "ping")  # anything sent after it (a second one, wrongly) arrives before the pong
+    found = [m for m in peer.received if about(m)]
+    assert len(found) == 1, found
+    return found[0]["params"]  # type: ignore[no-any-return]
+
+
 def test_the_capability_and_task_support_are_offered_from_2025_11_25_only() -> None:
     async def scenario() -> None:
         engine = FakeEngine(loaded=True)
@@ -96,6 +110,9 @@ def test_a_task_is_created_at_once_polled_and_its_result_fetched() -> None:
             got = (await ask(peer, "tasks/get", {"taskId": task_id}))["result"]
             assert got["status"] == "completed" and got["taskId"] == task_id
             assert got["statusMessage"].startswith("finished: ")
+            # The client that started it is told when it ends: the task as tasks/get shows it.
+            note = await status_note(peer, task_id)
+            assert note.pop("_meta") == {RELATED: {"taskId": task_id}} and note == got
             listed = (await ask(peer, "tasks/list"))["result"]
             assert [t["taskId"] for t in listed["tasks"]] == [task_id] and "nextCursor" not in listed
             again = await ask(peer, "tasks/cancel", {"taskId": task_id})
@@ -128,6 +145,8 @@ def test_cancel_mid_generation_aborts_the_engine_request() -> None:
             result = (await ask(peer, "tasks/result", {"taskId": task_id}))["result"]
             assert result["isError"] and "cancelled" in result["content"][0]["text"]
             assert (await ask(peer, "tasks/get", {"taskId": task_id}))["result"]["status"] == "cancelled"
+            note = await status_note(peer, task_id)
+            assert note["status"] == "cancelled" and note["statusMessage"] == "cancelled by the client"
 
     run(scenario)
 
@@ -146,15 +165,75 @@ def test_progress_of_a_task_names_the_task() -> None:
     run(scenario)
 
 
-def test_a_tool_error_fails_the_task_and_its_result_says_why() -> None:
+def test_a_task_nobody_streams_is_generated_in_coarser_outputs_than_a_streamed_one() -> None:
     async def scenario() -> None:
-        async with serving(FakeEngine(loaded=True)) as peer:
-            created = await start_task(peer, "chat_completion", {**CHAT, "temperature": 9})
+        engine = FakeEngine(reply=" ".join(["w"] * 60), pace=0.002, loaded=True)
+        async with serving(engine) as peer:
+            long = {"prompt": "go", "max_tokens": 60}
+            await ask(peer, "tools/call", {"name": "complete", "arguments": long})  # the decode rate
+            for extra in ({"_meta": {"progressToken": "p"}}, {}):
+                created = await start_task(peer, "complete", long, **extra)
+                await ask(peer, "tasks/result", {"taskId": created["result"]["task"]["taskId"]})
+            streamed, status_only = (engine.sampling[rid].stream_interval for rid in engine.started[1:])
+            assert status_only > streamed  # vLLM hands over fewer, larger outputs
+
+    run(scenario)
+
+
+def test_an_error_found_while_the_task_runs_fails_it_and_its_result_says_why() -> None:
+    async def scenario() -> None:
+        # The prompt's length against the model's context is known once it is tokenized, in the task.
+        async with serving(FakeEngine(loaded=True, max_model_len=8)) as peer:
+            created = await start_task(peer, "complete", {"prompt": "far too long for eight tokens"})
             task_id = created["result"]["task"]["taskId"]
             result = (await ask(peer, "tasks/result", {"taskId": task_id}))["result"]
-            assert result["isError"] and "temperature" in result["content"][0]["text"]
+            assert result["isError"] and "VLLM_MAX_MODEL_LEN" in result["content"][0]["text"]
             got = (await ask(peer, "tasks/get", {"taskId": task_id}))["result"]
-            assert got["status"] == "failed" and "temperature" in got["statusMessage"]
+            assert got["status"] == "failed" and "VLLM_MAX_MODEL_LEN" in got["statusMessage"]
+            note = await status_note(peer, task_id)
+            assert note["status"] == "failed" and note["statusMessage"] == got["statusMessage"]
+
+    run(scenario)
+
+
+BAD_ARGUMENTS = [
+    ("chat_completion", {**CHAT, "temperature": 9}, "temperature"),
+    ("chat_completion", {**CHAT, "colour": "blue"}, "colour: unknown argument"),
+    ("chat_completion", {"max_tokens": 5}, "messages: required argument is missing"),
+    (
+        "chat_completion",
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        "fake-model",
+    ),
+    ("complete", {"prompt": "go", "adapter": "nope"}, "unknown adapter 'nope'"),
+    ("complete", {"prompt": "x" * 300_000}, "VLLM_MCP_MAX_CONTENT_CHARS"),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "named"), BAD_ARGUMENTS)
+def test_bad_arguments_get_the_plain_calls_error_and_no_task(tool: str, arguments: Any, named: str) -> None:
+    async def scenario() -> None:
+        engine = FakeEngine(endless="x", pace=0.05, loaded=True)
+        async with serving(engine, VLLM_MCP_MAX_TASKS_PER_CALLER="1") as peer:
+            plain = (await ask(peer, "tools/call", {"name": tool, "arguments": arguments}))["result"]
+            assert plain["isError"] and named in plain["content"][0]["text"]
+            refused = await start_task(peer, tool, arguments)
+            assert refused["error"] == {"code": -32602, "message": plain["content"][0]["text"]}
+            assert (await ask(peer, "tasks/list"))["result"]["tasks"] == []
+            # Nothing counted against the caller's limit (1): a good task still starts, and
+            # with it running, bad arguments still get their own error, not the limit's.
+            good = await start_task(peer, "complete", {"prompt": "go", "max_tokens": 100_000})
+            assert good["result"]["task"]["status"] == "working"
+            again = await start_task(peer, tool, arguments)
+            assert again["error"]["message"] == plain["content"][0]["text"]
+            listed = (await ask(peer, "tasks/list"))["result"]["tasks"]
+            assert [t["taskId"] for t in listed] == [good["result"]["task"]["taskId"]]
+            # The refusals are counted as the plain call's error is (outcome "invalid").
+            registry = peer.tools.metrics.registry  # type: ignore[attr-defined]
+            invalid = {"model": "fake-model", "tool": tool, "outcome": "invalid", "caller": ""}
+            assert registry.get_sample_value("vllm_mcp_requests_total", invalid) == 3
+            await ask(peer, "tasks/cancel", {"taskId": good["result"]["task"]["taskId"]})
+            assert len(engine.started) == 1  # only the good task reached the engine
 
     run(scenario)
 

@@ -203,7 +203,12 @@ def test_touch_renews_the_lease_and_fail_stale_ends_only_a_stale_live_task(make:
             done = await store.create("c", None)
             await store.update(done.task_id, status="completed", result={"content": []})
             clock.now += 10
-            await store.touch([t.task_id, done.task_id])
+            # The lease, and status messages in the same write: an ended task keeps its own.
+            await store.touch([t.task_id, done.task_id], {t.task_id: "generating: 5", done.task_id: "late"})
+            mid = await store.get("c", t.task_id)
+            assert mid is not None and mid.message == "generating: 5" and mid.updated == clock.now
+            ended = await store.get("c", done.task_id)
+            assert ended is not None and ended.message is None
             assert not await store.fail_stale(t.task_id, clock.now - 5, "dead")  # renewed: not stale
             clock.now += 10
             assert await store.fail_stale(t.task_id, clock.now - 5, "dead")

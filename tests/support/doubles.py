@@ -245,9 +245,11 @@ class FakeChat:
         error: BaseException | None = None,
         server_log: str | None = None,
         statuses: Sequence[dict[str, Any]] = (),
+        tasks: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.pieces = list(pieces)
         self.statuses = list(statuses)
+        self.tasks = list(tasks)  # task states given to ``on_task`` (``chat --task``)
         self.result = (
             result
             if result is not None
@@ -277,6 +279,8 @@ class FakeChat:
         on_status = options.get("on_status")
         for status in self.statuses:
             on_status(status)
+        for task in self.tasks:
+            options["on_task"](task)
         for piece in self.pieces:
             on_text(piece)
         if self.error is not None:

@@ -44,3 +44,15 @@ def require_sdk() -> None:
         if "MCP_NODE_TOOLS" in os.environ:
             pytest.fail(f"{TOOLS} lacks @modelcontextprotocol/sdk (.ci/run installs it)")
         pytest.skip("needs the npm @modelcontextprotocol/sdk (.ci/run installs it)")
+
+
+EXT_TASKS = TOOLS / "node_modules" / "@modelcontextprotocol" / "ext-tasks" / "package.json"
+CLIENT_V2 = TOOLS / "node_modules" / "@modelcontextprotocol" / "client" / "package.json"
+
+
+def require_ext_tasks() -> None:
+    """As ``require_sdk``, for the tasks extension's client and the v2 SDK client under it."""
+    if not (EXT_TASKS.exists() and CLIENT_V2.exists()):
+        if "MCP_NODE_TOOLS" in os.environ:
+            pytest.fail(f"{TOOLS} lacks @modelcontextprotocol/ext-tasks or /client (.ci/run installs them)")
+        pytest.skip("needs the npm @modelcontextprotocol/ext-tasks and /client (.ci/run installs them)")

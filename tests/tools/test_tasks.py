@@ -12,7 +12,17 @@ from tests.support.doubles import FakeEngine, tools_over
 from vllm_mcp.sessions.tasks import MemoryTaskStore, TaskStore
 from vllm_mcp.sessions.tasks_postgres import PostgresTaskStore
 from vllm_mcp.sessions.tasks_sqlite import SqliteTaskStore
-from vllm_mcp.tools.tasks import Outcome, TaskLimitReached, TaskProgress, TaskRunner, task_time_limit
+from vllm_mcp.tools import tasks as tasks_module
+from vllm_mcp.tools.admission import COALESCE_TOKENS, ProgressRate
+from vllm_mcp.tools.tasks import (
+    STATUS_INTERVAL_S,
+    Outcome,
+    TaskLimitReached,
+    TaskProgress,
+    TaskRunner,
+    report_floor,
+    task_time_limit,
+)
 
 
 def runner(per_caller: int = 4) -> TaskRunner:
@@ -197,3 +207,60 @@ def test_model_info_answers_while_the_task_store_is_down() -> None:
     assert asyncio.run(tools.model_info({})).tasks == {}
     tools.task_counts = up  # the control: a store that answers is counted
     assert asyncio.run(tools.model_info({})).tasks == {"working": 1}
+
+
+def test_a_task_whose_progress_only_the_status_reads_lets_vllm_coalesce_its_outputs() -> None:
+    rate = ProgressRate(interval=0.05, max_rate=0)
+    rate.observe(tokens=100, seconds=1.0)  # one call decodes 100 tokens/s
+    streamed = rate.output_interval(streams=True, budget_s=None)
+    ctx = contextvars.copy_context()
+    ctx.run(report_floor.set, STATUS_INTERVAL_S)
+    status_only = ctx.run(rate.output_interval, True, None)
+    # A client streaming at 50 ms wants an output every few tokens; a status read once a
+    # second, half a second's worth (the most is what a call nobody streams gets).
+    assert streamed == 2 and status_only == min(COALESCE_TOKENS, 50)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_with_a_shared_store_status_messages_are_written_with_the_lease(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One write a second for all the tasks a server runs, seen by any reader of the store."""
+    monkeypatch.setattr(tasks_module, "STATUS_INTERVAL_S", 0.0)
+
+    def store() -> TaskStore:
+        if kind == "sqlite":
+            return SqliteTaskStore(tmp_path / "shared.db")
+        return PostgresTaskStore(request.getfixturevalue("postgres_url"), None)
+
+    async def scenario() -> None:
+        mine, other = store(), store()
+        await mine.open()
+        await other.open()
+        runner = TaskRunner(mine, ttl=600.0, max_seconds=900.0, per_caller=4)
+        runner.watch_interval = 0.05
+        gate = asyncio.Event()
+
+        async def generate(progress: TaskProgress) -> Outcome:
+            await progress.report("", 7, 100)
+            await gate.wait()
+            return Outcome("completed", "finished: 100 tokens", {"content": []})
+
+        try:
+            record = await runner.start("c", None, generate)
+            while True:  # another replica's view, until the watcher's write lands
+                seen = await other.get("c", record.task_id)
+                assert seen is not None
+                if seen.message:
+                    break
+                await asyncio.sleep(0.01)
+            assert seen.message == "generating: 7 of at most 100 tokens" and seen.status == "working"
+            gate.set()
+            done = await runner.wait("c", record.task_id)
+            assert done is not None and done.message == "finished: 100 tokens"
+        finally:
+            await runner.aclose()
+            await mine.aclose()
+            await other.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -32,6 +32,12 @@ from vllm_mcp.errors import CliError
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="With --url: a file holding the bearer token (its first 'token' or 'name:token' line).",
 )
+@click.option(
+    "--task",
+    is_flag=True,
+    help="Let the server run the question as an MCP task (2026-07-28): its status is shown while "
+    "it is polled; Ctrl-C cancels it.",
+)
 def chat(
     question: str,
     system: str | None,
@@ -41,6 +47,7 @@ def chat(
     model: str | None,
     url: str | None,
     token_file: Path | None,
+    task: bool,
 ) -> None:
     """Ask one QUESTION: starts `vllm-mcp serve` over stdio (or asks --url) and streams the answer."""
     from vllm_mcp.protocol import client
@@ -51,6 +58,8 @@ def chat(
         "temperature": temperature,
         "seed": seed,
     }
+    if task:
+        sampling["on_task"] = _task_line()
     if url is not None:
         _footer(_chat_url(question, url, token_file, sampling))
         return
@@ -97,6 +106,20 @@ def chat(
     status.done()
     log_file.unlink(missing_ok=True)
     _footer(result)
+
+
+def _task_line() -> Callable[[dict[str, Any]], None]:
+    """``chat --task``: each state of the task on stderr (the reply goes to stdout)."""
+    from vllm_mcp.cli.progress import TaskLine
+
+    line = TaskLine()
+
+    def show(task: dict[str, Any]) -> None:
+        line(task)
+        if task.get("status") in ("completed", "failed", "cancelled"):
+            line.done()
+
+    return show
 
 
 def _show(text: str) -> None:

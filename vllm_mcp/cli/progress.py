@@ -52,3 +52,25 @@ class StatusLine:
             self.stream.write("\n")
             self.stream.flush()
             self._open = False
+
+
+def describe_task(task: dict[str, Any]) -> str:
+    """'task 1a2b3c4d working: generating: 120 of at most 400 tokens' from a task's state."""
+    text = f"task {str(task.get('taskId', ''))[:8]} {task.get('status', 'working')}"
+    message = task.get("statusMessage")
+    return f"{text}: {message}" if message else text
+
+
+class TaskLine(StatusLine):
+    """A task's states as ``chat --task`` polls them: rewritten in place on a terminal,
+    elsewhere a line each time the status changes (not at every poll)."""
+
+    def __call__(self, task: dict[str, Any]) -> None:
+        text = PREFIX + describe_task(task)
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self._open = True
+        elif task.get("status") != self._shown_phase:
+            self.stream.write(text + "\n")
+        self._shown_phase = task.get("status")
+        self.stream.flush()

@@ -9,6 +9,8 @@
 - ``http``: MCP Streamable HTTP (the SDK's app under uvicorn) for many clients at once;
   ``auth``: its bearer tokens, read from a file, one caller per token; ``oauth``: access
   tokens from an OAuth authorization server (vllm-mcp as a resource server).
+- ``tasks``: MCP tasks, 2025-11-25 (experimental); ``tasks_ext``: the 2026-07-28
+  ``io.modelcontextprotocol/tasks`` extension; both over ``vllm_mcp.tools.tasks``.
 - ``client``: the MCP client behind ``vllm-mcp chat``.
 """
 

@@ -1,6 +1,7 @@
 """The MCP client behind ``vllm-mcp chat``: one question, the answer streamed.
 
-Over stdio it starts its own server; with ``--url`` it asks a running HTTP server. While the
+Over stdio it starts its own server; with ``--url`` it asks a running HTTP server. With
+``--task`` the call may run as an MCP task (2026-07-28 extension, tasks_client.py). While the
 model loads it reports the server's load phase (``model_info`` over stdio, ``/healthz`` over
 HTTP) to ``on_status``, so a person sees what the wait is for.
 """
@@ -15,6 +16,7 @@ from typing import Any
 import mcp_types as types
 
 from vllm_mcp.errors import ChatFailed
+from vllm_mcp.protocol.tasks_client import TaskCallback, TasksClient
 
 POLL_SECONDS = 1.0
 
@@ -93,31 +95,47 @@ async def chat_once(
     seed: int | None = None,
     timeout: float = 900.0,
     on_status: StatusCallback | None = None,
+    on_task: TaskCallback | None = None,
 ) -> dict[str, Any]:
-    """Start ``vllm-mcp serve`` as a child, ask one question, stream the reply to ``on_text``."""
+    """Start ``vllm-mcp serve`` as a child, ask one question, stream the reply to ``on_text``.
+
+    With ``on_task`` the call may run as a 2026-07-28 task (tasks_client.py), followed to its end.
+    """
     from mcp import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=server_command[0], args=server_command[1:], env=env)
     arguments = _arguments(question, system, max_tokens, temperature, seed)
+    if on_task is not None:
+        from mcp.client.client import Client
+
+        async with Client(params, extensions=[TasksClient(on_task)]) as client:
+            if on_status is not None:
+                await wait_until_loaded(lambda: _model_info_status(client.call_tool), on_status, timeout)
+            return await _ask(client.call_tool, arguments, on_text, timeout)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
 
         async def status() -> dict[str, Any] | None:
-            result = await session.call_tool("model_info", {}, read_timeout_seconds=60)
-            info = result.structured_content or {}
-            if result.is_error or "load_phase" not in info:
-                return None
-            return {
-                "state": info["server_state"],
-                "phase": info["load_phase"],
-                "phase_s": info["load_phase_s"],
-                "load_s": info["load_s"],
-            }
+            return await _model_info_status(session.call_tool)
 
         if on_status is not None:
             await wait_until_loaded(status, on_status, timeout)
         return await _ask(session.call_tool, arguments, on_text, timeout)
+
+
+async def _model_info_status(call_tool: Callable[..., Awaitable[Any]]) -> dict[str, Any] | None:
+    """The server's load state from ``model_info`` (None: it does not say)."""
+    result = await call_tool("model_info", {}, read_timeout_seconds=60)
+    info = result.structured_content or {}
+    if result.is_error or "load_phase" not in info:
+        return None
+    return {
+        "state": info["server_state"],
+        "phase": info["load_phase"],
+        "phase_s": info["load_phase_s"],
+        "load_s": info["load_s"],
+    }
 
 
 async def chat_url(
@@ -132,8 +150,10 @@ async def chat_url(
     seed: int | None = None,
     timeout: float = 900.0,
     on_status: StatusCallback | None = None,
+    on_task: TaskCallback | None = None,
 ) -> dict[str, Any]:
-    """Ask a running ``vllm-mcp serve --transport http`` at ``url``, the reply streamed."""
+    """Ask a running ``vllm-mcp serve --transport http`` at ``url``, the reply streamed (as a
+    2026-07-28 task the server may make of it, with ``on_task``)."""
     import httpx2
     from mcp.client.client import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -162,7 +182,8 @@ async def chat_url(
         async with http:
             if on_status is not None:
                 await wait_until_loaded(status, on_status, timeout)
-            async with Client(streamable_http_client(url, http_client=http)) as client:
+            extensions = [TasksClient(on_task)] if on_task is not None else None
+            async with Client(streamable_http_client(url, http_client=http), extensions=extensions) as client:
                 return await _ask(client.call_tool, arguments, on_text, timeout)
     except Exception as e:
         problem = _http_problem(e, refused)

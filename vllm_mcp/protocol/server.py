@@ -9,10 +9,11 @@ ping, progress, cancellation. Every transport serves this one ``Server``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
@@ -24,6 +25,7 @@ from vllm_mcp import __version__
 from vllm_mcp.errors import EngineUnavailable, ToolError
 from vllm_mcp.protocol.auth import session_namespace
 from vllm_mcp.protocol.tasks import TaskServer, install_tasks
+from vllm_mcp.protocol.tasks_ext import TasksExtension, install_extension
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.sessions.tasks import MemoryTaskStore
 from vllm_mcp.tools import embed
@@ -208,12 +210,14 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         send = _progress_sender(ctx) if _progress_token(ctx) is not None else None
-        return await run_call(ctx, params, send)
+        return await (await check_call(ctx, params))(send)
 
-    async def run_call(
-        ctx: Any, params: types.CallToolRequestParams, send: Callable[[str, float, int | None], Any] | None
-    ) -> types.CallToolResult:
-        """One tools/call, direct or as a task: ``send`` gets its progress (None: no progress)."""
+    async def check_call(ctx: Any, params: types.CallToolRequestParams) -> Run:
+        """One tools/call, direct or as a task, its arguments checked now: what runs it.
+
+        A bad argument gives a run that answers the error a plain call gets, at once (and a
+        task is not created for it, protocol/tasks.py: ``run.refusal``); the run takes the
+        progress sender (None: no progress)."""
         name = params.name
         if name not in names:
             raise MCPError(
@@ -221,24 +225,66 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
                 message=f"Unknown tool: {name!r}; this server offers {', '.join(names)}",
             )
         drop_gateway_arguments(params.arguments)
-        started = time.monotonic()
         label = metrics_caller(ctx, tools.settings.metrics_caller_label)
         namespace = session_namespace(ctx)  # sessions: OAuth and token-file callers apart
         model = tools.called_model(name, params.arguments)  # a configured one, or None
-        tools.metrics.request_started(name)
+        run = functools.partial(Run, name, label, tools, model)
+        try:
+            if name == "chat_completion":
+                work: Callable[[Any], Awaitable[Any]] = tools.checked_chat(params.arguments, caller=namespace)
+            elif name == "complete":  # no session, so no caller namespace
+                work = tools.checked_complete(params.arguments)
+            elif name == "model_info":
+                work = lambda send: tools.model_info(params.arguments)  # noqa: E731
+            elif name == "embed":
+                work = lambda send: tools.embed(params.arguments, send)  # noqa: E731
+            else:
+                work = lambda send: tools.end_session(params.arguments, caller=namespace)  # noqa: E731
+        except ToolError as e:
+            return run(refusal=(e.outcome, _error(str(e))))
+        return run(work)
+
+    server = TaskServer(
+        "vllm-mcp",
+        version=__version__,
+        instructions="Use the vLLM models this server runs: chat_completion, or complete for a raw "
+        "prompt; embed for vectors where an embedding model is served. model_info lists the models.",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+    install_tasks(server, tasks, check_call, TASK_TOOLS)
+    install_extension(server, TasksExtension(tasks, check_call, TASK_TOOLS), call_tool)
+    return server
+
+
+class Run:
+    """A checked tools/call, run with a progress sender (or None): the tool's result or its error
+    as a ``CallToolResult``, timed and counted in the metrics (by model where one is named).
+    ``refusal``: the arguments were bad, and running it answers that error at once."""
+
+    def __init__(
+        self,
+        name: str,
+        label: str,
+        tools: Tools,
+        model: Any,
+        work: Callable[[Any], Awaitable[Any]] | None = None,
+        refusal: tuple[str, types.CallToolResult] | None = None,
+    ) -> None:
+        self.name, self._label, self._tools, self._model = name, label, tools, model
+        self._work, self.refusal = work, refusal
+
+    async def __call__(self, send: Callable[[str, float, int | None], Any] | None) -> types.CallToolResult:
+        started = time.monotonic()
+        metrics = self._tools.metrics
+        metrics.request_started(self.name)
         outcome = "error"
         try:
-            if name in ("chat_completion", "complete"):
-                if name == "chat_completion":
-                    result: Any = await tools.chat_completion(params.arguments, send, caller=namespace)
-                else:  # no session, so no caller namespace
-                    result = await tools.complete(params.arguments, send)
-            elif name == "model_info":
-                result = await tools.model_info(params.arguments)
-            elif name == "embed":
-                result = await tools.embed(params.arguments, send)
-            else:
-                result = await tools.end_session(params.arguments, caller=namespace)
+            if self.refusal is not None:
+                outcome = self.refusal[0]
+                return self.refusal[1]
+            assert self._work is not None
+            result = await self._work(send)
             outcome = "ok"
             return _ok(result)
         except ToolError as e:
@@ -251,27 +297,19 @@ def build_server(tools: Tools, tasks: TaskRunner | None = None) -> Server[Any]:
             raise
         finally:
             seconds = time.monotonic() - started
-            tools.metrics.request_finished(name, outcome, seconds, label, tools.metrics_model(model))
+            model = self._model
+            metrics.request_finished(
+                self.name, outcome, seconds, self._label, self._tools.metrics_model(model)
+            )
             log.debug(
                 "call finished",
                 extra={
-                    "tool": name,
+                    "tool": self.name,
                     "model": model.name if model is not None else None,
                     "outcome": outcome,
                     "seconds": round(seconds, 3),
                 },
             )
-
-    server = TaskServer(
-        "vllm-mcp",
-        version=__version__,
-        instructions="Use the vLLM models this server runs: chat_completion, or complete for a raw "
-        "prompt; embed for vectors where an embedding model is served. model_info lists the models.",
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-    )
-    install_tasks(server, tasks, run_call, TASK_TOOLS)
-    return server
 
 
 GATEWAY_ARGUMENTS = ("headers",)

@@ -12,9 +12,10 @@ the methods, so this module plugs them in with the SDK's own seams:
 
 Only a client that asks gets any of it: without ``params.task`` a call is served as before,
 and on a 2026-07-28 connection ``params.task`` is not part of the protocol and is ignored.
-Progress notifications of a task carry ``_meta["io.modelcontextprotocol/related-task"]``;
-they go on the connection's own channel (the request's response has gone), best effort: the
-store's status message is what every replica can read.
+Progress notifications of a task and its ``notifications/tasks/status`` (sent once it ends:
+its only status change, as ``input_required`` is never used) carry
+``_meta["io.modelcontextprotocol/related-task"]``; they go on the connection that created the
+task (the request's response has gone), best effort: the store is what every replica reads.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import mcp_types as types
 from mcp.server.lowlevel import Server
@@ -38,11 +39,13 @@ from vllm_mcp.protocol.auth import session_namespace
 from vllm_mcp.protocol.transport import INVALID_PARAMS, METHOD_NOT_FOUND
 from vllm_mcp.sessions.tasks import TaskRecord
 from vllm_mcp.tools.limits import NO_NAMESPACE
-from vllm_mcp.tools.tasks import Outcome, TaskProgress, TaskRunner
+from vllm_mcp.tools.tasks import STATUS_INTERVAL_S, Outcome, TaskProgress, TaskRunner, report_floor
 
 log = logging.getLogger(__name__)
 
 RELATED_TASK = "io.modelcontextprotocol/related-task"
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+"""The 2026-07-28 extension (protocol/tasks_ext.py)."""
 POLL_INTERVAL_MS = 1000
 """The poll interval suggested to clients."""
 PAGE_SIZE = 50
@@ -53,7 +56,18 @@ NOTIFY_TIMEOUT_S = 1.0
 ones with it): a client that went away never holds up a generation."""
 
 Progress = Callable[[str, float, int | None], Awaitable[None]]
-RunCall = Callable[[Any, types.CallToolRequestParams, Progress | None], Awaitable[types.CallToolResult]]
+
+
+class CheckedCall(Protocol):
+    """A tools/call whose arguments were checked (protocol/server.py's ``Run``)."""
+
+    refusal: tuple[str, types.CallToolResult] | None
+    """Set when the arguments are bad: (the metrics' outcome, the error a plain call gets)."""
+
+    async def __call__(self, send: Progress | None) -> types.CallToolResult: ...
+
+
+CheckCall = Callable[[Any, types.CallToolRequestParams], Awaitable[CheckedCall]]
 
 
 def _iso(t: float) -> str:
@@ -89,7 +103,9 @@ class TaskServer(Server[Any]):
     def get_capabilities(self, *args: Any, **kwargs: Any) -> types.ServerCapabilities:
         caps = super().get_capabilities(*args, **kwargs)
         if kwargs.get("protocol_version") in MODERN_PROTOCOL_VERSIONS:
-            return caps
+            return caps  # the 2026-07-28 extension, if installed (protocol/tasks_ext.py)
+        if caps.extensions:  # 2026-07-28 extensions are not offered on an older connection
+            caps.extensions = {k: v for k, v in caps.extensions.items() if k != TASKS_EXTENSION} or None
         caps.tasks = types.ServerTasksCapability(
             list=types.TasksListCapability(),
             cancel=types.TasksCancelCapability(),
@@ -101,9 +117,10 @@ class TaskServer(Server[Any]):
 
 
 def install_tasks(
-    server: Server[Any], runner: TaskRunner, run_call: RunCall, task_tools: frozenset[str]
+    server: Server[Any], runner: TaskRunner, check_call: CheckCall, task_tools: frozenset[str]
 ) -> None:
-    """Serve tasks on ``server``: ``run_call(ctx, params, progress)`` runs one tools/call."""
+    """Serve tasks on ``server``: ``check_call(ctx, params)`` checks one tools/call's arguments
+    and gives what runs it."""
 
     async def create(ctx: Any, call_next: Any) -> Any:
         if (
@@ -124,8 +141,21 @@ def install_tasks(
                 f"'forbidden'); call it without params.task. Tasks: {', '.join(sorted(task_tools))}",
             )
         assert params.task is not None
+        owner = _owner(ctx)
+        call = await check_call(ctx, params)
+        if call.refusal is not None:
+            # Bad arguments: no task, nothing counted against the caller's limit, and the error
+            # the same call gets without params.task (a JSON-RPC error: this request's answer
+            # is a CreateTaskResult or an error, and clients check for the former).
+            refused = await call(None)  # counted in the metrics as the plain call would be
+            raise MCPError(code=INVALID_PARAMS, message=_text(refused))
+        notify = _Notifier(ctx)
+
+        async def ended(record: TaskRecord) -> None:
+            await notify(status_notification(record))
+
         try:
-            record = await runner.start(_owner(ctx), params.task.ttl, _work(ctx, params, run_call))
+            record = await runner.start(owner, params.task.ttl, _work(ctx, call, notify), ended)
         except (ToolError, SessionStoreFailed) as e:
             raise MCPError(code=SERVER_ERROR, message=str(e)) from None
         log.info("task created", extra={"task": record.task_id[:8], "tool": params.name})
@@ -204,15 +234,26 @@ def _progress_token(ctx: Any) -> Any:
     return getattr(meta, "progress_token", None)
 
 
-def _work(
-    ctx: Any, params: types.CallToolRequestParams, run_call: RunCall
-) -> Callable[[TaskProgress], Awaitable[Outcome]]:
+def _text(result: types.CallToolResult) -> str:
+    return next((c.text for c in result.content if isinstance(c, types.TextContent)), "the call failed")
+
+
+def status_notification(record: TaskRecord) -> types.TaskStatusNotification:
+    """``notifications/tasks/status``: the task as ``tasks/get`` shows it, marked as the task's."""
+    params = {**task_fields(record), "_meta": {RELATED_TASK: {"taskId": record.task_id}}}
+    return types.TaskStatusNotification.model_validate(
+        {"method": "notifications/tasks/status", "params": params}, by_name=False
+    )
+
+
+def _work(ctx: Any, call: CheckedCall, notify: _Notifier) -> Callable[[TaskProgress], Awaitable[Outcome]]:
     """The background half of a task-augmented tools/call."""
 
     async def work(progress: TaskProgress) -> Outcome:
         related = {RELATED_TASK: {"taskId": progress.task_id}}
-        notify = _Notifier(ctx)
         token = _progress_token(ctx)
+        if token is None:  # only the status message reads its progress: once a second
+            report_floor.set(STATUS_INTERVAL_S)
 
         async def send(text: str, tokens: float, total: int | None) -> None:
             await progress.report(text, tokens, total)
@@ -225,22 +266,24 @@ def _work(
                     )
                 )
 
-        result = await run_call(ctx, params, send)
-        data = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        if result.is_error:
-            text = next(
-                (c.text for c in result.content if isinstance(c, types.TextContent)), "the call failed"
-            )
-            return Outcome("failed", text[:500], data)
-        usage = (result.structured_content or {}).get("usage") or {}
-        tokens = usage.get("completion_tokens")
-        return Outcome("completed", "finished" if tokens is None else f"finished: {tokens} tokens", data)
+        return outcome_of(await call(send))
 
     return work
 
 
+def outcome_of(result: types.CallToolResult) -> Outcome:
+    """How a task's call ended, as the store keeps it (a tool error: ``failed``, as 2025-11-25 says)."""
+    data = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if result.is_error:
+        return Outcome("failed", _text(result)[:500], data)
+    usage = (result.structured_content or {}).get("usage") or {}
+    tokens = usage.get("completion_tokens")
+    return Outcome("completed", "finished" if tokens is None else f"finished: {tokens} tokens", data)
+
+
 class _Notifier:
-    """Notifications about a task on the connection's channel, dropped if it cannot take them."""
+    """Notifications about a task on the connection's channel, dropped if it cannot take them:
+    progress (with a progress token) and the status once the task ends."""
 
     def __init__(self, ctx: Any) -> None:
         self._session = getattr(ctx, "session", None)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -172,8 +172,10 @@ class TaskStore(ABC):
         return self._clock()
 
     @abstractmethod
-    async def touch(self, task_ids: list[str]) -> None:
-        """Renew the lease of these live tasks (their ``updated`` time): their server is alive."""
+    async def touch(self, task_ids: list[str], messages: Mapping[str, str] | None = None) -> None:
+        """Renew the lease of these live tasks (their ``updated`` time): their server is alive;
+        with ``messages``, their new status messages in the same write (one per second for all
+        the tasks a server runs, not one per task)."""
 
     @abstractmethod
     async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
@@ -261,9 +263,9 @@ class MemoryTaskStore(TaskStore):
     async def statuses(self, task_ids: list[str]) -> dict[str, TaskStatus]:
         return {i: self._tasks[i].status for i in task_ids if i in self._tasks}
 
-    async def touch(self, task_ids: list[str]) -> None:
+    async def touch(self, task_ids: list[str], messages: Mapping[str, str] | None = None) -> None:
         for task_id in task_ids:
-            await self.update(task_id)
+            await self.update(task_id, message=(messages or {}).get(task_id))
 
     async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
         record = self._tasks.get(task_id)

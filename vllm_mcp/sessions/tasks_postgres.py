@@ -9,7 +9,7 @@ replicas racing (one completing, one cancelling) leave exactly one terminal stat
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -203,12 +203,24 @@ class PostgresTaskStore(TaskStore):
         rows = await self._rows("SELECT id, status FROM vllm_mcp_tasks WHERE id = ANY(%s)", (task_ids,))
         return dict(rows)
 
-    async def touch(self, task_ids: list[str]) -> None:
-        if task_ids:
-            await self._count(
-                f"UPDATE vllm_mcp_tasks SET updated = %s WHERE id = ANY(%s) AND {LIVE_SQL}",
-                (self._clock(), task_ids),
-            )
+    async def touch(self, task_ids: list[str], messages: Mapping[str, str] | None = None) -> None:
+        if not task_ids:
+            return
+        now, notes = self._clock(), dict(messages or {})
+
+        async def write(conn: Conn) -> None:
+            async with conn.transaction():  # one commit for the lease and the messages
+                lease = f"UPDATE vllm_mcp_tasks SET updated = %s WHERE id = ANY(%s) AND {LIVE_SQL}"
+                await conn.execute(lease, (now, task_ids))
+                if notes:
+                    await conn.execute(
+                        "UPDATE vllm_mcp_tasks AS t SET message = m.message "
+                        "FROM unnest(%s::text[], %s::text[]) AS m(id, message) "
+                        f"WHERE t.id = m.id AND t.{LIVE_SQL}",
+                        (list(notes), list(notes.values())),
+                    )
+
+        await self._run(write)
 
     async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
         n = await self._count(

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,14 +186,24 @@ class SqliteTaskStore(TaskStore):
         )
         return dict(rows)
 
-    async def touch(self, task_ids: list[str]) -> None:
-        if task_ids:
-            now, marks = self._clock(), ", ".join("?" * len(task_ids))
-            await self._run(
-                lambda db: db.execute(
-                    f"UPDATE tasks SET updated = ? WHERE id IN ({marks}) AND {LIVE_SQL}", (now, *task_ids)
-                )
-            )
+    async def touch(self, task_ids: list[str], messages: Mapping[str, str] | None = None) -> None:
+        if not task_ids:
+            return
+        now, marks = self._clock(), ", ".join("?" * len(task_ids))
+        notes = [(m, task_id) for task_id, m in (messages or {}).items()]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")  # one commit (one fsync) for the lease and the messages
+            try:
+                lease = f"UPDATE tasks SET updated = ? WHERE id IN ({marks}) AND {LIVE_SQL}"
+                db.execute(lease, (now, *task_ids))
+                db.executemany(f"UPDATE tasks SET message = ? WHERE id = ? AND {LIVE_SQL}", notes)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
 
     async def fail_stale(self, task_id: str, before: float, message: str) -> bool:
         now = self._clock()

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from vllm_mcp.errors import OutOfTime, ServerBusy
+from vllm_mcp.tools import tasks
 
 ProgressSender = Callable[[str, float, int | None], Awaitable[None]]
 """``(new_text, tokens_so_far, max_tokens)``, called at a bounded rate; or, while a call waits,
@@ -145,7 +146,7 @@ class ProgressRate:
         while few others stream, but report at the burst's pace once the rest have started
         (the decode rate they are converted with is the burst's too).
         """
-        report_s = max(self.interval(), self.recent_interval)
+        report_s = max(self.interval(), self.recent_interval, tasks.report_floor.get())
         return output_interval(streams, report_s, budget_s, self.decode_rate)
 
     def pacer(self, send: ProgressSender, total: int) -> ProgressPacer:

@@ -238,6 +238,13 @@ class Tools:
         caller: str | None = None,
     ) -> ChatResult:
         """``caller`` is the authenticated HTTP caller: its sessions live in its own namespace."""
+        return await self.checked_chat(arguments, caller=caller)(progress)
+
+    def checked_chat(
+        self, arguments: dict[str, Any] | None, *, caller: str | None = None
+    ) -> Callable[[ProgressSender | None], Awaitable[ChatResult]]:
+        """The arguments checked now (``InvalidArguments``), the call run by what it returns:
+        a call made as a task is refused before the task exists, as a plain call is."""
         if (where := media.first_image_part(arguments)) is not None:
             named = (arguments or {}).get("model")
             engine = served.pick(self.models, named if isinstance(named, str) else None, "generate")
@@ -250,11 +257,17 @@ class Tools:
         media.check_count([m.as_dict() for m in args.messages], self.settings)
         limits.check_generation(args, engine.settings)
         key = session_key(caller, args.session_id)
-        return await self._guarded(self._chat(engine, args, progress, key))
+        return lambda progress: self._guarded(self._chat(engine, args, progress, key))
 
     async def complete(
         self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
     ) -> CompleteResult:
+        return await self.checked_complete(arguments)(progress)
+
+    def checked_complete(
+        self, arguments: dict[str, Any] | None
+    ) -> Callable[[ProgressSender | None], Awaitable[CompleteResult]]:
+        """As ``checked_chat``, for ``complete``."""
         args: CompleteArguments = parse_arguments(CompleteArguments, arguments)
         engine = served.pick(self.models, args.model, "generate")
         if len(args.prompt) > self.settings.max_content_chars:
@@ -263,7 +276,7 @@ class Tools:
                 "characters (VLLM_MCP_MAX_CONTENT_CHARS)"
             )
         limits.check_generation(args, engine.settings)
-        return await self._guarded(self._complete(engine, args, progress))
+        return lambda progress: self._guarded(self._complete(engine, args, progress))
 
     async def embed(
         self, arguments: dict[str, Any] | None, progress: ProgressSender | None = None
