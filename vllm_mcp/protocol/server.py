@@ -29,20 +29,17 @@ from vllm_mcp.protocol.tasks_ext import TasksExtension, install_extension
 from vllm_mcp.protocol.transport import INVALID_PARAMS
 from vllm_mcp.sessions.tasks import MemoryTaskStore
 from vllm_mcp.tools import embed
-from vllm_mcp.tools.generation import GenerationResult
-from vllm_mcp.tools.handlers import (
+from vllm_mcp.tools.calls import (
     ChatArguments,
     ChatResult,
     CompleteArguments,
     CompleteResult,
     EndSessionArguments,
     EndSessionResult,
-    ModelInfo,
     NoArguments,
-    Tools,
-    engine_error_message,
-    schema,
 )
+from vllm_mcp.tools.generation import GenerationResult
+from vllm_mcp.tools.handlers import ModelInfo, Tools, engine_error_message, schema
 from vllm_mcp.tools.tasks import TaskRunner
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine import structured
@@ -51,12 +48,19 @@ from vllm_mcp.tools.admission import (
     WaitReporter,
 )
 from vllm_mcp.tools.arguments import parse_arguments, schema
-from vllm_mcp.tools.generation import GenerationArguments, GenerationResult, Timings, Usage
+from vllm_mcp.tools.calls import (
+    ChatArguments,
+    ChatResult,
+    CompleteArguments,
+    CompleteResult,
+    EndSessionArguments,
+    EndSessionResult,
+    NoArguments,
+)
+from vllm_mcp.tools.generation import GenerationArguments, Timings, Usage
 from vllm_mcp.tools.limits import session_key
-from vllm_mcp.tools.messages import ChatMessage
 from vllm_mcp.tools.models import ModelInfo
 from vllm_mcp.tools.tasks import task_time_limit
-from vllm_mcp.tools.tool_calls import ToolCall
 
 __all__ = [
     "Admission",
@@ -75,87 +79,6 @@ __all__ = [
 ]
 
 R = TypeVar("R")
-
-
-# --- argument and result models -------------------------------------------------------
-
-
-class ChatArguments(tool_calls.ToolArguments, reasoning.ReasoningArguments, GenerationArguments):
-    """Arguments of ``chat_completion``: the shared generation arguments plus the conversation,
-    the reasoning arguments (reasoning.py) and tools (tool_calls.py)."""
-
-    messages: list[ChatMessage] = Field(
-        min_length=1, description="The new messages of this turn (system, user, assistant, tool)."
-    )
-    session_id: str | None = Field(
-        None,
-        min_length=1,
-        max_length=256,
-        description="Keep the conversation under this id: earlier turns are prepended.",
-    )
-
-    @field_validator("session_id")
-    @classmethod
-    def _printable(cls, v: str | None) -> str | None:
-        return v if v is None else limits.check_session_id(v)
-
-    def constraint(self) -> structured.Constraint | None:
-        """tool_choice 'required' or one function constrains the reply to the calls' JSON."""
-        return self.forced_constraint() or super().constraint()
-
-
-class CompleteArguments(GenerationArguments):
-    """Arguments of ``complete``: a raw prompt, no chat template (base models, code, few-shot)."""
-
-    prompt: str = Field(min_length=1, description="The text to continue, given to the model as is.")
-
-
-class ChatResult(GenerationResult):
-    session_id: str | None
-    dropped_history_messages: int = Field(
-        0, description="Oldest session messages left out so the prompt fits the context."
-    )
-    reasoning: str | None = Field(
-        None,
-        description="The model's thinking, apart from the answer in 'text' (with a reasoning parser, "
-        "VLLM_MCP_REASONING_PARSER).",
-    )
-    tool_calls: list[ToolCall] | None = Field(
-        None, description="The model's tool calls (with 'tools'); finish_reason is then 'tool_calls'."
-    )
-    _shown: str | None = PrivateAttr(None)
-
-    def shown_text(self) -> str:
-        """The text content: the answer, the thinking before it with include_reasoning, the calls."""
-        text = self._shown if self._shown is not None else self.text
-        if self.tool_calls:
-            calls = [c.model_dump(mode="json") for c in self.tool_calls]
-            text = f"{text}\n\ntool_calls: {json.dumps(calls)}".lstrip()
-        return text
-
-
-class CompleteResult(GenerationResult):
-    pass
-
-
-class EndSessionArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    session_id: str = Field(min_length=1, max_length=256)
-
-    @field_validator("session_id")
-    @classmethod
-    def _printable(cls, v: str) -> str:
-        return limits.check_session_id(v)
-
-
-class EndSessionResult(BaseModel):
-    session_id: str
-    ended: bool = Field(description="False when no such session existed.")
-
-
-class NoArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- the service ----------------------------------------------------------------------------
