@@ -127,9 +127,10 @@ def test_what_is_not_an_image_is_named_over_the_wire(client: McpClient) -> None:
 
 
 def test_image_tokens_that_overflow_the_context_are_refused_by_vllm_by_name(client: McpClient) -> None:
-    # 1020 tokens with the image as its one placeholder (the server's count fits 1024); vLLM's
-    # processor makes the image 7 tokens, and the prompt 1026.
-    content = [{"type": "text", "text": "x " * 500}, image_url(RED)]
+    # 1020 tokens with the image as its one placeholder (the server's count fits 1024: "x " is one
+    # token of the tiny models' frozen tokenizer, tests/support/models.py); vLLM's processor makes
+    # the image 7 tokens, and the prompt 1026.
+    content = [{"type": "text", "text": "x " * 1000}, image_url(RED)]
     result = client.call("chat_completion", {"messages": [{"role": "user", "content": content}]})
     assert result.is_error
     assert result.content[0].text.startswith(

@@ -12,8 +12,6 @@ import json
 import os
 from pathlib import Path
 
-from tests.support import ROOT
-
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
@@ -35,8 +33,12 @@ JSON, ``enable_thinking: false`` closes an empty thinking block, ``reasoning_eff
 
 THINKING_TOKENS = ("<think>", "</think>", "<tool_call>", "</tool_call>")
 
-# Any local text will do for the tokenizer; the seed design document is at hand.
-_CORPUS_FILES = [ROOT / "README.md", ROOT / "vllm_mcp" / "config" / "settings.py"]
+# Any text will do for the tokenizer, as long as it never changes: the tiny models' greedy
+# replies and token counts follow from it, and tests are written against them. It once read
+# README.md and config/settings.py as they stood, so each edit of those files made other models
+# in CI than on a machine that had made its models before (CI saw a tool call cut by max_tokens
+# and an image prompt that no longer overflowed). Those two texts, frozen as of 2026-12-07:
+_CORPUS = Path(__file__).with_name("tokenizer_corpus.json")
 
 
 def make_tiny_model(
@@ -56,10 +58,7 @@ def make_tiny_model(
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
-    text = []
-    for f in _CORPUS_FILES:
-        if f.exists():
-            text.append(f.read_text(encoding="utf-8"))
+    text = list(json.loads(_CORPUS.read_text(encoding="utf-8")))
     text.append(" ".join(f"word{i} number {i} the quick brown fox" for i in range(2000)))
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -17,14 +17,18 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID = "vllm-mcp-warm-up"
+REQUESTS = 2
+TOKENS = 3
+"""What the warm-up adds to vLLM's own counters (``vllm_request_success_total``,
+``vllm_generation_tokens_total``): exactly, whatever the model, so they can be reconciled."""
 
 
 async def warm_up(llm: Any, tokenizer: Any) -> float:
-    """Generate two tokens with logprobs, sampling and a choice constraint; the seconds it took.
+    """Two requests: 2 tokens sampled with logprobs, then 1 under a choice constraint.
 
-    Skipped (0.0) for a model that does not generate (a pooling model serves embeddings).
-    A failure propagates: a model that cannot generate two tokens is a model that failed to load.
+    The seconds it took; 0.0 for a model that does not generate (a pooling model serves
+    embeddings). ``min_tokens`` and a choice's first token (no choice is empty) make the counts
+    exact. A failure propagates: a model that cannot generate is a model that failed to load.
     """
     from vllm import SamplingParams, TokensPrompt
     from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
@@ -32,19 +36,18 @@ async def warm_up(llm: Any, tokenizer: Any) -> float:
     if getattr(llm.model_config, "runner_type", "generate") != "generate":
         return 0.0
     started = time.monotonic()
-    ids = list(tokenizer.encode("warm up", add_special_tokens=False))[:8] or [0]
-    params = SamplingParams(
-        max_tokens=2,
-        temperature=1.0,
-        top_p=0.9,
-        top_k=8,
-        seed=0,
-        logprobs=1,
-        structured_outputs=StructuredOutputsParams(choice=["yes", "no"]),
-        output_kind=RequestOutputKind.DELTA,
+    prompt = TokensPrompt(
+        prompt_token_ids=list(tokenizer.encode("warm up", add_special_tokens=False))[:8] or [0]
     )
-    async for _ in llm.generate(TokensPrompt(prompt_token_ids=ids), params, REQUEST_ID):
-        pass
+    delta = RequestOutputKind.DELTA
+    sampled = SamplingParams(
+        max_tokens=2, min_tokens=2, temperature=1.0, top_p=0.9, top_k=8, seed=0, logprobs=1, output_kind=delta
+    )
+    choice = StructuredOutputsParams(choice=["yes", "no"])
+    constrained = SamplingParams(max_tokens=1, temperature=0.0, structured_outputs=choice, output_kind=delta)
+    for n, params in enumerate((sampled, constrained)):
+        async for _ in llm.generate(prompt, params, f"vllm-mcp-warm-up-{n}"):
+            pass
     seconds = time.monotonic() - started
     log.info("warmed up the sampling path", extra={"seconds": round(seconds, 2)})
     return seconds
