@@ -47,3 +47,15 @@ def test_waiting_notifications_are_not_reply_text() -> None:
 
     data = asyncio.run(client._ask(call_tool, {"messages": []}, shown.append, timeout=10))
     assert shown == ["Par", "is", "."] and data["text"] == "Paris."
+
+
+def test_images_follow_the_questions_text_in_its_message() -> None:
+    part = {"type": "image_url", "image_url": {"url": "https://img.example/c.png"}}
+    with_image = client._arguments("What is it?", "Be brief.", 8, None, None, [part])
+    assert with_image["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}, part]},
+    ]
+    assert with_image["max_tokens"] == 8 and "temperature" not in with_image
+    plain = client._arguments("What is it?", None, None, None, None)
+    assert plain["messages"] == [{"role": "user", "content": "What is it?"}]  # a string, as before

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -43,10 +43,19 @@ async def wait_until_loaded(
 
 
 def _arguments(
-    question: str, system: str | None, max_tokens: int | None, temperature: float | None, seed: int | None
+    question: str,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+    images: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": question})
+    """``images``: OpenAI ``image_url`` parts, sent after the question's text in its message."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    content: str | list[dict[str, Any]] = question
+    if images:
+        content = [{"type": "text", "text": question}, *images]
+    messages.append({"role": "user", "content": content})
     arguments: dict[str, Any] = {"messages": messages}
     for key, value in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed)):
         if value is not None:
@@ -93,6 +102,7 @@ async def chat_once(
     max_tokens: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
+    images: Sequence[dict[str, Any]] = (),
     timeout: float = 900.0,
     on_status: StatusCallback | None = None,
     on_task: TaskCallback | None = None,
@@ -105,7 +115,7 @@ async def chat_once(
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=server_command[0], args=server_command[1:], env=env)
-    arguments = _arguments(question, system, max_tokens, temperature, seed)
+    arguments = _arguments(question, system, max_tokens, temperature, seed, images)
     if on_task is not None:
         from mcp.client.client import Client
 
@@ -148,6 +158,7 @@ async def chat_url(
     max_tokens: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
+    images: Sequence[dict[str, Any]] = (),
     timeout: float = 900.0,
     on_status: StatusCallback | None = None,
     on_task: TaskCallback | None = None,
@@ -159,7 +170,7 @@ async def chat_url(
     from mcp.client.streamable_http import streamable_http_client
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    arguments = _arguments(question, system, max_tokens, temperature, seed)
+    arguments = _arguments(question, system, max_tokens, temperature, seed, images)
     refused: list[int] = []  # the SDK turns an HTTP error into "Server returned an error response"
 
     async def note(response: httpx2.Response) -> None:
