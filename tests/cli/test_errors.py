@@ -198,8 +198,9 @@ def test_chat_image_that_is_no_image_file_exits_2_naming_it(use_chat: Any, tmp_p
     chat = use_chat(FakeChat())
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture")
-    lines = assert_error(invoke("chat", "hi", "--image", str(notes)), 2, f"{notes}: not a .png")
-    assert "--image" in lines[-1]
+    assert_error(
+        invoke("chat", "hi", "--image", str(notes)), 2, f"Invalid value for --image: {notes}: not a .png"
+    )
     missing = tmp_path / "gone.jpg"
     assert_error(invoke("chat", "hi", "--image", str(missing)), 2, f"{missing}: cannot read it")
     assert chat.calls == []  # refused before any server starts
