@@ -116,22 +116,27 @@ async def chat_once(
 
     params = StdioServerParameters(command=server_command[0], args=server_command[1:], env=env)
     arguments = _arguments(question, system, max_tokens, temperature, seed, images)
-    if on_task is not None:
-        from mcp.client.client import Client
+    try:
+        if on_task is not None:
+            from mcp.client.client import Client
 
-        async with Client(params, extensions=[TasksClient(on_task)]) as client:
+            async with Client(params, extensions=[TasksClient(on_task)]) as client:
+                if on_status is not None:
+                    await wait_until_loaded(lambda: _model_info_status(client.call_tool), on_status, timeout)
+                return await _ask(client.call_tool, arguments, on_text, timeout)
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+
+            async def status() -> dict[str, Any] | None:
+                return await _model_info_status(session.call_tool)
+
             if on_status is not None:
-                await wait_until_loaded(lambda: _model_info_status(client.call_tool), on_status, timeout)
-            return await _ask(client.call_tool, arguments, on_text, timeout)
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
-
-        async def status() -> dict[str, Any] | None:
-            return await _model_info_status(session.call_tool)
-
-        if on_status is not None:
-            await wait_until_loaded(status, on_status, timeout)
-        return await _ask(session.call_tool, arguments, on_text, timeout)
+                await wait_until_loaded(status, on_status, timeout)
+            return await _ask(session.call_tool, arguments, on_text, timeout)
+    except Exception as e:
+        if (failed := _chat_failure(e)) is not None:
+            raise failed from None  # the SDK's task group wraps it
+        raise
 
 
 async def _model_info_status(call_tool: Callable[..., Awaitable[Any]]) -> dict[str, Any] | None:
@@ -197,10 +202,25 @@ async def chat_url(
             async with Client(streamable_http_client(url, http_client=http), extensions=extensions) as client:
                 return await _ask(client.call_tool, arguments, on_text, timeout)
     except Exception as e:
+        if (failed := _chat_failure(e)) is not None:
+            raise failed from None
         problem = _http_problem(e, refused)
         if problem:
             raise ChatFailed(f"{url}: {problem}") from None
         raise
+
+
+def _chat_failure(error: BaseException) -> ChatFailed | None:
+    """The tool's error inside ``error``: the SDK's task groups wrap what the call raised."""
+    errors = [error]
+    while errors:
+        e = errors.pop()
+        if isinstance(e, ChatFailed):
+            return e
+        group = getattr(e, "exceptions", None)  # an exception group (3.10: the backport)
+        if isinstance(group, (list, tuple)):
+            errors.extend(group)
+    return None
 
 
 def _http_problem(error: BaseException, refused: list[int]) -> str | None:
