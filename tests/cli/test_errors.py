@@ -8,6 +8,7 @@ variables are removed first, so the results do not depend on who runs the tests.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -177,6 +178,32 @@ def test_chat_task_shows_the_tasks_states_as_plain_lines_when_not_on_a_terminal(
     assert callable(chat.calls[0]["on_task"])
     chat_without = use_chat(FakeChat(["Paris"]))
     assert invoke("chat", "hi").exit_code == 0 and "on_task" not in chat_without.calls[0]
+
+
+def test_chat_sends_image_files_inline_and_urls_as_they_are(use_chat: Any, tmp_path: Path) -> None:
+    picture = tmp_path / "cat.PNG"
+    picture.write_bytes(b"\x89PNG not checked here: the server reads it")
+    chat = use_chat(FakeChat(["A cat"]))
+    result = invoke("chat", "what is it?", "--image", str(picture), "--image", "https://img.example/c.jpg")
+    assert result.exit_code == 0, result.stderr
+    inline = "data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode()
+    assert chat.calls[0]["images"] == [
+        {"type": "image_url", "image_url": {"url": inline}},
+        {"type": "image_url", "image_url": {"url": "https://img.example/c.jpg"}},
+    ]
+    assert invoke("chat", "hi").exit_code == 0 and chat.calls[1]["images"] == []
+
+
+def test_chat_image_that_is_no_image_file_exits_2_naming_it(use_chat: Any, tmp_path: Path) -> None:
+    chat = use_chat(FakeChat())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    assert_error(
+        invoke("chat", "hi", "--image", str(notes)), 2, f"Invalid value for --image: {notes}: not a .png"
+    )
+    missing = tmp_path / "gone.jpg"
+    assert_error(invoke("chat", "hi", "--image", str(missing)), 2, f"{missing}: cannot read it")
+    assert chat.calls == []  # refused before any server starts
 
 
 def test_chat_bad_settings_exit_2_before_starting_a_server(use_chat: Any) -> None:

@@ -29,6 +29,7 @@ from tests.support.httpserver import (
     sse_messages,
     write_tokens,
 )
+from tests.support.imagehost import png
 
 pytestmark = pytest.mark.engine
 
@@ -403,6 +404,19 @@ def test_chat_url_asks_the_running_server_with_streaming(served: Any, tmp_path: 
     assert done.stdout.strip()  # the streamed answer
     assert ": 7 tokens, first token after" in done.stderr
     assert served.tokens["bob"] not in done.stdout + done.stderr
+
+
+def test_chat_url_sends_an_image_file_as_an_image_part(served: Any, tmp_path: Path) -> None:
+    """The tiny model is text-only, so the server refuses the image by its place: which shows
+    that ``--image`` reached it as an image part (tests/e2e/test_images.py has a model that reads one)."""
+    token_file = tmp_path / "bob.token"
+    token_file.write_text(served.tokens["bob"] + "\n")
+    picture = tmp_path / "red.png"
+    picture.write_bytes(png())
+    done = chat_url(served, "--token-file", str(token_file), "--image", str(picture), "What is it?")
+    assert done.returncode == 1, done.stderr
+    assert "messages[0].content[1] is an image" in done.stderr and "text-only model" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 def test_chat_url_without_a_token_says_why_it_failed(served: Any) -> None:

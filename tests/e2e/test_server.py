@@ -276,18 +276,25 @@ def test_cancellation_aborts_the_generation(client: McpClient) -> None:
 
 
 def test_eight_concurrent_calls_are_batched(client: McpClient) -> None:
+    """Eight calls at once are generated together, not one after another. Read from the calls'
+    own timings, which a loaded machine slows alike: a wall-time ratio against one call (this
+    test's bound until CI, beside other engines, took 3.6 s for eight against 0.77 s for one)
+    measured the neighbours."""
     args = {"messages": user("count"), "max_tokens": 128, "min_tokens": 128, "seed": 1}
-    start = time.monotonic()
-    client.call("chat_completion", args)
-    one = time.monotonic() - start
     start = time.monotonic()
     futures = [client.call_async("chat_completion", {**args, "seed": i}) for i in range(8)]
     done, _ = wait(futures, timeout=300)
-    eight = time.monotonic() - start
+    wall = time.monotonic() - start
     results = [f.result() for f in done]
+    assert len(results) == 8
     assert all(not r.is_error and r.structured_content["usage"]["completion_tokens"] == 128 for r in results)
-    # One at a time would take 8x; batched they overlap. Loose bound: 2 cores, noisy CI.
-    assert eight < 4 * one, f"8 concurrent calls took {eight:.2f}s, one took {one:.2f}s"
+    timings = [r.structured_content["timings"] for r in results]
+    generating = [t["total_s"] - t["queued_s"] for t in timings]
+    # In flight at once, on average: 8 if the server ran them together, 1 if one after another.
+    assert sum(generating) / wall >= 4, (wall, timings)
+    # And the engine batched them: every call had its first token early in its generation,
+    # where one after another the last would wait for the other seven to finish.
+    assert max(t["time_to_first_token_s"] for t in timings) < 0.5 * min(generating), timings
 
 
 def test_over_the_bounds_calls_get_server_busy(client: McpClient) -> None:

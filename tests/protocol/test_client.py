@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 from typing import Any
 
 import mcp_types as types
@@ -47,3 +48,25 @@ def test_waiting_notifications_are_not_reply_text() -> None:
 
     data = asyncio.run(client._ask(call_tool, {"messages": []}, shown.append, timeout=10))
     assert shown == ["Par", "is", "."] and data["text"] == "Paris."
+
+
+def test_images_follow_the_questions_text_in_its_message() -> None:
+    part = {"type": "image_url", "image_url": {"url": "https://img.example/c.png"}}
+    with_image = client._arguments("What is it?", "Be brief.", 8, None, None, [part])
+    assert with_image["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "What is it?"}, part]},
+    ]
+    assert with_image["max_tokens"] == 8 and "temperature" not in with_image
+    plain = client._arguments("What is it?", None, None, None, None)
+    assert plain["messages"] == [{"role": "user", "content": "What is it?"}]  # a string, as before
+
+
+def test_the_tools_error_is_found_inside_the_sdks_task_groups() -> None:
+    # Python 3.11's built-in; 3.10 has anyio's backport.
+    group = getattr(builtins, "ExceptionGroup", None) or pytest.importorskip("exceptiongroup").ExceptionGroup
+    failed = client.ChatFailed("invalid arguments: messages[0].content[1] is an image, ...")
+    wrapped = group("unhandled errors in a TaskGroup", [group("inner", [failed])])
+    assert client._chat_failure(wrapped) is failed
+    assert client._chat_failure(failed) is failed
+    assert client._chat_failure(group("other", [OSError("pipe closed")])) is None

@@ -8,6 +8,7 @@ tested in milliseconds. Each double is named ``Fake*`` and says so.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -272,6 +273,10 @@ class FakeChat:
         on_text: Callable[[str], None],
         **options: Any,
     ) -> dict[str, Any]:
+        from vllm_mcp.protocol import client
+
+        # Called as the real one is: an option it does not take fails here, not only in use.
+        inspect.signature(client.chat_once).bind(question, server_command, env, on_text, **options)
         self.calls.append({"question": question, "command": server_command, "env": env, **options})
         if self.server_log is not None:
             with open(env["VLLM_MCP_LOG_FILE"], "w") as f:

@@ -4,6 +4,7 @@ server (``--url``), the answer streamed."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import sys
 import tempfile
@@ -38,6 +39,15 @@ from vllm_mcp.errors import CliError
     help="Let the server run the question as an MCP task (2026-07-28): its status is shown while "
     "it is polled; Ctrl-C cancels it.",
 )
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="FILE|URL",
+    callback=lambda _ctx, _param, values: [image_part(v) for v in values],
+    help="An image for the question: a PNG, JPEG, WebP or GIF file, or an http(s) URL the server "
+    "fetches (VLLM_MCP_ALLOWED_MEDIA_DOMAINS). Repeat for several; the model must take images.",
+)
 def chat(
     question: str,
     system: str | None,
@@ -48,6 +58,7 @@ def chat(
     url: str | None,
     token_file: Path | None,
     task: bool,
+    images: list[dict[str, Any]],
 ) -> None:
     """Ask one QUESTION: starts `vllm-mcp serve` over stdio (or asks --url) and streams the answer."""
     from vllm_mcp.protocol import client
@@ -57,6 +68,7 @@ def chat(
         "max_tokens": max_tokens,
         "temperature": temperature,
         "seed": seed,
+        "images": images,
     }
     if task:
         sampling["on_task"] = _task_line()
@@ -106,6 +118,38 @@ def chat(
     status.done()
     log_file.unlink(missing_ok=True)
     _footer(result)
+
+
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+}
+
+
+def image_part(image: str) -> dict[str, Any]:
+    """``--image``'s value as an OpenAI image part: a URL as it is (the server fetches it, from
+    allowed domains only), a file inline as a data URL. The server checks what the file holds."""
+    if urlsplit(image).scheme in ("http", "https"):
+        return {"type": "image_url", "image_url": {"url": image}}
+    path = Path(image)
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None:
+        raise click.BadParameter(
+            f"{image}: not a .png, .jpg, .jpeg, .webp or .gif file, nor an http(s) URL", param_hint="--image"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise click.BadParameter(
+            f"{image}: cannot read it ({e.strerror or e})", param_hint="--image"
+        ) from None
+    return {
+        "type": "image_url",
+        "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"},
+    }
 
 
 def _task_line() -> Callable[[dict[str, Any]], None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -43,10 +43,19 @@ async def wait_until_loaded(
 
 
 def _arguments(
-    question: str, system: str | None, max_tokens: int | None, temperature: float | None, seed: int | None
+    question: str,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+    images: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": question})
+    """``images``: OpenAI ``image_url`` parts, sent after the question's text in its message."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    content: str | list[dict[str, Any]] = question
+    if images:
+        content = [{"type": "text", "text": question}, *images]
+    messages.append({"role": "user", "content": content})
     arguments: dict[str, Any] = {"messages": messages}
     for key, value in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed)):
         if value is not None:
@@ -93,6 +102,7 @@ async def chat_once(
     max_tokens: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
+    images: Sequence[dict[str, Any]] = (),
     timeout: float = 900.0,
     on_status: StatusCallback | None = None,
     on_task: TaskCallback | None = None,
@@ -105,23 +115,28 @@ async def chat_once(
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=server_command[0], args=server_command[1:], env=env)
-    arguments = _arguments(question, system, max_tokens, temperature, seed)
-    if on_task is not None:
-        from mcp.client.client import Client
+    arguments = _arguments(question, system, max_tokens, temperature, seed, images)
+    try:
+        if on_task is not None:
+            from mcp.client.client import Client
 
-        async with Client(params, extensions=[TasksClient(on_task)]) as client:
+            async with Client(params, extensions=[TasksClient(on_task)]) as client:
+                if on_status is not None:
+                    await wait_until_loaded(lambda: _model_info_status(client.call_tool), on_status, timeout)
+                return await _ask(client.call_tool, arguments, on_text, timeout)
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+
+            async def status() -> dict[str, Any] | None:
+                return await _model_info_status(session.call_tool)
+
             if on_status is not None:
-                await wait_until_loaded(lambda: _model_info_status(client.call_tool), on_status, timeout)
-            return await _ask(client.call_tool, arguments, on_text, timeout)
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
-
-        async def status() -> dict[str, Any] | None:
-            return await _model_info_status(session.call_tool)
-
-        if on_status is not None:
-            await wait_until_loaded(status, on_status, timeout)
-        return await _ask(session.call_tool, arguments, on_text, timeout)
+                await wait_until_loaded(status, on_status, timeout)
+            return await _ask(session.call_tool, arguments, on_text, timeout)
+    except Exception as e:
+        if (failed := _chat_failure(e)) is not None:
+            raise failed from None  # the SDK's task group wraps it
+        raise
 
 
 async def _model_info_status(call_tool: Callable[..., Awaitable[Any]]) -> dict[str, Any] | None:
@@ -148,6 +163,7 @@ async def chat_url(
     max_tokens: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
+    images: Sequence[dict[str, Any]] = (),
     timeout: float = 900.0,
     on_status: StatusCallback | None = None,
     on_task: TaskCallback | None = None,
@@ -159,7 +175,7 @@ async def chat_url(
     from mcp.client.streamable_http import streamable_http_client
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    arguments = _arguments(question, system, max_tokens, temperature, seed)
+    arguments = _arguments(question, system, max_tokens, temperature, seed, images)
     refused: list[int] = []  # the SDK turns an HTTP error into "Server returned an error response"
 
     async def note(response: httpx2.Response) -> None:
@@ -186,10 +202,25 @@ async def chat_url(
             async with Client(streamable_http_client(url, http_client=http), extensions=extensions) as client:
                 return await _ask(client.call_tool, arguments, on_text, timeout)
     except Exception as e:
+        if (failed := _chat_failure(e)) is not None:
+            raise failed from None
         problem = _http_problem(e, refused)
         if problem:
             raise ChatFailed(f"{url}: {problem}") from None
         raise
+
+
+def _chat_failure(error: BaseException) -> ChatFailed | None:
+    """The tool's error inside ``error``: the SDK's task groups wrap what the call raised."""
+    errors = [error]
+    while errors:
+        e = errors.pop()
+        if isinstance(e, ChatFailed):
+            return e
+        group = getattr(e, "exceptions", None)  # an exception group (3.10: the backport)
+        if isinstance(group, (list, tuple)):
+            errors.extend(group)
+    return None
 
 
 def _http_problem(error: BaseException, refused: list[int]) -> str | None:

@@ -82,6 +82,54 @@ def read_password(path: Path | None) -> str | None:
         raise SessionStoreError(str(e)) from None
 
 
+async def open_pool(
+    url: str,
+    password_file: Path | None,
+    *,
+    what: str,
+    name: str,
+    set_up: Callable[[Conn], Awaitable[None]],
+    max_size: int,
+) -> AsyncConnectionPool[Conn]:
+    """A checked pool to ``url`` once ``set_up`` (the schema) has run on a first connection.
+
+    That first connection is a direct attempt because its error says why (refused, auth, no such
+    database), where a pool that cannot fill would only time out. ``what`` names the store in
+    the ``SessionStoreError``; ``name`` is the pool's and the connections' application_name.
+    """
+    kwargs: dict[str, Any] = {
+        "autocommit": True,  # transactions are explicit: conn.transaction()
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": name,
+    }
+    password = read_password(password_file)
+    if password is not None:
+        kwargs["password"] = password
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, **kwargs)
+    except psycopg.Error as e:
+        raise SessionStoreError(f"cannot reach the {what} {url}: {_why(e)}") from None
+    try:
+        await set_up(conn)
+    except psycopg.Error as e:
+        raise SessionStoreError(f"cannot set up the {what} {url}: {_why(e)}") from None
+    finally:
+        await conn.close()
+    pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        url,
+        kwargs=kwargs,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        timeout=POOL_TIMEOUT_S,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
+        name=name,
+    )
+    await pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+    return pool
+
+
 class PostgresSessionStore(SessionStore):
     kind = "postgres"
 
@@ -95,43 +143,15 @@ class PostgresSessionStore(SessionStore):
     def name(self) -> str:
         return self.url
 
-    def _connect_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,  # transactions are explicit: conn.transaction()
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "application_name": "vllm-mcp",
-        }
-        password = read_password(self._password_file)
-        if password is not None:
-            kwargs["password"] = password
-        return kwargs
-
     async def open(self) -> None:
-        kwargs = self._connect_kwargs()
-        # One direct attempt first: its error says why (refused, auth, no such database),
-        # where a pool that cannot fill would only time out.
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
-        except psycopg.Error as e:
-            raise SessionStoreError(f"cannot reach the session store {self.url}: {_why(e)}") from None
-        try:
-            await self._create_schema(conn)
-        except psycopg.Error as e:
-            raise SessionStoreError(f"cannot set up the session store {self.url}: {_why(e)}") from None
-        finally:
-            await conn.close()
-        self._pool = AsyncConnectionPool(
+        self._pool = await open_pool(
             self.url,
-            kwargs=kwargs,
-            min_size=1,
-            max_size=POOL_MAX,
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            timeout=POOL_TIMEOUT_S,
-            reconnect_timeout=RECONNECT_TIMEOUT_S,
+            self._password_file,
+            what="session store",
             name="vllm-mcp-sessions",
+            set_up=self._create_schema,
+            max_size=POOL_MAX,
         )
-        await self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
         log.info("session store opened", extra={"store": self.url, "sessions": await self.count()})
 
     async def _create_schema(self, conn: Conn) -> None:

@@ -17,15 +17,8 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from vllm_mcp.errors import SessionStoreError, SessionStoreFailed
-from vllm_mcp.sessions.postgres import (
-    CONNECT_TIMEOUT_S,
-    POOL_TIMEOUT_S,
-    RECONNECT_TIMEOUT_S,
-    _why,
-    jsonb,
-    read_password,
-)
+from vllm_mcp.errors import SessionStoreFailed
+from vllm_mcp.sessions.postgres import _why, jsonb, open_pool
 from vllm_mcp.sessions.tasks import (
     COLUMNS,
     LIVE_SQL,
@@ -57,6 +50,15 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS vllm_mcp_tasks_caller ON vllm_mcp_tasks (caller, seq)",
     "CREATE INDEX IF NOT EXISTS vllm_mcp_tasks_expires ON vllm_mcp_tasks (expires)",
 )
+
+
+async def _create_schema(conn: Conn) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _SCHEMA_LOCK)
+        for sql in _SCHEMA:
+            await conn.execute(sql)
+
+
 _UNEXPIRED = "(expires IS NULL OR expires >= %s)"
 POOL_MAX = 4
 
@@ -78,39 +80,14 @@ class PostgresTaskStore(TaskStore):
         return self.url
 
     async def open(self) -> None:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "application_name": "vllm-mcp-tasks",
-        }
-        password = read_password(self._password_file)
-        if password is not None:
-            kwargs["password"] = password
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
-        except psycopg.Error as e:
-            raise SessionStoreError(f"cannot reach the task store {self.url}: {_why(e)}") from None
-        try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _SCHEMA_LOCK)
-                for sql in _SCHEMA:
-                    await conn.execute(sql)
-        except psycopg.Error as e:
-            raise SessionStoreError(f"cannot set up the task store {self.url}: {_why(e)}") from None
-        finally:
-            await conn.close()
-        self._pool = AsyncConnectionPool(
+        self._pool = await open_pool(
             self.url,
-            kwargs=kwargs,
-            min_size=1,
-            max_size=POOL_MAX,
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            timeout=POOL_TIMEOUT_S,
-            reconnect_timeout=RECONNECT_TIMEOUT_S,
+            self._password_file,
+            what="task store",
             name="vllm-mcp-tasks",
+            set_up=_create_schema,
+            max_size=POOL_MAX,
         )
-        await self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         if self._pool is None:

@@ -1,9 +1,10 @@
-"""The tools, free of any protocol: ``chat_completion``, ``complete``, ``model_info``, ``end_session``.
+"""The tools, free of any protocol: ``chat_completion``, ``complete``, ``embed``, ``model_info``,
+``end_session``.
 
-``protocol/server.py`` maps these onto MCP. Here live the argument and result models (their
-JSON schemas are what ``tools/list`` declares; the generation arguments both generating tools
-share are in ``generation.py``), each call's life (admission, time budget, shutdown), and
-session turns. Admission and pacing are in ``admission.py``, the errors in ``errors.py``.
+``protocol/server.py`` maps these onto MCP. Here live each call's life (admission, time budget,
+shutdown) and session turns. The argument and result models (whose JSON schemas ``tools/list``
+declares) are in ``calls.py``, admission and pacing in ``admission.py``, which model answers and
+what ``model_info`` says of it in ``models.py``; the errors are in ``vllm_mcp.errors``.
 """
 
 from __future__ import annotations
@@ -281,13 +282,6 @@ class Tools:
                 raise NotStarted(message) from None
             yield queued
 
-    def _no_first_token(self, started: float, deadline: float | None) -> NotStarted:
-        return NotStarted(
-            f"no token within this call's time budget of {(deadline or started) - started:g} s: "
-            "the model was still reading the prompt. Allow more time (timeout_s, "
-            "VLLM_MCP_MAX_CALL_SECONDS) or send a shorter prompt"
-        )
-
     async def _chat(
         self, engine: Engine, args: ChatArguments, progress: ProgressSender | None, key: str | None
     ) -> ChatResult:
@@ -316,7 +310,7 @@ class Tools:
                 return result
         except OutOfTime:
             # Not one token yet: nothing is stored, so the caller can send the same turn again.
-            raise self._no_first_token(started, deadline) from None
+            raise NotStarted(served.no_first_token(started, deadline)) from None
 
     async def _turn(
         self,
@@ -378,7 +372,7 @@ class Tools:
                 )
                 return CompleteResult(**fields)
         except OutOfTime:
-            raise self._no_first_token(started, deadline) from None
+            raise NotStarted(served.no_first_token(started, deadline)) from None
 
     async def _generate(
         self,
@@ -458,38 +452,14 @@ class Tools:
 
     async def model_info(self, arguments: dict[str, Any] | None = None) -> ModelInfo:
         parse_arguments(NoArguments, arguments)
-        s, e = self.settings, self.engine
-        overall = self.models.state()
-        state = "stopping" if self.stopping and overall == "ready" else overall
-        return ModelInfo(
-            model_name=e.model_name,
-            dtype=e.dtype,
-            max_model_len=e.max_model_len,
-            tensor_parallel_size=e.settings.tensor_parallel_size,
-            gpu_memory_utilization=e.settings.gpu_memory_utilization,
-            server_state=state,
-            failure=self.models.failure(),
+        return served.describe(
+            self.settings,
+            self.models,
+            self.admissions,
+            stopping=self.stopping,
+            uptime_s=time.monotonic() - self.started,
             active_sessions=await self._count_sessions(),
-            max_sessions=s.max_sessions,
-            max_session_messages=s.max_session_messages,
-            default_temperature=s.default_temperature,
-            default_max_tokens=s.default_max_tokens,
-            default_top_p=s.default_top_p,
-            default_top_k=s.default_top_k,
-            vllm_version=e.version,
-            device=e.device,
-            in_flight_requests=sum(a.in_flight for a in self.admissions.values()),
-            queued_requests=sum(a.waiting for a in self.admissions.values()),
-            engine_unfinished_requests=self.models.unfinished_requests(),
-            max_concurrency=s.max_concurrency,
-            max_call_seconds=s.max_call_seconds,
-            uptime_s=round(time.monotonic() - self.started, 3),
-            **_load_fields(e.load.status()),
-            adapters=list(e.settings.lora_modules),
             tasks=await self._count_tasks(),
-            input_modalities=["text"] if e.image_input is None else ["text", "image"],
-            multimodal=e.multimodal,
-            models=[served.entry(m, self.admissions[m.name], self.stopping) for m in self.models],
         )
 
     async def _count_tasks(self) -> dict[str, int]:
@@ -532,10 +502,6 @@ def engine_error_message(error: BaseException) -> str:
     if isinstance(error, EngineUnavailable):
         return str(error)
     return f"internal error: {type(error).__name__}: {error}"
-
-
-def _load_fields(status: dict[str, Any]) -> dict[str, Any]:
-    return {"load_phase": status["phase"], "load_phase_s": status["phase_s"], "load_s": status["load_s"]}
 
 
 def _deadline(started: float, budget: float | None) -> float | None:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from vllm_mcp.config.settings import Settings
 from vllm_mcp.engine.core import Engine
 from vllm_mcp.engine.model_set import ModelSet
 from vllm_mcp.errors import InvalidArguments
@@ -81,6 +82,15 @@ def not_started(
         f"waited {waited:.1f} s for a free generation slot ({admission.in_flight} calls "
         f"generating, VLLM_MCP_MAX_CONCURRENCY={admission.limit}); this call's time "
         f"budget of {budget} ran out before it could start. Retry later, or allow more time"
+    )
+
+
+def no_first_token(started: float, deadline: float | None) -> str:
+    """Why a call that was admitted ended with no token: the prompt outlasted its budget."""
+    return (
+        f"no token within this call's time budget of {(deadline or started) - started:g} s: "
+        "the model was still reading the prompt. Allow more time (timeout_s, "
+        "VLLM_MCP_MAX_CALL_SECONDS) or send a shorter prompt"
     )
 
 
@@ -170,4 +180,52 @@ class ModelInfo(BaseModel):
     models: list[ModelEntry] = Field(
         description="Every served model (VLLM_MCP_MODELS), in order; the fields above describe the "
         "first generative one, and server_state all of them (loading while any loads)."
+    )
+
+
+def describe(
+    settings: Settings,
+    models: ModelSet,
+    admissions: dict[str, Admission],
+    *,
+    stopping: bool,
+    uptime_s: float,
+    active_sessions: int,
+    tasks: dict[str, int],
+) -> ModelInfo:
+    """``model_info``'s answer: the default model's fields, the server's, and every model's entry."""
+    s, e = settings, models.default
+    overall = models.state()
+    status = e.load.status()
+    return ModelInfo(
+        model_name=e.model_name,
+        dtype=e.dtype,
+        max_model_len=e.max_model_len,
+        tensor_parallel_size=e.settings.tensor_parallel_size,
+        gpu_memory_utilization=e.settings.gpu_memory_utilization,
+        server_state="stopping" if stopping and overall == "ready" else overall,
+        failure=models.failure(),
+        active_sessions=active_sessions,
+        max_sessions=s.max_sessions,
+        max_session_messages=s.max_session_messages,
+        default_temperature=s.default_temperature,
+        default_max_tokens=s.default_max_tokens,
+        default_top_p=s.default_top_p,
+        default_top_k=s.default_top_k,
+        vllm_version=e.version,
+        device=e.device,
+        in_flight_requests=sum(a.in_flight for a in admissions.values()),
+        queued_requests=sum(a.waiting for a in admissions.values()),
+        engine_unfinished_requests=models.unfinished_requests(),
+        max_concurrency=s.max_concurrency,
+        max_call_seconds=s.max_call_seconds,
+        uptime_s=round(uptime_s, 3),
+        load_phase=str(status["phase"]),
+        load_phase_s=float(status["phase_s"]),  # type: ignore[arg-type]
+        load_s=float(status["load_s"]),  # type: ignore[arg-type]
+        adapters=list(e.settings.lora_modules),
+        tasks=tasks,
+        input_modalities=["text"] if e.image_input is None else ["text", "image"],
+        multimodal=e.multimodal,
+        models=[entry(m, admissions[m.name], stopping) for m in models],
     )
