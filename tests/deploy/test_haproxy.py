@@ -152,7 +152,7 @@ def run(coro: Any) -> Any:
 def test_a_session_stays_on_one_replica_and_sessions_spread(replicas: Replicas) -> None:
     ids = [f"conversation-{i}" for i in range(16)]
     assert run(calls(replicas.balancer.url, [chat(i) for i in ids] * 2)) == ids * 2
-    routes = [r for r in replicas.balancer.routes(32) if r[0] == "replicas_by_session"]
+    routes = replicas.balancer.routes(32, backend="replicas_by_session")
     assert len(routes) == 32 and all(status == 200 for _, _, status in routes)
     first, second = [server for _, server, _ in routes[:16]], [server for _, server, _ in routes[16:]]
     assert first == second  # every conversation went back where it was
@@ -211,11 +211,11 @@ def test_a_call_refused_by_a_stopping_replica_is_retried_on_the_other(replicas: 
     """The second before HAProxy's check sees the 503: the replica refuses, HAProxy retries."""
     url = replicas.balancer.url
     run(calls(url, [chat("probe")]))
-    (_, home, _) = replicas.balancer.routes(1)[-1]
+    (_, home, _) = replicas.balancer.routes(1, backend="replicas_by_session")[-1]
     index = int(home.removeprefix("replica"))
     replicas.served[index].transport.stop_intake()  # refusing, while its /healthz still says ready
     assert run(calls(url, [chat("probe")])) == ["probe"]
-    (_, server, status) = replicas.balancer.routes(2)[-1]
+    (_, server, status) = replicas.balancer.routes(2, backend="replicas_by_session")[-1]
     assert (server, status) == (f"replica{1 - index}", 200)
 
 

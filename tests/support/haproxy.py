@@ -119,17 +119,23 @@ class Balancer:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def routes(self, at_least: int = 0, timeout: float = 10) -> list[tuple[str, str, int]]:
-        """(backend, server, status) per POST logged, once ``at_least`` are (a line follows its reply)."""
+    def routes(
+        self, at_least: int = 0, timeout: float = 10, backend: str | None = None
+    ) -> list[tuple[str, str, int]]:
+        """(backend, server, status) per POST logged (to ``backend`` only, when given), once
+        ``at_least`` are: a line follows its reply, so the last ones may still be on their way.
+        Count the backend you wait for: the client's own POSTs (its handshake, to the other
+        backend) would otherwise stand in for lines not read yet."""
         deadline = time.monotonic() + timeout
-        while len(found := self._routes()) < at_least and time.monotonic() < deadline:
+        while len(found := self._routes(backend)) < at_least and time.monotonic() < deadline:
             time.sleep(0.02)
         return found
 
-    def _routes(self) -> list[tuple[str, str, int]]:
+    def _routes(self, backend: str | None) -> list[tuple[str, str, int]]:
         out = []
         for line in list(self.lines):
-            if '"POST /mcp' in line and (m := _LOG.search(line)):
+            m = _LOG.search(line) if '"POST /mcp' in line else None
+            if m and (backend is None or m["backend"] == backend):
                 out.append((m["backend"], m["server"], int(m["status"])))
         return out
 
