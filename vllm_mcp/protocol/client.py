@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -212,15 +212,25 @@ async def chat_url(
 
 def _chat_failure(error: BaseException) -> ChatFailed | None:
     """The tool's error inside ``error``: the SDK's task groups wrap what the call raised."""
-    errors = [error]
-    while errors:
-        e = errors.pop()
-        if isinstance(e, ChatFailed):
-            return e
-        group = getattr(e, "exceptions", None)  # an exception group (3.10: the backport)
+    return next((e for e in _wrapped(error, causes=False) if isinstance(e, ChatFailed)), None)
+
+
+def _wrapped(error: BaseException, causes: bool) -> Iterator[BaseException]:
+    """``error`` and what it wraps: an exception group's members (3.10: the backport) in its
+    place and, with ``causes``, each one's ``__cause__`` and ``__context__``."""
+    stack, seen = [error], set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        group = getattr(e, "exceptions", None)
         if isinstance(group, (list, tuple)):
-            errors.extend(group)
-    return None
+            stack.extend(group)
+            continue
+        yield e
+        if causes:
+            stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
 
 
 def _http_problem(error: BaseException, refused: list[int]) -> str | None:
@@ -230,19 +240,12 @@ def _http_problem(error: BaseException, refused: list[int]) -> str | None:
     for status in refused:
         if status in _STATUS_HINTS:
             return _STATUS_HINTS[status]
-    errors = [error]
-    while errors:
-        e = errors.pop()
-        group = getattr(e, "exceptions", None)  # an exception group (3.10: the backport)
-        if isinstance(group, (list, tuple)):
-            errors.extend(group)
-            continue
+    for e in _wrapped(error, causes=True):
         if isinstance(e, httpx2.HTTPStatusError):
             status = e.response.status_code
             return _STATUS_HINTS.get(status, f"HTTP {status}")
         if isinstance(e, httpx2.ConnectError):
             return "cannot connect: is `vllm-mcp serve --transport http` running there?"
-        errors.extend(x for x in (e.__cause__, e.__context__) if x is not None and x is not e)
     return None
 
 
